@@ -1,0 +1,47 @@
+"""Locustfile: open-loop capacity search against a model container's `/invocations` URL.
+
+Used by `tuner tune --url ...` (the plan comes in through $TUNER_PLAN), and on its own:
+
+    TUNER_SLA_LATENCY_MS=100 locust -f loadtests/http_invocations.py --headless \
+        --host http://127.0.0.1:8080
+"""
+
+from __future__ import annotations
+
+from locust import FastHttpUser, task
+
+from loadtests.openloop import OpenLoopLane, SearchShape, install, load_payload, load_plan
+
+PLAN = load_plan()
+PAYLOAD = load_payload(PLAN)
+install(PLAN)
+
+__all__ = ["InvocationsUser", "SearchShape"]
+
+
+def invocations_url(base: str | None) -> str:
+    """Accept a container base URL or its full /invocations URL."""
+    if not base:
+        return "/invocations"
+    base = base.rstrip("/")
+    return base if base.endswith("/invocations") else base + "/invocations"
+
+
+class InvocationsUser(OpenLoopLane, FastHttpUser):
+    """One lane of arrivals; concurrent requests within the lane share a connection pool."""
+
+    plan = PLAN
+    host = PLAN["target"].get("url")
+    concurrency = PLAN["max_in_flight"]
+    network_timeout = PLAN["request_timeout_s"]
+    connection_timeout = PLAN["request_timeout_s"]
+    headers = {"Content-Type": PLAN["content_type"], "Accept": "application/json"}
+
+    @task
+    def lanes(self) -> None:
+        self.run_lanes()
+
+    def invoke(self, tag: tuple[int, float, float]) -> None:
+        self.client.request("POST", invocations_url(self.host), data=PAYLOAD,
+                            headers=self.headers, name="/invocations",
+                            context={"tuner": tag})

@@ -1,0 +1,315 @@
+"""Measurement analysis: from raw per-request samples to step verdicts, capacity and target.
+
+Pure functions over plain data. The Locust controller uses them to steer the search while
+the test runs; the report recomputes everything from the raw samples written to disk.
+
+A request's latency is measured from its *intended* send time (open-loop load), so a
+stalled endpoint cannot hide behind a generator that slowed down with it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from tuner.errors import NoPassingStepError
+from tuner.stats import percentile_refuted, percentile_supported
+
+ACHIEVED_FRACTION_REQUIRED = 0.95
+# A step whose median latency rises by more than this share of the SLA latency (and by 25%)
+# between its first and second half is building a queue: it is not sustainable.
+UNSTABLE_RISE_OF_SLA = 0.2
+SAMPLE_COLUMNS = ("step", "intended_s", "completed_s", "latency_ms", "ok")
+
+
+@dataclass(frozen=True)
+class Sla:
+    """The latency/error objective a step must meet."""
+
+    percentile: float  # e.g. 90 for p90
+    latency_ms: float
+    max_error_rate: float
+    confidence: float = 0.95
+
+    @property
+    def quantile(self) -> float:
+        return self.percentile / 100.0
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One constant-arrival-rate step the search asked for."""
+
+    index: int
+    offered_rps: float
+    duration_s: float  # including warm-up
+    warmup_s: float
+    phase: str  # "ramp", "bisect", "linear" or "probe-down"
+
+    @property
+    def window_s(self) -> float:
+        return self.duration_s - self.warmup_s
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step measured and whether it met the SLA.
+
+    verdict is "pass" (the SLA is statistically supported), "fail" (a limit is clearly
+    broken: saturation, errors, instability, or a percentile significantly over the SLA) or
+    "inconclusive" (too few requests to support the SLA, with no evidence against it).
+    """
+
+    index: int
+    phase: str
+    offered_rps: float
+    achieved_rps: float
+    requests: int
+    errors: int
+    error_rate: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    sla_percentile_ms: float
+    slow_requests: int
+    duration_s: float
+    warmup_s: float
+    verdict: str
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    def to_dict(self) -> dict:
+        row = asdict(self)
+        row["reasons"] = list(self.reasons)
+        row["passed"] = self.passed
+        return row
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if values.size else math.nan
+
+
+def summarize_step(
+    spec: StepSpec,
+    intended_s: np.ndarray,
+    completed_s: np.ndarray,
+    latency_ms: np.ndarray,
+    ok: np.ndarray,
+    sla: Sla,
+) -> StepResult:
+    """Judge one step from its requests (times are seconds from the step's start)."""
+    intended_s = np.asarray(intended_s, dtype=float)
+    completed_s = np.asarray(completed_s, dtype=float)
+    latency_ms = np.asarray(latency_ms, dtype=float)
+    ok = np.asarray(ok, dtype=bool)
+
+    in_window = (intended_s >= spec.warmup_s) & (intended_s < spec.duration_s)
+    requests = int(in_window.sum())
+    errors = int((in_window & ~ok).sum())
+    error_rate = errors / requests if requests else 0.0
+    good = latency_ms[in_window & ok]
+    completed_in_window = int(
+        (ok & (completed_s >= spec.warmup_s) & (completed_s < spec.duration_s)).sum()
+    )
+    achieved_rps = completed_in_window / spec.window_s if spec.window_s > 0 else 0.0
+
+    slow = int((good > sla.latency_ms).sum()) + errors  # an error is no fast answer either
+    sla_pct = _pct(good, sla.percentile)
+    reasons: list[str] = []
+    hard_fail = False
+
+    if requests == 0:
+        reasons.append("no requests were sent in the measurement window")
+        hard_fail = True
+    # Saturation: the endpoint completed clearly fewer requests than were offered. Compare
+    # with the requests actually scheduled in the window (which removes Poisson noise) and
+    # allow a small boundary slack for requests straddling the window's edges.
+    if requests and completed_in_window < ACHIEVED_FRACTION_REQUIRED * requests - 3:
+        reasons.append(
+            f"saturated: achieved {achieved_rps:.1f} rps of {spec.offered_rps:.1f} offered"
+        )
+        hard_fail = True
+    if requests and error_rate > sla.max_error_rate:
+        reasons.append(f"error rate {error_rate:.2%} above {sla.max_error_rate:.2%}")
+        hard_fail = True
+    if good.size >= 20:
+        measured_intended = intended_s[in_window & ok]
+        middle = spec.warmup_s + spec.window_s / 2
+        first = latency_ms[in_window & ok][measured_intended < middle]
+        second = latency_ms[in_window & ok][measured_intended >= middle]
+        if first.size >= 10 and second.size >= 10:
+            m1, m2 = float(np.median(first)), float(np.median(second))
+            if m2 - m1 > UNSTABLE_RISE_OF_SLA * sla.latency_ms and m2 > 1.25 * m1:
+                reasons.append(f"unstable: median latency rose from {m1:.0f} to {m2:.0f} ms")
+                hard_fail = True
+    n = requests
+    if n and percentile_refuted(slow, n, sla.quantile, sla.confidence):
+        reasons.append(
+            f"p{sla.percentile:g} {sla_pct:.0f} ms over the {sla.latency_ms:g} ms SLA "
+            f"({slow} of {n} requests slower)"
+        )
+        hard_fail = True
+
+    if hard_fail:
+        verdict = "fail"
+    elif percentile_supported(slow, n, sla.quantile, sla.confidence):
+        verdict = "pass"
+    else:
+        verdict = "inconclusive"
+        reasons.append(
+            f"{n} requests with {slow} slower than {sla.latency_ms:g} ms do not show "
+            f"p{sla.percentile:g} within the SLA at {sla.confidence:.0%} confidence"
+        )
+
+    return StepResult(
+        index=spec.index,
+        phase=spec.phase,
+        offered_rps=spec.offered_rps,
+        achieved_rps=achieved_rps,
+        requests=requests,
+        errors=errors,
+        error_rate=error_rate,
+        p50_ms=_pct(good, 50),
+        p90_ms=_pct(good, 90),
+        p99_ms=_pct(good, 99),
+        sla_percentile_ms=sla_pct,
+        slow_requests=slow,
+        duration_s=spec.duration_s,
+        warmup_s=spec.warmup_s,
+        verdict=verdict,
+        reasons=tuple(reasons),
+    )
+
+
+def summarize_samples(specs: list[StepSpec], samples: pd.DataFrame, sla: Sla) -> list[StepResult]:
+    """Judge every step from a samples frame with columns `SAMPLE_COLUMNS`."""
+    results = []
+    groups = dict(tuple(samples.groupby("step"))) if len(samples) else {}
+    empty = pd.DataFrame({c: [] for c in SAMPLE_COLUMNS})
+    for spec in specs:
+        frame = groups.get(spec.index, empty)
+        results.append(
+            summarize_step(
+                spec,
+                frame["intended_s"].to_numpy(),
+                frame["completed_s"].to_numpy(),
+                frame["latency_ms"].to_numpy(),
+                frame["ok"].to_numpy(dtype=bool),
+                sla,
+            )
+        )
+    return results
+
+
+def _score(step: StepResult, sla: Sla) -> float:
+    """How far a step is from its limits: <= 1 within all, > 1 beyond at least one."""
+    latency = step.sla_percentile_ms / sla.latency_ms if not math.isnan(step.sla_percentile_ms) \
+        else math.inf
+    if sla.max_error_rate > 0:
+        errors = step.error_rate / sla.max_error_rate
+    else:
+        errors = math.inf if step.errors else 0.0
+    achieved = (ACHIEVED_FRACTION_REQUIRED * step.offered_rps / step.achieved_rps
+                if step.achieved_rps > 0 else math.inf)
+    return max(latency, errors, achieved)
+
+
+def bounds_capacity(step: StepResult) -> bool:
+    """A step that shows the load is too high: it failed, or it was inconclusive with
+    evidence against the SLA (some slow requests)."""
+    if step.verdict == "fail":
+        return True
+    return step.verdict == "inconclusive" and step.slow_requests > 0
+
+
+def bracket_steps(steps: list[StepResult]) -> tuple[StepResult | None, StepResult | None]:
+    """(last pass, first bound): the steps that bracket the capacity.
+
+    The first bound is the lowest-rate step that did not pass, ignoring inconclusive steps
+    with no slow request below every pass (too few requests at a low warm-up rate). The last
+    pass is the highest statistically supported pass below it, so the lower end of the
+    bracket is never more than the test showed.
+    """
+    pass_rates = [s.offered_rps for s in steps if s.passed]
+    lowest_pass = min(pass_rates) if pass_rates else math.inf
+    bounds = [s for s in steps
+              if not s.passed and (bounds_capacity(s) or s.offered_rps > lowest_pass)]
+    first_bound = min(bounds, key=lambda s: s.offered_rps) if bounds else None
+    ceiling = first_bound.offered_rps if first_bound else math.inf
+    below = [s for s in steps if s.passed and s.offered_rps < ceiling]
+    last_pass = max(below, key=lambda s: s.offered_rps) if below else None
+    return last_pass, first_bound
+
+
+@dataclass(frozen=True)
+class CapacityEstimate:
+    """The highest load that met the SLA, and the steps that bracket it."""
+
+    max_sustainable_rps: float
+    last_pass_rps: float
+    first_fail_rps: float | None  # None: the test never found a failing load
+    method: str
+
+
+def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
+    """Highest passing load, interpolated toward the first failing load above it.
+
+    The first failing load bounds the capacity: a pass above it is treated as noise, not
+    capacity. Between the last pass below it and that failure, the crossing point of the
+    worst limit (latency / errors / achieved share) is interpolated linearly, and never put
+    above what the failing step actually achieved.
+    """
+    last_pass, first_fail = bracket_steps(steps)
+    if last_pass is None:
+        tried = ", ".join(f"{s.offered_rps:g}" for s in sorted(steps, key=lambda s: s.offered_rps))
+        raise NoPassingStepError(
+            f"no load step met the SLA (tried {tried or 'nothing'} rps): lower --start-rps, "
+            "relax the SLA, or check the endpoint's errors; nothing was applied"
+        )
+    if first_fail is None:
+        return CapacityEstimate(last_pass.offered_rps, last_pass.offered_rps, None,
+                                "highest passing step (no failing load was reached)")
+    s1, s2 = _score(last_pass, sla), _score(first_fail, sla)
+    r1, r2 = last_pass.offered_rps, first_fail.offered_rps
+    if math.isfinite(s2) and s2 > s1 and s1 <= 1.0:
+        crossing = r1 + (1.0 - s1) / (s2 - s1) * (r2 - r1)
+    else:
+        crossing = r1
+    if first_fail.achieved_rps > r1:
+        crossing = min(crossing, first_fail.achieved_rps)
+    crossing = min(max(crossing, r1), r2)
+    return CapacityEstimate(crossing, r1, r2, "interpolated between last pass and first fail")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The target-tracking value derived from a measured capacity."""
+
+    max_sustainable_rps: float
+    instances_under_test: int
+    max_rps_per_instance: float
+    safety_factor: float
+    target_invocations_per_instance: float
+
+
+def derive_target(max_sustainable_rps: float, instances_under_test: int,
+                  safety_factor: float) -> Recommendation:
+    """AWS's rule: target = max rps per instance x safety factor x 60.
+
+    SageMakerVariantInvocationsPerInstance counts invocations per *minute* per instance,
+    hence the 60.
+    """
+    if instances_under_test < 1:
+        raise ValueError("instances_under_test must be at least 1")
+    if not 0 < safety_factor <= 1:
+        raise ValueError("safety_factor must be in (0, 1]")
+    per_instance = max_sustainable_rps / instances_under_test
+    target = round(per_instance * safety_factor * 60.0, 2)
+    return Recommendation(max_sustainable_rps, instances_under_test, per_instance,
+                          safety_factor, target)

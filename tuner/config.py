@@ -1,0 +1,175 @@
+"""Everything a tuning run is told, validated in one place before anything is written.
+
+`TuneConfig` is the single parameter of the Prefect flow (so the Prefect UI renders it as a
+form) and is built from CLI flags and/or a TOML file with the same keys. Validation is ours,
+not AWS's: moto (and sometimes AWS) accepts values that make no sense, such as min > max.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tuner.errors import InputError
+
+POLICY_NAME = "SageMakerEndpointInvocationScalingPolicy"
+PREDEFINED_METRIC = "SageMakerVariantInvocationsPerInstance"
+
+
+class TuneConfig(BaseModel):
+    """One tuning run: what to test, the SLA, how to search, and what to apply."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # What to test
+    endpoint: str
+    variant: str = "AllTraffic"
+    region: str | None = None
+    url: str | None = None
+    instances: int | None = None
+    payload: Path | None = None
+    content_type: str = "application/json"
+
+    # The SLA a step must meet
+    sla_percentile: float = 90.0
+    sla_latency_ms: float
+    max_error_rate: float = 0.01
+
+    # What to apply
+    min_capacity: int | None = None
+    max_capacity: int | None = None
+    safety_factor: float = 0.5
+    scale_in_cooldown: int = 300
+    scale_out_cooldown: int = 300
+    dry_run: bool = False
+
+    # How to search
+    max_test_seconds: float = 120.0
+    search: Literal["adaptive", "linear"] = "adaptive"
+    start_rps: float = 10.0
+    linear_step_rps: float | None = None
+    max_rps: float | None = None
+    precision: float = 0.03
+    confidence: float = 0.95
+    arrivals: Literal["uniform", "poisson"] = "uniform"
+    warmup_seconds: float = 1.0
+    min_step_seconds: float = 3.0
+    max_step_seconds: float = 15.0
+    request_timeout_seconds: float | None = None
+    processes: int = 1
+
+    reports_dir: Path = Path("reports")
+
+    @property
+    def resource_id(self) -> str:
+        return f"endpoint/{self.endpoint}/variant/{self.variant}"
+
+    @property
+    def effective_request_timeout_seconds(self) -> float:
+        """Requests slower than this count as errors; default 10x the SLA, at least 2 s."""
+        if self.request_timeout_seconds is not None:
+            return self.request_timeout_seconds
+        return max(2.0, 10 * self.sla_latency_ms / 1000.0)
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def validate(config: TuneConfig) -> TuneConfig:
+    """Reject what makes no sense, with one line naming the problem and the fix."""
+    checks: list[tuple[bool, str]] = [
+        (bool(config.endpoint.strip()), "--endpoint is empty: name the SageMaker endpoint"),
+        (bool(config.variant.strip()), "--variant is empty: name the production variant"),
+        (0 < config.sla_percentile < 100,
+         f"--sla-percentile {config.sla_percentile} must be between 0 and 100 (e.g. 90 or 99)"),
+        (config.sla_latency_ms > 0 and math.isfinite(config.sla_latency_ms),
+         f"--sla-latency-ms {config.sla_latency_ms} must be a positive number of milliseconds"),
+        (0 <= config.max_error_rate < 1,
+         f"--max-error-rate {config.max_error_rate} must be in [0, 1), e.g. 0.01 for 1%"),
+        (0 < config.safety_factor <= 1,
+         f"--safety-factor {config.safety_factor} must be in (0, 1]; AWS starts with 0.5"),
+        (0 <= config.scale_in_cooldown <= 3600,
+         f"--scale-in-cooldown {config.scale_in_cooldown} must be 0-3600 seconds"),
+        (0 <= config.scale_out_cooldown <= 3600,
+         f"--scale-out-cooldown {config.scale_out_cooldown} must be 0-3600 seconds"),
+        (config.max_test_seconds >= 10,
+         f"--max-test-seconds {config.max_test_seconds} is too short: give at least 10"),
+        (config.start_rps > 0, f"--start-rps {config.start_rps} must be positive"),
+        (config.linear_step_rps is None or config.linear_step_rps > 0,
+         f"--linear-step-rps {config.linear_step_rps} must be positive"),
+        (config.max_rps is None or config.max_rps >= config.start_rps,
+         f"--max-rps {config.max_rps} must be at least --start-rps {config.start_rps}"),
+        (0 < config.precision < 1, f"--precision {config.precision} must be in (0, 1), e.g. 0.03"),
+        (0.5 <= config.confidence < 1,
+         f"--confidence {config.confidence} must be in [0.5, 1), e.g. 0.95"),
+        (config.warmup_seconds >= 0, f"--warmup-seconds {config.warmup_seconds} must be >= 0"),
+        (0 < config.min_step_seconds <= config.max_step_seconds,
+         "--min-step-seconds must be positive and not above --max-step-seconds"),
+        (config.request_timeout_seconds is None or config.request_timeout_seconds > 0,
+         f"--request-timeout-seconds {config.request_timeout_seconds} must be positive"),
+        (1 <= config.processes <= 64, f"--processes {config.processes} must be 1-64"),
+        (config.instances is None or config.instances >= 1,
+         f"--instances {config.instances} must be at least 1"),
+        (config.instances is None or config.url is not None,
+         "--instances only applies with --url; with the runtime API the count comes from "
+         "DescribeEndpoint"),
+        (config.min_capacity is None or config.min_capacity >= 1,
+         f"--min-capacity {config.min_capacity} must be at least 1 for a real-time endpoint"),
+        (config.max_capacity is None or config.max_capacity >= 1,
+         f"--max-capacity {config.max_capacity} must be at least 1"),
+        (config.min_capacity is None or config.max_capacity is None
+         or config.max_capacity >= config.min_capacity,
+         f"--max-capacity {config.max_capacity} is below --min-capacity {config.min_capacity}: "
+         "raise max or lower min"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise InputError(message)
+    if config.url is not None and not config.url.startswith(("http://", "https://")):
+        raise InputError(f"--url {config.url!r} must start with http:// or https://")
+    if config.payload is not None and not config.payload.is_file():
+        raise InputError(f"--payload {config.payload} is not a readable file")
+    return config
+
+
+def _normalise_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    known = set(TuneConfig.model_fields)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise InputError(f"{source}: unknown key {key!r}; known keys are the tune flags, "
+                             f"e.g. sla-latency-ms")
+        out[name] = value
+    return out
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML config whose keys are the `tuner tune` flags (dashes or underscores)."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"--config {path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"--config {path}: not valid TOML ({exc})") from None
+    return _normalise_keys(raw, f"--config {path}")
+
+
+def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> TuneConfig:
+    """Flags given on the command line override the file; then validate."""
+    merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
+    for required in ("endpoint", "sla_latency_ms"):
+        if merged.get(required) is None:
+            raise InputError(f"missing {_flag(required)}: give it as a flag or in --config")
+    try:
+        config = TuneConfig(**merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InputError(f"{_flag(field)}: {first['msg']} (got {first.get('input')!r})") from None
+    return validate(config)

@@ -1,0 +1,86 @@
+"""Small statistics the step verdicts rest on, in pure Python (no SciPy dependency).
+
+A latency SLA "percentile q <= X" is a claim about a proportion: at most (1 - q) of
+requests may be slower than X. Counting the slow requests in a step and testing that count
+against a binomial distribution says whether the step *supports* the claim at a given
+confidence, instead of trusting a noisy point estimate of a high percentile.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _log_pmf(k: int, n: int, p: float) -> float:
+    return (
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+        + k * math.log(p) + (n - k) * math.log1p(-p)
+    )
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    if p <= 0:
+        return 1.0
+    if p >= 1:
+        return 0.0
+    # Sum the smaller tail in log space for accuracy.
+    if k <= n * p:
+        logs = [_log_pmf(i, n, p) for i in range(0, k + 1)]
+        top = max(logs)
+        return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
+    logs = [_log_pmf(i, n, p) for i in range(k + 1, n + 1)]
+    top = max(logs)
+    return max(0.0, 1.0 - math.exp(top) * sum(math.exp(v - top) for v in logs))
+
+
+def binom_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return 1.0 - binom_cdf(k - 1, n, p)
+
+
+def samples_for_zero_exceedances(quantile: float, confidence: float) -> int:
+    """Fewest requests that can show `percentile <= threshold` with no slow request at all.
+
+    n >= ln(alpha) / ln(q): p90 at 95% -> 29, p99 at 95% -> 299, p99 at 99% -> 459.
+    """
+    alpha = 1.0 - confidence
+    return math.ceil(math.log(alpha) / math.log(quantile))
+
+
+def percentile_supported(exceedances: int, n: int, quantile: float, confidence: float) -> bool:
+    """One-sided binomial test: do `n` requests with `exceedances` slow ones support
+    "the q-quantile is at or below the threshold" at `confidence`?
+
+    H0: the true exceedance probability is at least 1 - q. We reject it (and pass the step)
+    when seeing this few exceedances would be improbable under H0.
+    """
+    if n == 0:
+        return False
+    return binom_cdf(exceedances, n, 1.0 - quantile) <= 1.0 - confidence
+
+
+def percentile_refuted(exceedances: int, n: int, quantile: float, confidence: float) -> bool:
+    """The mirror test: is the q-quantile significantly *above* the threshold?"""
+    if n == 0:
+        return False
+    return binom_sf(exceedances, n, 1.0 - quantile) <= 1.0 - confidence
+
+
+def exceedance_upper_bound(exceedances: int, n: int, confidence: float) -> float:
+    """Clopper-Pearson upper bound of the exceedance probability (bisection on the CDF)."""
+    if n == 0:
+        return 1.0
+    alpha = 1.0 - confidence
+    lo, hi = exceedances / n, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if binom_cdf(exceedances, n, mid) > alpha:
+            lo = mid
+        else:
+            hi = mid
+    return hi
