@@ -17,9 +17,16 @@ class InputError(TunerError):
 
 
 class RunError(TunerError):
-    """A failure during the run (load test, AWS write, verification). Exit code 1."""
+    """A failure during the run (load test, AWS write, verification). Exit code 1.
+
+    `run_dir` names the report written before failing, if any.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, run_dir: str | None = None) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
 
 
 class NoPassingStepError(RunError):

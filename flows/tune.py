@@ -1,0 +1,54 @@
+"""Prefect flow: preflight -> load test -> analyse -> apply -> report.
+
+Orchestration only; every step lives in `tuner.tasks`. Runs with no Prefect server
+configured (a temporary local one is started), on a schedule, or from the `tuner` CLI.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow
+
+from tuner.config import TuneConfig
+from tuner.errors import RunError
+from tuner.result import build_result
+from tuner.tasks import (
+    analyse,
+    apply_recommendation,
+    create_run_dir,
+    instance_change,
+    load_test,
+    preflight,
+    publish_report,
+)
+
+
+@flow(name="tune-endpoint")
+def tune_endpoint(config: TuneConfig) -> dict:
+    """Measure the endpoint's capacity, derive the target, apply it, and report.
+
+    Returns the result record with `run_dir`; raises InputError before anything is written
+    when the inputs are wrong, and RunError (after writing the report) when the run fails.
+    """
+    started = datetime.now(UTC)
+    before = preflight(config)
+    run_dir = create_run_dir(config.reports_dir, config.endpoint)
+    output = load_test(config, run_dir, before.region)
+    invalid = instance_change(config, before)
+    analysis = analyse(config, output, before.instances_under_test, invalid)
+    outcome = apply_recommendation(config, before, analysis.recommendation)
+    result = build_result(
+        config=config, region=before.region,
+        instances_under_test=before.instances_under_test, steps=analysis.steps,
+        load_seconds=output.load_seconds, search_stop_reason=output.summary.get("stop_reason"),
+        capacity=analysis.capacity, recommendation=analysis.recommendation,
+        scalable_target=outcome.scalable_target, policy=outcome.policy,
+        before=before.scaling_before.to_dict(), after=outcome.after, changes=outcome.changes,
+        applied=outcome.applied, error=analysis.error or outcome.error, started_at=started,
+    )
+    result["run_dir"] = str(run_dir)
+    publish_report(run_dir, result)
+    if result["error"]:
+        raise RunError(result["error"], run_dir=str(run_dir))
+    return result

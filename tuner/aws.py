@@ -1,0 +1,140 @@
+"""AWS adapters (boto3): the SageMaker endpoint and Application Auto Scaling.
+
+Clients come from the standard credential chain and honour $AWS_ENDPOINT_URL (that is how
+tests and the demo reach moto); there is deliberately no other way to point elsewhere.
+AWS errors are turned into one-line messages saying what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
+
+from tuner.errors import InputError, RunError
+from tuner.policy import NAMESPACE, check_requests, stored_mismatches
+
+RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
+
+
+def resolve_region(region: str | None) -> str:
+    name = region or boto3.session.Session().region_name
+    if not name:
+        raise InputError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+    return name
+
+
+def client(service: str, region: str) -> Any:
+    return boto3.session.Session(region_name=region).client(service, config=RETRIES)
+
+
+def explain(error: Exception, action: str) -> str:
+    """One line on what went wrong calling AWS and how to fix it."""
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return (f"{action}: no AWS credentials found: set AWS_PROFILE or "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+    if isinstance(error, NoRegionError):
+        return f"{action}: no AWS region: pass --region or set AWS_DEFAULT_REGION"
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        message = error.response.get("Error", {}).get("Message", str(error))
+        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+            return f"{action}: access denied: grant the IAM action {action} ({message})"
+        return f"{action}: {code}: {message}"
+    return f"{action}: {error}"
+
+
+def _call(action: str, fn, /, *, input_error: bool = False, **kwargs):
+    try:
+        return fn(**kwargs)
+    except (ClientError, BotoCoreError) as exc:
+        kind = InputError if input_error or isinstance(
+            exc, NoCredentialsError | NoRegionError | PartialCredentialsError) else RunError
+        raise kind(explain(exc, action)) from None
+
+
+@dataclass(frozen=True)
+class VariantState:
+    endpoint_status: str
+    current_instance_count: int
+    variants: list[str]
+
+
+def describe_variant(sagemaker: Any, endpoint: str, variant: str) -> VariantState:
+    """The variant as the endpoint reports it; InputError if it cannot be tested."""
+    try:
+        response = sagemaker.describe_endpoint(EndpointName=endpoint)
+    except ClientError as exc:
+        message = exc.response.get("Error", {}).get("Message", "")
+        if "Could not find" in message or exc.response["Error"].get("Code") in (
+                "ValidationException", "ResourceNotFound"):
+            raise InputError(f"endpoint {endpoint!r} not found in this region: check "
+                             "--endpoint and --region") from None
+        raise InputError(explain(exc, "sagemaker:DescribeEndpoint")) from None
+    except BotoCoreError as exc:
+        raise InputError(explain(exc, "sagemaker:DescribeEndpoint")) from None
+    status = response.get("EndpointStatus", "Unknown")
+    variants = {v["VariantName"]: v for v in response.get("ProductionVariants", [])}
+    if variant not in variants:
+        raise InputError(f"endpoint {endpoint!r} has no variant {variant!r} (it has "
+                         f"{', '.join(sorted(variants)) or 'none'}): fix --variant")
+    if status != "InService":
+        raise InputError(f"endpoint {endpoint!r} is {status}, not InService: wait until it is "
+                         "in service")
+    count = variants[variant].get("CurrentInstanceCount")
+    if not count:
+        raise InputError(f"variant {variant!r} reports no running instances (serverless "
+                         "variants cannot be tuned with this policy)")
+    return VariantState(status, int(count), sorted(variants))
+
+
+@dataclass(frozen=True)
+class ScalingState:
+    """The variant's scalable target (None if unregistered) and every policy on it."""
+
+    target: dict | None
+    policies: list[dict]
+
+    def to_dict(self) -> dict:
+        return {"scalable_target": self.target, "policies": self.policies}
+
+
+def read_scaling_state(autoscaling: Any, resource: str) -> ScalingState:
+    targets = _call("application-autoscaling:DescribeScalableTargets",
+                    autoscaling.describe_scalable_targets, ServiceNamespace=NAMESPACE,
+                    ResourceIds=[resource])["ScalableTargets"]
+    policies: list[dict] = []
+    paginator = autoscaling.get_paginator("describe_scaling_policies")
+    try:
+        for page in paginator.paginate(ServiceNamespace=NAMESPACE, ResourceId=resource):
+            policies.extend(page["ScalingPolicies"])
+    except (ClientError, BotoCoreError) as exc:
+        raise RunError(explain(exc, "application-autoscaling:DescribeScalingPolicies")) from None
+    return ScalingState(_plain(targets[0]) if targets else None, [_plain(p) for p in policies])
+
+
+def _plain(record: dict) -> dict:
+    """Drop datetimes and response noise so states compare and serialise cleanly."""
+    return {k: v for k, v in record.items() if k not in ("CreationTime", "Alarms")}
+
+
+def apply_scaling(autoscaling: Any, target: dict, policy: dict) -> ScalingState:
+    """Register the scalable target, put the built-in policy, and verify what is stored."""
+    check_requests(target, policy)
+    _call("application-autoscaling:RegisterScalableTarget",
+          autoscaling.register_scalable_target, **target)
+    _call("application-autoscaling:PutScalingPolicy", autoscaling.put_scaling_policy, **policy)
+    after = read_scaling_state(autoscaling, target["ResourceId"])
+    problems = stored_mismatches(after.target, after.policies, target, policy)
+    if problems:
+        raise RunError("AWS stored something other than what was sent: " + "; ".join(problems))
+    return after

@@ -1,0 +1,132 @@
+"""`tuner`: the command line. Parses flags, then hands over to the Prefect flow.
+
+Exit codes: 0 ok, 2 bad input (one line on stderr, nothing written), 1 failure during the
+run. The last line of stdout is the run directory's path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tuner.config import build_config, load_toml
+from tuner.errors import RunError, TunerError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Load-test SageMaker endpoints and set their autoscaling target.")
+
+Opt = typer.Option
+
+
+def _fail(error: TunerError) -> None:
+    typer.echo(f"error: {error}", err=True)
+    if isinstance(error, RunError) and error.run_dir:
+        typer.echo(f"report: {error.run_dir}/report.html", err=True)
+        typer.echo(error.run_dir)
+    raise typer.Exit(error.exit_code)
+
+
+def _quiet_prefect() -> None:
+    """No network here and none needed: keep Prefect from phoning home."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+def print_summary(result: dict) -> None:
+    rec = result.get("target_invocations_per_instance")
+    typer.echo(f"endpoint            {result['endpoint']} / {result['variant']} "
+               f"({result['region']})")
+    typer.echo(f"max sustainable     {result['max_sustainable_rps']:.1f} rps on "
+               f"{result['instances_under_test']} instance(s) "
+               f"({result['max_rps_per_instance']:.1f} rps per instance)")
+    typer.echo(f"target              {rec:.2f} invocations/instance/minute "
+               f"(safety factor {result['safety_factor']:g})")
+    state = ("applied and verified" if result["applied"] else
+             "dry run: nothing written" if result["dry_run"] else "no change needed")
+    typer.echo(f"policy              {state}")
+    typer.echo(f"load                {result['load_test_seconds']:.0f} s in "
+               f"{len(result['steps'])} steps")
+    typer.echo(f"report              {result['run_dir']}/report.html")
+
+
+def run_tune(file_values: dict[str, Any], flag_values: dict[str, Any]) -> dict:
+    """Validate, run the flow, print the summary and the run directory (last line)."""
+    config = build_config(file_values, flag_values)
+    _quiet_prefect()
+    from flows.tune import tune_endpoint  # Prefect loads only once inputs are valid
+
+    result = tune_endpoint(config)
+    print_summary(result)
+    typer.echo(result["run_dir"])
+    return result
+
+
+@app.command()
+def tune(
+    endpoint: Annotated[str | None, Opt(help="SageMaker endpoint name")] = None,
+    variant: Annotated[str | None, Opt(help="production variant [default: AllTraffic]")] = None,
+    region: Annotated[str | None, Opt(help="AWS region (default: the standard chain)")] = None,
+    url: Annotated[str | None, Opt(help="test a model container's URL directly "
+                                        "(POST /invocations) instead of the runtime API")] = None,
+    instances: Annotated[int | None, Opt(help="instances behind --url [default: 1]")] = None,
+    payload: Annotated[Path | None, Opt(help="request body file")] = None,
+    content_type: Annotated[str | None, Opt(help="[default: application/json]")] = None,
+    sla_percentile: Annotated[float | None, Opt(help="[default: 90]")] = None,
+    sla_latency_ms: Annotated[float | None, Opt(help="latency SLA in ms (required)")] = None,
+    max_error_rate: Annotated[float | None, Opt(help="[default: 0.01]")] = None,
+    min_capacity: Annotated[int | None, Opt(help="[default: the registered one]")] = None,
+    max_capacity: Annotated[int | None, Opt(help="[default: the registered one]")] = None,
+    safety_factor: Annotated[float | None, Opt(help="in (0, 1] [default: 0.5]")] = None,
+    scale_in_cooldown: Annotated[int | None, Opt(help="seconds [default: 300]")] = None,
+    scale_out_cooldown: Annotated[int | None, Opt(help="seconds [default: 300]")] = None,
+    dry_run: Annotated[bool | None, Opt("--dry-run", help="show the plan, write nothing")] = None,
+    max_test_seconds: Annotated[float | None, Opt(help="load budget [default: 120]")] = None,
+    search: Annotated[str | None, Opt(help="adaptive | linear [default: adaptive]")] = None,
+    start_rps: Annotated[float | None, Opt(help="first step's rate [default: 10]")] = None,
+    linear_step_rps: Annotated[float | None, Opt(help="linear search increment")] = None,
+    max_rps: Annotated[float | None, Opt(help="never offer more than this")] = None,
+    precision: Annotated[float | None, Opt(help="bracket width to stop at [default: 0.03]")] = None,
+    confidence: Annotated[float | None, Opt(help="[default: 0.95]")] = None,
+    arrivals: Annotated[str | None, Opt(help="uniform | poisson [default: uniform]")] = None,
+    processes: Annotated[int | None, Opt(help="Locust worker processes [default: 1]")] = None,
+    request_timeout_seconds: Annotated[float | None, Opt(help="[default: 10x SLA, >= 2 s]")] = None,
+    config: Annotated[Path | None, Opt(help="TOML file with the same keys")] = None,
+    reports_dir: Annotated[Path | None, Opt(help="[default: reports]")] = None,
+) -> None:
+    """Measure capacity, derive the target, apply the built-in policy, write a report."""
+    flags = {k: v for k, v in locals().items() if k != "config"}
+    try:
+        file_values = load_toml(config) if config else {}
+        run_tune(file_values, flags)
+    except TunerError as error:
+        _fail(error)
+
+
+@app.command()
+def demo(
+    reports_dir: Annotated[Path, Opt(help="where the report goes")] = Path("reports"),
+    max_test_seconds: Annotated[float, Opt(help="load budget")] = 60.0,
+) -> None:
+    """Run the whole flow locally: bundled model server + local moto AWS API."""
+    from tuner.demo import run_demo
+
+    try:
+        run_demo(reports_dir, max_test_seconds)
+    except TunerError as error:
+        _fail(error)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

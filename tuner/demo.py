@@ -1,0 +1,44 @@
+"""`tuner demo` / `make demo`: the whole flow on this machine, with nothing from AWS.
+
+Starts the bundled model server (4 slots x 20 ms = 200 rps of true capacity) and a local
+moto server with an endpoint in it, points boto3 at moto through the standard
+$AWS_ENDPOINT_URL, and runs the same flow as `tuner tune --url ...`, applying the policy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from tuner.servers import create_endpoint, model_server, moto_server
+
+DEMO_ENDPOINT = "demo-endpoint"
+DEMO_REGION = "us-east-1"
+
+
+def run_demo(reports_dir: Path, max_test_seconds: float = 60.0) -> dict:
+    from tuner.cli import run_tune
+
+    with model_server(slots=4, service_ms=20.0) as server, moto_server() as aws_url:
+        os.environ.update({
+            "AWS_ENDPOINT_URL": aws_url,
+            "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
+            "AWS_DEFAULT_REGION": DEMO_REGION,
+        })
+        os.environ.pop("AWS_PROFILE", None)
+        create_endpoint(DEMO_ENDPOINT, region=DEMO_REGION)
+        typer.echo(f"model server {server.url}: true capacity {server.capacity_rps:.0f} rps; "
+                   f"local AWS API (moto) {aws_url}", err=True)
+        result = run_tune({}, {
+            "endpoint": DEMO_ENDPOINT, "variant": "AllTraffic", "region": DEMO_REGION,
+            "url": server.url, "instances": 1, "sla_percentile": 90.0,
+            "sla_latency_ms": 100.0, "max_error_rate": 0.01, "min_capacity": 1,
+            "max_capacity": 4, "safety_factor": 0.5, "start_rps": 20.0,
+            "max_test_seconds": max_test_seconds, "reports_dir": reports_dir,
+        })
+        error = abs(result["max_sustainable_rps"] - server.capacity_rps) / server.capacity_rps
+        typer.echo(f"measured {result['max_sustainable_rps']:.1f} rps vs true "
+                   f"{server.capacity_rps:.0f} rps: {error:.1%} off", err=True)
+        return result

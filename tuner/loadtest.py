@@ -1,0 +1,145 @@
+"""Run the Locust capacity search as a subprocess and read back what it measured.
+
+Locust monkey-patches the process with gevent, which hangs Prefect flows and boto3 in the
+same process, so it always runs as `python -m locust` in a child process. The two sides
+exchange files: `plan.json` in, `samples.csv` + `loadtest.json` (+ Locust's own CSV/JSON
+stats and log) out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tuner.analysis import Sla, StepSpec
+from tuner.config import TuneConfig
+from tuner.errors import RunError
+from tuner.search import SearchSettings
+
+LOADTESTS_DIR = Path(__file__).resolve().parent.parent / "loadtests"
+MAX_IN_FLIGHT_PER_LANE = 1000
+
+
+@dataclass(frozen=True)
+class LoadTestOutput:
+    """What a finished load test left in its directory, parsed."""
+
+    directory: Path
+    specs: list[StepSpec]
+    samples: pd.DataFrame
+    summary: dict[str, Any]
+
+    @property
+    def load_seconds(self) -> float:
+        return float(sum(s.duration_s for s in self.specs))
+
+
+def sla_of(config: TuneConfig) -> Sla:
+    return Sla(config.sla_percentile, config.sla_latency_ms, config.max_error_rate,
+               config.confidence)
+
+
+def search_settings_of(config: TuneConfig) -> SearchSettings:
+    return SearchSettings(
+        strategy=config.search, start_rps=config.start_rps,
+        linear_step_rps=config.linear_step_rps, max_rps=config.max_rps,
+        precision=config.precision, percentile=config.sla_percentile,
+        confidence=config.confidence, warmup_s=config.warmup_seconds,
+        min_step_s=config.min_step_seconds, max_step_s=config.max_step_seconds,
+        budget_s=config.max_test_seconds,
+    )
+
+
+def build_plan(config: TuneConfig, output_dir: Path, region: str | None) -> dict[str, Any]:
+    """The file the locustfile reads: everything it needs, nothing it must compute."""
+    if config.url:
+        target = {"kind": "url", "url": config.url}
+    else:
+        target = {"kind": "sagemaker", "endpoint": config.endpoint,
+                  "variant": config.variant, "region": region}
+    settings = search_settings_of(config)
+    sla = sla_of(config)
+    return {
+        "output_dir": str(output_dir),
+        "sla": {"percentile": sla.percentile, "latency_ms": sla.latency_ms,
+                "max_error_rate": sla.max_error_rate, "confidence": sla.confidence},
+        "search": settings.__dict__,
+        "arrivals": config.arrivals,
+        "request_timeout_s": config.effective_request_timeout_seconds,
+        "max_in_flight": MAX_IN_FLIGHT_PER_LANE,
+        "payload_file": str(config.payload.resolve()) if config.payload else None,
+        "content_type": config.content_type,
+        "target": target,
+    }
+
+
+def locust_command(config: TuneConfig, output_dir: Path) -> list[str]:
+    locustfile = LOADTESTS_DIR / ("http_invocations.py" if config.url
+                                  else "sagemaker_runtime.py")
+    command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
+               "--csv", str(output_dir / "locust"), "--json-file", str(output_dir / "locust"),
+               "--exit-code-on-error", "0", "--loglevel", "INFO",
+               "--logfile", str(output_dir / "locust.log")]
+    if config.url:
+        command += ["--host", config.url]
+    if config.processes > 1:
+        command += ["--processes", str(config.processes)]
+    return command
+
+
+def hard_time_limit(config: TuneConfig) -> float:
+    """Load seconds plus generous room for drains between steps and process start-up."""
+    return 2 * config.max_test_seconds + 4 * config.effective_request_timeout_seconds + 120
+
+
+def run_load_test(config: TuneConfig, output_dir: Path, region: str | None) -> LoadTestOutput:
+    """Run the search against the endpoint; raise RunError if it produced no usable data."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plan_path = output_dir / "plan.json"
+    plan_path.write_text(json.dumps(build_plan(config, output_dir, region), indent=2))
+    env = {**os.environ, "TUNER_PLAN": str(plan_path), "PYTHONUNBUFFERED": "1"}
+    command = locust_command(config, output_dir)
+    with (output_dir / "locust.stdout").open("w") as stdout:
+        process = subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            process.wait(timeout=hard_time_limit(config))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+            raise RunError(f"the load test did not finish within {hard_time_limit(config):.0f} s"
+                           f": see {output_dir / 'locust.log'}") from None
+        except BaseException:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+            raise
+    return read_load_test(output_dir)
+
+
+def read_load_test(output_dir: Path) -> LoadTestOutput:
+    """Parse a load test directory (also used to re-analyse old runs)."""
+    summary_path = output_dir / "loadtest.json"
+    if not summary_path.exists():
+        tail = _tail(output_dir / "locust.log") or _tail(output_dir / "locust.stdout")
+        raise RunError(f"the load test wrote no results ({tail or 'no log'}): see {output_dir}")
+    summary = json.loads(summary_path.read_text())
+    specs = [StepSpec(**s) for s in summary["steps"]]
+    samples = pd.read_csv(output_dir / "samples.csv")
+    samples["ok"] = samples["ok"].astype(bool)
+    return LoadTestOutput(output_dir, specs, samples, summary)
+
+
+def _tail(path: Path) -> str:
+    if not path.exists():
+        return ""
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "Error" in ln or "error" in ln]
+    return (errors or lines or [""])[-1][:300]

@@ -1,0 +1,159 @@
+"""The built-in SageMaker target-tracking policy: requests, checks, diffs and CLI text.
+
+Pure functions. The policy must be named exactly `SageMakerEndpointInvocationScalingPolicy`
+with the predefined metric `SageMakerVariantInvocationsPerInstance`; under any other name
+AWS creates a *custom* policy that the SageMaker console shows as an opaque black box.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from typing import Any
+
+from tuner.config import POLICY_NAME, PREDEFINED_METRIC
+from tuner.errors import InputError
+
+NAMESPACE = "sagemaker"
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+
+
+def resource_id(endpoint: str, variant: str) -> str:
+    return f"endpoint/{endpoint}/variant/{variant}"
+
+
+def scalable_target_request(resource: str, min_capacity: int, max_capacity: int) -> dict:
+    return {"ServiceNamespace": NAMESPACE, "ResourceId": resource,
+            "ScalableDimension": DIMENSION, "MinCapacity": min_capacity,
+            "MaxCapacity": max_capacity}
+
+
+def scaling_policy_request(resource: str, target_value: float, scale_in_cooldown: int,
+                           scale_out_cooldown: int) -> dict:
+    return {
+        "PolicyName": POLICY_NAME,
+        "ServiceNamespace": NAMESPACE,
+        "ResourceId": resource,
+        "ScalableDimension": DIMENSION,
+        "PolicyType": "TargetTrackingScaling",
+        "TargetTrackingScalingPolicyConfiguration": {
+            "TargetValue": target_value,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": PREDEFINED_METRIC},
+            "ScaleInCooldown": scale_in_cooldown,
+            "ScaleOutCooldown": scale_out_cooldown,
+            "DisableScaleIn": False,
+        },
+    }
+
+
+def check_requests(target: dict, policy: dict) -> None:
+    """Refuse what moto would store and AWS would reject, or what would make no sense."""
+    low, high = target["MinCapacity"], target["MaxCapacity"]
+    if low < 1:
+        raise InputError(f"min capacity {low} must be at least 1 for a real-time endpoint")
+    if high < low:
+        raise InputError(f"max capacity {high} is below min capacity {low}: raise max or "
+                         "lower min")
+    config = policy["TargetTrackingScalingPolicyConfiguration"]
+    value = config["TargetValue"]
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise InputError(f"target value {value!r} must be a positive finite number")
+    for key in ("ScaleInCooldown", "ScaleOutCooldown"):
+        if not 0 <= config[key] <= 3600:
+            raise InputError(f"{key} {config[key]} must be 0-3600 seconds")
+    if policy["PolicyName"] != POLICY_NAME:
+        raise InputError(f"policy name must be exactly {POLICY_NAME}")
+
+
+def resolve_capacity(min_capacity: int | None, max_capacity: int | None,
+                     current_target: dict | None) -> tuple[int, int]:
+    """Use the flags; fall back to the variant's registered min/max, never to a guess."""
+    low = min_capacity if min_capacity is not None else (
+        current_target["MinCapacity"] if current_target else None)
+    high = max_capacity if max_capacity is not None else (
+        current_target["MaxCapacity"] if current_target else None)
+    if low is None or high is None:
+        raise InputError("the variant has no scalable target yet: pass --min-capacity and "
+                         "--max-capacity")
+    if high < low:
+        raise InputError(f"max capacity {high} is below min capacity {low}: raise "
+                         "--max-capacity or lower --min-capacity")
+    return low, high
+
+
+def builtin_policy(policies: list[dict]) -> dict | None:
+    return next((p for p in policies if p.get("PolicyName") == POLICY_NAME), None)
+
+
+def _policy_view(policy: dict | None) -> dict | None:
+    if policy is None:
+        return None
+    config = policy.get("TargetTrackingScalingPolicyConfiguration", {})
+    metric = config.get("PredefinedMetricSpecification", {}).get("PredefinedMetricType")
+    return {"TargetValue": config.get("TargetValue"), "PredefinedMetricType": metric,
+            "ScaleInCooldown": config.get("ScaleInCooldown"),
+            "ScaleOutCooldown": config.get("ScaleOutCooldown"),
+            "DisableScaleIn": config.get("DisableScaleIn", False)}
+
+
+def _target_view(target: dict | None) -> dict | None:
+    if target is None:
+        return None
+    return {"MinCapacity": target.get("MinCapacity"), "MaxCapacity": target.get("MaxCapacity")}
+
+
+def plan_changes(current_target: dict | None, current_policies: list[dict],
+                 target: dict, policy: dict) -> list[dict[str, Any]]:
+    """Field-by-field differences between what is stored and what would be written."""
+    changes = []
+    for scope, now, then in (
+        ("scalable target", _target_view(current_target), _target_view(target)),
+        (POLICY_NAME, _policy_view(builtin_policy(current_policies)), _policy_view(policy)),
+    ):
+        assert then is not None
+        for key, value in then.items():
+            old = None if now is None else now.get(key)
+            if old != value:
+                changes.append({"scope": scope, "field": key, "current": old, "proposed": value})
+    return changes
+
+
+def stored_mismatches(stored_target: dict | None, stored_policies: list[dict],
+                      target: dict, policy: dict) -> list[str]:
+    """What AWS reports back that differs from what was sent (empty when all is stored)."""
+    problems = [f"{c['scope']} {c['field']}: stored {c['current']!r}, sent {c['proposed']!r}"
+                for c in plan_changes(stored_target, stored_policies, target, policy)]
+    stored = builtin_policy(stored_policies)
+    if stored is not None and stored.get("PolicyType") != "TargetTrackingScaling":
+        problems.append(f"policy type is {stored.get('PolicyType')}, not TargetTrackingScaling")
+    return problems
+
+
+def cli_commands(target: dict, policy: dict, region: str | None) -> str:
+    """The `aws application-autoscaling` commands that do the same by hand."""
+    region_flag = f" \\\n  --region {shlex.quote(region)}" if region else ""
+    config = {
+        "TargetValue": policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"],
+        **{k: v for k, v in policy["TargetTrackingScalingPolicyConfiguration"].items()
+           if k != "TargetValue"},
+    }
+    return (
+        "aws application-autoscaling register-scalable-target \\\n"
+        f"  --service-namespace {target['ServiceNamespace']} \\\n"
+        f"  --resource-id {shlex.quote(target['ResourceId'])} \\\n"
+        f"  --scalable-dimension {target['ScalableDimension']} \\\n"
+        f"  --min-capacity {target['MinCapacity']} --max-capacity {target['MaxCapacity']}"
+        f"{region_flag}\n\n"
+        "aws application-autoscaling put-scaling-policy \\\n"
+        f"  --policy-name {policy['PolicyName']} \\\n"
+        f"  --service-namespace {policy['ServiceNamespace']} \\\n"
+        f"  --resource-id {shlex.quote(policy['ResourceId'])} \\\n"
+        f"  --scalable-dimension {policy['ScalableDimension']} \\\n"
+        f"  --policy-type {policy['PolicyType']} \\\n"
+        f"  --target-tracking-scaling-policy-configuration "
+        f"{shlex.quote(json.dumps(config))}{region_flag}\n\n"
+        "aws application-autoscaling describe-scaling-policies \\\n"
+        f"  --service-namespace {NAMESPACE} --resource-id {shlex.quote(policy['ResourceId'])}"
+        f"{region_flag}\n"
+    )

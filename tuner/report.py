@@ -1,0 +1,254 @@
+"""The run report people read: markdown, a self-contained HTML page, plots, CSV, JSON.
+
+Rendering is pure (result dict in, text/PNG bytes out); `write_report` is the only part
+that touches the disk, and it writes every file atomically so a crash never leaves a
+half-written report.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from jinja2 import Environment  # noqa: E402
+
+from tuner.policy import cli_commands  # noqa: E402
+
+STEP_COLUMNS = ["index", "phase", "offered_rps", "achieved_rps", "requests", "errors",
+                "error_rate", "p50_ms", "p90_ms", "p99_ms", "sla_percentile_ms", "verdict",
+                "reasons"]
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def steps_frame(result: dict) -> pd.DataFrame:
+    frame = pd.DataFrame(result["steps"], columns=STEP_COLUMNS + ["passed"])
+    frame["reasons"] = frame["reasons"].map(lambda r: "; ".join(r) if r else "")
+    return frame
+
+
+def headline(result: dict) -> str:
+    if result.get("error"):
+        return f"**Failed:** {result['error']}"
+    target = _fmt(result["target_invocations_per_instance"], 2)
+    if result["applied"]:
+        state = "applied"
+    elif result["dry_run"]:
+        state = "proposed (dry run, nothing written)"
+    else:
+        state = "unchanged (already in place)"
+    return (f"**Target {target} invocations per instance per minute** — {state}. "
+            f"Max sustainable {_fmt(result['max_sustainable_rps'])} rps on "
+            f"{result['instances_under_test']} instance(s) = "
+            f"{_fmt(result['max_rps_per_instance'])} rps per instance; × 60 × safety factor "
+            f"{result['safety_factor']:g}.")
+
+
+def render_markdown(result: dict, plot_names: dict[str, str] | None = None) -> str:
+    sla = result["sla"]
+    lines = [
+        f"# Scaling report: {result['endpoint']} / {result['variant']}",
+        "",
+        headline(result),
+        "",
+        f"- Region: {result['region']}; load through "
+        f"{'URL ' + result['url'] if result['url'] else 'the SageMaker runtime API'}",
+        f"- SLA: p{sla['percentile']:g} ≤ {sla['latency_ms']:g} ms, errors ≤ "
+        f"{sla['max_error_rate']:.2%}, at {sla['confidence']:.0%} confidence",
+        f"- Instances under test: {result['instances_under_test']}",
+        f"- Search: {result['search']['strategy']}, {len(result['steps'])} steps, "
+        f"{_fmt(result['load_test_seconds'])} s of load, stopped: "
+        f"{result['search']['stop_reason']}",
+    ]
+    if result["search"]["bracket"]:
+        low, high = result["search"]["bracket"]
+        lines.append(f"- Capacity bracket: last pass {_fmt(low)} rps, first fail "
+                     f"{_fmt(high) if high else 'not reached'} rps "
+                     f"({result['capacity_method']})")
+    lines += ["", "## Steps", "",
+              "| # | phase | offered rps | achieved rps | requests | errors | p50 ms | p90 ms "
+              "| p99 ms | verdict | why |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in result["steps"]:
+        lines.append(
+            f"| {s['index']} | {s['phase']} | {_fmt(s['offered_rps'])} | "
+            f"{_fmt(s['achieved_rps'])} | {s['requests']} | {s['errors']} | "
+            f"{_fmt(s['p50_ms'])} | {_fmt(s['p90_ms'])} | {_fmt(s['p99_ms'])} | "
+            f"{s['verdict']} | {'; '.join(s['reasons'])} |")
+    if plot_names:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{title}]({name})" for title, name in plot_names.items()]
+    lines += ["", "## Scaling policy", ""]
+    if result["changes"]:
+        lines += ["| scope | field | current | proposed |", "|---|---|---|---|"]
+        lines += [f"| {c['scope']} | {c['field']} | {_fmt(c['current'], 2)} | "
+                  f"{_fmt(c['proposed'], 2)} |" for c in result["changes"]]
+    elif result["policy"]:
+        lines.append("No changes: the stored scaling configuration already matches.")
+    others = [p["PolicyName"] for p in (result.get("scaling_before") or {}).get("policies", [])
+              if p.get("PolicyName") != (result["policy"] or {}).get("PolicyName")]
+    if others:
+        lines += ["", f"**Warning:** other scaling policies exist on this variant: "
+                      f"{', '.join(others)}. Target-tracking policies combine: scale out if any "
+                      "wants to, scale in only if all agree."]
+    if result["policy"]:
+        lines += ["", "Exactly what was sent:", "", "```json",
+                  json.dumps({"scalable_target": result["scalable_target"],
+                              "policy": result["policy"]}, indent=2), "```",
+                  "", "## Reproduce by hand", "", "```sh",
+                  cli_commands(result["scalable_target"], result["policy"],
+                               result["region"]).rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def plot_latency(result: dict) -> bytes:
+    """Latency percentiles against achieved throughput, with the SLA line and chosen point."""
+    steps = sorted(result["steps"], key=lambda s: s["offered_rps"])
+    sla = result["sla"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = [s["achieved_rps"] for s in steps]
+    for key, label in (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99")):
+        ax.plot(x, [s[key] if s[key] is not None else math.nan for s in steps], marker="o",
+                label=label)
+    ax.axhline(sla["latency_ms"], color="red", linestyle="--",
+               label=f"SLA p{sla['percentile']:g} {sla['latency_ms']:g} ms")
+    if result.get("max_sustainable_rps"):
+        ax.axvline(result["max_sustainable_rps"], color="green", linestyle=":",
+                   label=f"max sustainable {result['max_sustainable_rps']:.1f} rps")
+    ax.set_xlabel("achieved throughput (requests/s)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title("Latency vs throughput")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_throughput(result: dict) -> bytes:
+    """Offered vs achieved rate per step: saturation shows as points under the diagonal."""
+    steps = result["steps"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colours = {"pass": "green", "fail": "red", "inconclusive": "orange"}
+    offered = [s["offered_rps"] for s in steps]
+    ax.plot([0, max(offered or [1])], [0, max(offered or [1])], color="grey", linewidth=0.8,
+            label="achieved = offered")
+    for verdict, colour in colours.items():
+        chosen = [s for s in steps if s["verdict"] == verdict]
+        ax.scatter([s["offered_rps"] for s in chosen], [s["achieved_rps"] for s in chosen],
+                   color=colour, label=verdict, zorder=3)
+    for s in steps:
+        ax.annotate(str(s["index"]), (s["offered_rps"], s["achieved_rps"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("offered (requests/s)")
+    ax.set_ylabel("achieved (requests/s)")
+    ax.set_title("Offered vs achieved load (numbers: step order)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+HTML = Environment(autoescape=True).from_string("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Scaling report: {{ r.endpoint }} / {{ r.variant }}</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
+td.l,th.l{text-align:left}
+.pass{color:#070}.fail{color:#b00}.inconclusive{color:#a60}
+pre{background:#f5f5f5;padding:1em;overflow-x:auto;font-size:12px}
+.headline{font-size:1.15em;background:#eef6ee;padding:.8em;border-radius:6px}
+.error{background:#fbeaea}
+img{max-width:100%}
+</style></head><body>
+<h1>Scaling report: {{ r.endpoint }} / {{ r.variant }}</h1>
+<p class="headline {{ 'error' if r.error else '' }}">{{ headline }}</p>
+<ul>
+<li>Region {{ r.region }}; load through {{ ('URL ' ~ r.url) if r.url else 'the SageMaker runtime API' }}</li>
+<li>SLA: p{{ '%g' % r.sla.percentile }} &le; {{ '%g' % r.sla.latency_ms }} ms, errors &le; {{ '%.2f' % (100 * r.sla.max_error_rate) }}%, {{ '%.0f' % (100 * r.sla.confidence) }}% confidence</li>
+<li>Instances under test: {{ r.instances_under_test }}</li>
+<li>Search: {{ r.search.strategy }}, {{ r.steps|length }} steps, {{ '%.1f' % r.load_test_seconds }} s of load, stopped: {{ r.search.stop_reason }}</li>
+</ul>
+{% for title, data in plots.items() %}<h2>{{ title }}</h2>
+<img alt="{{ title }}" src="data:image/png;base64,{{ data }}">{% endfor %}
+<h2>Steps</h2>
+<table><tr><th>#</th><th class="l">phase</th><th>offered rps</th><th>achieved rps</th><th>requests</th>
+<th>errors</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th class="l">verdict</th><th class="l">why</th></tr>
+{% for s in r.steps %}<tr><td>{{ s.index }}</td><td class="l">{{ s.phase }}</td><td>{{ fmt(s.offered_rps) }}</td>
+<td>{{ fmt(s.achieved_rps) }}</td><td>{{ s.requests }}</td><td>{{ s.errors }}</td><td>{{ fmt(s.p50_ms) }}</td>
+<td>{{ fmt(s.p90_ms) }}</td><td>{{ fmt(s.p99_ms) }}</td><td class="l {{ s.verdict }}">{{ s.verdict }}</td>
+<td class="l">{{ s.reasons|join('; ') }}</td></tr>{% endfor %}</table>
+<h2>Scaling policy</h2>
+{% if r.changes %}<table><tr><th class="l">scope</th><th class="l">field</th><th>current</th><th>proposed</th></tr>
+{% for c in r.changes %}<tr><td class="l">{{ c.scope }}</td><td class="l">{{ c.field }}</td><td>{{ fmt(c.current, 2) }}</td><td>{{ fmt(c.proposed, 2) }}</td></tr>{% endfor %}</table>
+{% elif r.policy %}<p>No changes: the stored scaling configuration already matches.</p>{% endif %}
+{% if r.policy %}<h3>Exactly what was sent</h3><pre>{{ sent }}</pre>
+<h3>Reproduce by hand</h3><pre>{{ commands }}</pre>{% endif %}
+<p><small>Raw data: steps.csv, result.json, locust/ (samples.csv, loadtest.json, Locust stats and log).</small></p>
+</body></html>
+""")
+
+
+def render_html(result: dict, plots: dict[str, bytes]) -> str:
+    return HTML.render(
+        r=result, headline=headline(result).replace("**", ""), fmt=_fmt,
+        plots={title: base64.b64encode(data).decode() for title, data in plots.items()},
+        sent=json.dumps({"scalable_target": result["scalable_target"],
+                         "policy": result["policy"]}, indent=2),
+        commands=cli_commands(result["scalable_target"], result["policy"], result["region"])
+        if result["policy"] else "",
+    )
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    if isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        tmp.write_text(data)
+    tmp.replace(path)
+
+
+def write_report(run_dir: Path, result: dict) -> dict[str, Path]:
+    """Write result.json, steps.csv, plots, report.md, report.html and aws-cli.sh."""
+    plots: dict[str, bytes] = {}
+    if result["steps"]:
+        plots = {"Latency vs throughput": plot_latency(result),
+                 "Offered vs achieved load": plot_throughput(result)}
+    names = {"Latency vs throughput": "latency.png", "Offered vs achieved load": "throughput.png"}
+    paths = {"result": run_dir / "result.json", "steps": run_dir / "steps.csv",
+             "markdown": run_dir / "report.md", "html": run_dir / "report.html"}
+    _write(paths["result"], json.dumps(result, indent=2))
+    _write(paths["steps"], steps_frame(result).to_csv(index=False))
+    for title, data in plots.items():
+        _write(run_dir / names[title], data)
+    _write(paths["markdown"],
+           render_markdown(result, {t: names[t] for t in plots}))
+    _write(paths["html"], render_html(result, plots))
+    if result["policy"]:
+        paths["commands"] = run_dir / "aws-cli.sh"
+        _write(paths["commands"], "#!/bin/sh\n# Apply the same scaling by hand.\nset -e\n\n"
+               + cli_commands(result["scalable_target"], result["policy"], result["region"]))
+    return paths

@@ -1,0 +1,77 @@
+"""The run's result record: one plain dict, the single source for result.json and reports."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from tuner.analysis import CapacityEstimate, Recommendation, StepResult
+from tuner.config import TuneConfig
+
+
+def _clean(value: Any) -> Any:
+    """NaN is not JSON: write null instead."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def build_result(
+    *,
+    config: TuneConfig,
+    region: str,
+    instances_under_test: int,
+    steps: list[StepResult],
+    load_seconds: float,
+    search_stop_reason: str | None,
+    capacity: CapacityEstimate | None,
+    recommendation: Recommendation | None,
+    scalable_target: dict | None,
+    policy: dict | None,
+    before: dict | None,
+    after: dict | None,
+    changes: list[dict],
+    applied: bool,
+    error: str | None,
+    started_at: datetime,
+) -> dict[str, Any]:
+    result = {
+        "endpoint": config.endpoint,
+        "variant": config.variant,
+        "region": region,
+        "target_kind": "url" if config.url else "sagemaker-runtime",
+        "url": config.url,
+        "sla": {"percentile": config.sla_percentile, "latency_ms": config.sla_latency_ms,
+                "max_error_rate": config.max_error_rate, "confidence": config.confidence},
+        "instances_under_test": instances_under_test,
+        "steps": [s.to_dict() for s in steps],
+        "search": {"strategy": config.search, "stop_reason": search_stop_reason,
+                   "path": [round(s.offered_rps, 3) for s in steps],
+                   "bracket": None if capacity is None else
+                   [capacity.last_pass_rps, capacity.first_fail_rps],
+                   "arrivals": config.arrivals},
+        "max_sustainable_rps": None if capacity is None else capacity.max_sustainable_rps,
+        "capacity_method": None if capacity is None else capacity.method,
+        "max_rps_per_instance": None if recommendation is None
+        else recommendation.max_rps_per_instance,
+        "safety_factor": config.safety_factor,
+        "target_invocations_per_instance": None if recommendation is None
+        else recommendation.target_invocations_per_instance,
+        "scalable_target": scalable_target,
+        "policy": policy,
+        "scaling_before": before,
+        "scaling_after": after,
+        "changes": changes,
+        "dry_run": config.dry_run,
+        "applied": applied,
+        "error": error,
+        "load_test_seconds": load_seconds,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return _clean(result)

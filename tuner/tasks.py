@@ -1,0 +1,193 @@
+"""The tuning steps as Prefect tasks: thin shells around the pure core and AWS adapters.
+
+Each task does one thing a reader can name (preflight, load test, analyse, apply, report);
+`flows/tune.py` only orders them. Tasks are not cached: each touches the outside world.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tuner import aws
+from tuner.analysis import (
+    CapacityEstimate,
+    Recommendation,
+    StepResult,
+    derive_target,
+    estimate_capacity,
+    summarize_samples,
+)
+from tuner.config import TuneConfig
+from tuner.errors import NoPassingStepError, TunerError
+from tuner.loadtest import LoadTestOutput, run_load_test, sla_of
+from tuner.policy import (
+    check_requests,
+    plan_changes,
+    resolve_capacity,
+    scalable_target_request,
+    scaling_policy_request,
+)
+from tuner.report import render_markdown, steps_frame, write_report
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What was true before the test: checked once, relied on afterwards."""
+
+    region: str
+    instances_under_test: int
+    endpoint_instances: int
+    scaling_before: aws.ScalingState
+    min_capacity: int
+    max_capacity: int
+
+
+@task(name="preflight", cache_policy=NO_CACHE)
+def preflight(config: TuneConfig) -> Preflight:
+    """Endpoint exists and is InService; capacity bounds resolved; nothing written yet."""
+    region = aws.resolve_region(config.region)
+    sagemaker = aws.client("sagemaker", region)
+    variant = aws.describe_variant(sagemaker, config.endpoint, config.variant)
+    scaling = aws.read_scaling_state(aws.client("application-autoscaling", region),
+                                     config.resource_id)
+    low, high = resolve_capacity(config.min_capacity, config.max_capacity, scaling.target)
+    instances = (config.instances or 1) if config.url else variant.current_instance_count
+    get_run_logger().info("preflight ok: %s/%s InService, %d instance(s) under test, "
+                          "capacity %d-%d", config.endpoint, config.variant, instances, low, high)
+    return Preflight(region, instances, variant.current_instance_count, scaling, low, high)
+
+
+def create_run_dir(reports_dir: Path, endpoint: str) -> Path:
+    """`<reports>/<endpoint>/<UTC timestamp>/`, never reusing an existing directory."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(reports_dir) / endpoint / stamp
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{stamp}-{n}")
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+@task(name="load-test", cache_policy=NO_CACHE)
+def load_test(config: TuneConfig, run_dir: Path, region: str) -> LoadTestOutput:
+    logger = get_run_logger()
+    logger.info("load test: %s search from %g rps, at most %g s of load",
+                config.search, config.start_rps, config.max_test_seconds)
+    output = run_load_test(config, run_dir / "locust", region)
+    logger.info("load test done: %d steps, %.1f s of load (%s)", len(output.specs),
+                output.load_seconds, output.summary.get("stop_reason"))
+    return output
+
+
+@task(name="check-instances", cache_policy=NO_CACHE)
+def instance_change(config: TuneConfig, before: Preflight) -> str | None:
+    """The per-instance figure is only valid if the instance count held during the test."""
+    if config.url:
+        return None
+    now = aws.describe_variant(aws.client("sagemaker", before.region), config.endpoint,
+                               config.variant).current_instance_count
+    if now != before.endpoint_instances:
+        return (f"the variant's instance count changed during the test ({before.endpoint_instances}"
+                f" -> {now}): suspend autoscaling and re-run; nothing was applied")
+    return None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    steps: list[StepResult]
+    capacity: CapacityEstimate | None
+    recommendation: Recommendation | None
+    error: str | None
+
+
+@task(name="analyse", cache_policy=NO_CACHE)
+def analyse(config: TuneConfig, output: LoadTestOutput, instances_under_test: int,
+            invalid_reason: str | None) -> Analysis:
+    """Recompute every verdict from the raw samples, then capacity and target."""
+    steps = summarize_samples(output.specs, output.samples, sla_of(config))
+    if invalid_reason:
+        return Analysis(steps, None, None, invalid_reason)
+    try:
+        capacity = estimate_capacity(steps, sla_of(config))
+    except NoPassingStepError as exc:
+        return Analysis(steps, None, None, str(exc))
+    recommendation = derive_target(capacity.max_sustainable_rps, instances_under_test,
+                                   config.safety_factor)
+    get_run_logger().info(
+        "max sustainable %.1f rps / %d instance(s) = %.1f rps per instance -> target %.2f",
+        capacity.max_sustainable_rps, instances_under_test,
+        recommendation.max_rps_per_instance, recommendation.target_invocations_per_instance)
+    return Analysis(steps, capacity, recommendation, None)
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    scalable_target: dict | None = None
+    policy: dict | None = None
+    changes: list[dict] = field(default_factory=list)
+    after: dict | None = None
+    applied: bool = False
+    error: str | None = None
+
+
+@task(name="apply", cache_policy=NO_CACHE)
+def apply_recommendation(config: TuneConfig, before: Preflight,
+                         recommendation: Recommendation | None) -> ApplyOutcome:
+    """Write the built-in policy unless dry-run or nothing differs; verify what is stored."""
+    if recommendation is None:
+        return ApplyOutcome()
+    target = scalable_target_request(config.resource_id, before.min_capacity,
+                                     before.max_capacity)
+    policy = scaling_policy_request(config.resource_id,
+                                    recommendation.target_invocations_per_instance,
+                                    config.scale_in_cooldown, config.scale_out_cooldown)
+    logger = get_run_logger()
+    try:
+        check_requests(target, policy)
+    except TunerError as exc:
+        return ApplyOutcome(target, policy, error=str(exc))
+    changes = plan_changes(before.scaling_before.target, before.scaling_before.policies,
+                           target, policy)
+    for change in changes:
+        logger.info("plan: %s %s: %r -> %r", change["scope"], change["field"],
+                    change["current"], change["proposed"])
+    if config.dry_run:
+        logger.info("dry run: nothing written")
+        return ApplyOutcome(target, policy, changes)
+    if not changes:
+        logger.info("no changes: the stored scaling configuration already matches")
+        return ApplyOutcome(target, policy, changes, before.scaling_before.to_dict())
+    try:
+        after = aws.apply_scaling(aws.client("application-autoscaling", before.region),
+                                  target, policy)
+    except TunerError as exc:
+        return ApplyOutcome(target, policy, changes, error=str(exc))
+    logger.info("applied and verified %s", policy["PolicyName"])
+    return ApplyOutcome(target, policy, changes, after.to_dict(), applied=True)
+
+
+def _artifact_key(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:60] or "endpoint"
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def publish_report(run_dir: Path, result: dict[str, Any]) -> Path:
+    """Write the run's report files and publish the same markdown and steps as artifacts."""
+    paths = write_report(run_dir, result)
+    key = _artifact_key(f"tuning-{result['endpoint']}-{result['variant']}")
+    create_markdown_artifact(render_markdown(result), key=key,
+                             description=f"Scaling report for {result['endpoint']}")
+    if result["steps"]:
+        rows = steps_frame(result).fillna("").to_dict(orient="records")
+        create_table_artifact(rows, key=key + "-steps", description="Load test steps")
+    get_run_logger().info("report: %s", paths["html"])
+    return paths["html"]
