@@ -303,7 +303,8 @@ def install(plan: dict[str, Any]) -> None:
         global CONTROLLER
         runner = environment.runner
         if not isinstance(runner, MasterRunner):
-            runner.register_message(STEP_MESSAGE, lambda environment, msg, **kw: BOARD.post(msg.data))
+            runner.register_message(STEP_MESSAGE,
+                                    lambda environment, msg, **_: BOARD.post(msg.data))
         if not isinstance(runner, WorkerRunner):
             CONTROLLER = SearchController(environment, plan)
             runner.register_message(DONE_MESSAGE, CONTROLLER.on_done)

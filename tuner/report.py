@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from jinja2 import Environment  # noqa: E402
+from jinja2 import Environment, FileSystemLoader  # noqa: E402
 
 from tuner.policy import cli_commands  # noqa: E402
 
@@ -169,46 +169,9 @@ def plot_throughput(result: dict) -> bytes:
     return _png(fig)
 
 
-HTML = Environment(autoescape=True).from_string("""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Scaling report: {{ r.endpoint }} / {{ r.variant }}</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}
-td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
-td.l,th.l{text-align:left}
-.pass{color:#070}.fail{color:#b00}.inconclusive{color:#a60}
-pre{background:#f5f5f5;padding:1em;overflow-x:auto;font-size:12px}
-.headline{font-size:1.15em;background:#eef6ee;padding:.8em;border-radius:6px}
-.error{background:#fbeaea}
-img{max-width:100%}
-</style></head><body>
-<h1>Scaling report: {{ r.endpoint }} / {{ r.variant }}</h1>
-<p class="headline {{ 'error' if r.error else '' }}">{{ headline }}</p>
-<ul>
-<li>Region {{ r.region }}; load through {{ ('URL ' ~ r.url) if r.url else 'the SageMaker runtime API' }}</li>
-<li>SLA: p{{ '%g' % r.sla.percentile }} &le; {{ '%g' % r.sla.latency_ms }} ms, errors &le; {{ '%.2f' % (100 * r.sla.max_error_rate) }}%, {{ '%.0f' % (100 * r.sla.confidence) }}% confidence</li>
-<li>Instances under test: {{ r.instances_under_test }}</li>
-<li>Search: {{ r.search.strategy }}, {{ r.steps|length }} steps, {{ '%.1f' % r.load_test_seconds }} s of load, stopped: {{ r.search.stop_reason }}</li>
-</ul>
-{% for title, data in plots.items() %}<h2>{{ title }}</h2>
-<img alt="{{ title }}" src="data:image/png;base64,{{ data }}">{% endfor %}
-<h2>Steps</h2>
-<table><tr><th>#</th><th class="l">phase</th><th>offered rps</th><th>achieved rps</th><th>requests</th>
-<th>errors</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th class="l">verdict</th><th class="l">why</th></tr>
-{% for s in r.steps %}<tr><td>{{ s.index }}</td><td class="l">{{ s.phase }}</td><td>{{ fmt(s.offered_rps) }}</td>
-<td>{{ fmt(s.achieved_rps) }}</td><td>{{ s.requests }}</td><td>{{ s.errors }}</td><td>{{ fmt(s.p50_ms) }}</td>
-<td>{{ fmt(s.p90_ms) }}</td><td>{{ fmt(s.p99_ms) }}</td><td class="l {{ s.verdict }}">{{ s.verdict }}</td>
-<td class="l">{{ s.reasons|join('; ') }}</td></tr>{% endfor %}</table>
-<h2>Scaling policy</h2>
-{% if r.changes %}<table><tr><th class="l">scope</th><th class="l">field</th><th>current</th><th>proposed</th></tr>
-{% for c in r.changes %}<tr><td class="l">{{ c.scope }}</td><td class="l">{{ c.field }}</td><td>{{ fmt(c.current, 2) }}</td><td>{{ fmt(c.proposed, 2) }}</td></tr>{% endfor %}</table>
-{% elif r.policy %}<p>No changes: the stored scaling configuration already matches.</p>{% endif %}
-{% if r.policy %}<h3>Exactly what was sent</h3><pre>{{ sent }}</pre>
-<h3>Reproduce by hand</h3><pre>{{ commands }}</pre>{% endif %}
-<p><small>Raw data: steps.csv, result.json, locust/ (samples.csv, loadtest.json, Locust stats and log).</small></p>
-</body></html>
-""")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+HTML = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True).get_template(
+    "report.html.j2")
 
 
 def render_html(result: dict, plots: dict[str, bytes]) -> str:
