@@ -207,17 +207,24 @@ def summarize_samples(specs: list[StepSpec], samples: pd.DataFrame, sla: Sla) ->
     return results
 
 
-def _score(step: StepResult, sla: Sla) -> float:
-    """How far a step is from its limits: <= 1 within all, > 1 beyond at least one."""
-    latency = step.sla_percentile_ms / sla.latency_ms if not math.isnan(step.sla_percentile_ms) \
-        else math.inf
-    if sla.max_error_rate > 0:
-        errors = step.error_rate / sla.max_error_rate
-    else:
-        errors = math.inf if step.errors else 0.0
-    achieved = (ACHIEVED_FRACTION_REQUIRED * step.offered_rps / step.achieved_rps
-                if step.achieved_rps > 0 else math.inf)
-    return max(latency, errors, achieved)
+def _crossing(r1: float, v1: float, r2: float, v2: float, limit: float) -> float | None:
+    """Where a metric rising from v1 (at r1) to v2 (at r2) reaches its limit, linearly."""
+    if not (math.isfinite(v1) and math.isfinite(v2)) or v2 <= limit or v1 > limit or v2 <= v1:
+        return None
+    return r1 + (limit - v1) / (v2 - v1) * (r2 - r1)
+
+
+def _limit_crossings(last_pass: StepResult, first_fail: StepResult, sla: Sla) -> list[float]:
+    """For each limit the failing step broke, the load at which it was reached."""
+    r1, r2 = last_pass.offered_rps, first_fail.offered_rps
+    found = [
+        _crossing(r1, last_pass.sla_percentile_ms, r2, first_fail.sla_percentile_ms,
+                  sla.latency_ms),
+        _crossing(r1, last_pass.error_rate, r2, first_fail.error_rate, sla.max_error_rate),
+        _crossing(r1, 1 - last_pass.achieved_rps / r1, r2, 1 - first_fail.achieved_rps / r2,
+                  1 - ACHIEVED_FRACTION_REQUIRED),
+    ]
+    return [c for c in found if c is not None]
 
 
 def bounds_capacity(step: StepResult) -> bool:
@@ -261,9 +268,9 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     """Highest passing load, interpolated toward the first failing load above it.
 
     The first failing load bounds the capacity: a pass above it is treated as noise, not
-    capacity. Between the last pass below it and that failure, the crossing point of the
-    worst limit (latency / errors / achieved share) is interpolated linearly, and never put
-    above what the failing step actually achieved.
+    capacity. Between the last pass below it and that failure, the load where the first limit
+    (latency percentile, error rate, achieved share) was reached is interpolated linearly,
+    and never put above what the failing step actually achieved.
     """
     last_pass, first_fail = bracket_steps(steps)
     if last_pass is None:
@@ -275,12 +282,10 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     if first_fail is None:
         return CapacityEstimate(last_pass.offered_rps, last_pass.offered_rps, None,
                                 "highest passing step (no failing load was reached)")
-    s1, s2 = _score(last_pass, sla), _score(first_fail, sla)
     r1, r2 = last_pass.offered_rps, first_fail.offered_rps
-    if math.isfinite(s2) and s2 > s1 and s1 <= 1.0:
-        crossing = r1 + (1.0 - s1) / (s2 - s1) * (r2 - r1)
-    else:
-        crossing = r1
+    # The first limit reached decides; a failure without a measurable crossing (instability,
+    # too few requests) gives no credit beyond the last pass.
+    crossing = min(_limit_crossings(last_pass, first_fail, sla), default=r1)
     if first_fail.achieved_rps > r1:
         crossing = min(crossing, first_fail.achieved_rps)
     crossing = min(max(crossing, r1), r2)

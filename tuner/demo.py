@@ -8,6 +8,9 @@ $AWS_ENDPOINT_URL, and runs the same flow as `tuner tune --url ...`, applying th
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import typer
@@ -41,4 +44,22 @@ def run_demo(reports_dir: Path, max_test_seconds: float = 60.0) -> dict:
         error = abs(result["max_sustainable_rps"] - server.capacity_rps) / server.capacity_rps
         typer.echo(f"measured {result['max_sustainable_rps']:.1f} rps vs true "
                    f"{server.capacity_rps:.0f} rps: {error:.1%} off", err=True)
+        read_back_with_aws_cli(result["region"], f"endpoint/{DEMO_ENDPOINT}/variant/AllTraffic")
         return result
+
+
+def read_back_with_aws_cli(region: str, resource_id: str) -> None:
+    """Show what is stored, read by the AWS CLI itself rather than by our own code."""
+    aws = shutil.which("aws", path=str(Path(sys.executable).parent)) or shutil.which("aws")
+    if aws is None:
+        typer.echo("(AWS CLI not installed: skipping the read-back)", err=True)
+        return
+    command = [aws, "application-autoscaling", "describe-scaling-policies",
+               "--service-namespace", "sagemaker", "--resource-id", resource_id,
+               "--region", region, "--output", "table", "--query",
+               "ScalingPolicies[].{Name:PolicyName,Type:PolicyType,"
+               "Metric:TargetTrackingScalingPolicyConfiguration.PredefinedMetricSpecification"
+               ".PredefinedMetricType,Target:TargetTrackingScalingPolicyConfiguration.TargetValue}"]
+    typer.echo("read back by the AWS CLI:", err=True)
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    typer.echo(shown.stdout or shown.stderr, err=True)

@@ -135,8 +135,10 @@ def plot_latency(result: dict) -> bytes:
     ax.axhline(sla["latency_ms"], color="red", linestyle="--",
                label=f"SLA p{sla['percentile']:g} {sla['latency_ms']:g} ms")
     if result.get("max_sustainable_rps"):
-        ax.axvline(result["max_sustainable_rps"], color="green", linestyle=":",
-                   label=f"max sustainable {result['max_sustainable_rps']:.1f} rps")
+        ax.axvline(result["max_sustainable_rps"], color="green", linestyle=":")
+        ax.plot([result["max_sustainable_rps"]], [sla["latency_ms"]], marker="*", markersize=14,
+                color="green", linestyle="none",
+                label=f"chosen: max sustainable {result['max_sustainable_rps']:.1f} rps")
     ax.set_xlabel("achieved throughput (requests/s)")
     ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")
@@ -156,6 +158,8 @@ def plot_throughput(result: dict) -> bytes:
             label="achieved = offered")
     for verdict, colour in colours.items():
         chosen = [s for s in steps if s["verdict"] == verdict]
+        if not chosen:
+            continue
         ax.scatter([s["offered_rps"] for s in chosen], [s["achieved_rps"] for s in chosen],
                    color=colour, label=verdict, zorder=3)
     for s in steps:

@@ -1,0 +1,158 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tuner.analysis import (
+    Sla,
+    StepResult,
+    StepSpec,
+    derive_target,
+    estimate_capacity,
+    summarize_samples,
+    summarize_step,
+)
+from tuner.errors import NoPassingStepError
+
+SLA = Sla(percentile=90, latency_ms=100, max_error_rate=0.01)
+
+
+def synthetic(rate, duration=6.0, latency=20.0, error_every=0, rising=0.0, capacity=None):
+    """Requests of one step: uniform arrivals, fixed or rising latency, optional errors."""
+    intended = np.arange(0, duration, 1.0 / rate)
+    lat = latency + rising * intended
+    if capacity is not None and rate > capacity:
+        # A queue: completions at capacity, latency grows with the backlog.
+        done = np.arange(len(intended)) / capacity
+        lat = np.maximum(latency, (done - intended) * 1000 + latency)
+    ok = np.ones(len(intended), dtype=bool)
+    if error_every:
+        ok[::error_every] = False
+    completed = intended + lat / 1000.0
+    return intended, completed, lat, ok
+
+
+def step(rate, index=0, duration=6.0, **kw):
+    spec = StepSpec(index, rate, duration, 1.0, "ramp")
+    return summarize_step(spec, *synthetic(rate, duration, **kw), SLA)
+
+
+def test_fast_steady_step_passes():
+    result = step(100)
+    assert result.verdict == "pass"
+    assert result.achieved_rps == pytest.approx(100, rel=0.03)
+    assert result.p90_ms == pytest.approx(20)
+    assert result.requests == 500
+
+
+def test_saturated_step_fails_even_if_never_passed():
+    result = step(300, capacity=200)
+    assert result.verdict == "fail"
+    assert any("saturated" in r for r in result.reasons)
+    assert result.achieved_rps < 0.95 * 300
+
+
+def test_errors_above_limit_fail():
+    result = step(100, error_every=20)  # 5% errors
+    assert result.verdict == "fail"
+    assert any("error rate" in r for r in result.reasons)
+
+
+def test_rising_latency_is_unstable():
+    result = step(100, latency=20, rising=10.0)  # +50 ms over the window: < SLA but rising
+    assert result.verdict == "fail"
+    assert any("unstable" in r for r in result.reasons)
+
+
+def test_slow_step_fails_on_latency():
+    result = step(100, latency=150)
+    assert result.verdict == "fail"
+    assert any("SLA" in r for r in result.reasons)
+
+
+def test_too_few_requests_are_inconclusive_not_failed():
+    result = step(2, duration=5.0)  # 8 requests cannot show p90 at 95%
+    assert result.verdict == "inconclusive"
+    assert result.slow_requests == 0
+
+
+def test_warmup_is_excluded():
+    intended, completed, lat, ok = synthetic(100)
+    lat = lat.copy()
+    lat[intended < 1.0] = 5000  # a cold start in the first second
+    spec = StepSpec(0, 100, 6.0, 1.0, "ramp")
+    assert summarize_step(spec, intended, intended + lat / 1000, lat, ok, SLA).verdict == "pass"
+
+
+def test_summarize_samples_groups_by_step():
+    rows = []
+    for index, rate in enumerate((50, 100)):
+        intended, completed, lat, ok = synthetic(rate)
+        rows.append(pd.DataFrame({"step": index, "intended_s": intended,
+                                  "completed_s": completed, "latency_ms": lat, "ok": ok}))
+    specs = [StepSpec(0, 50, 6.0, 1.0, "ramp"), StepSpec(1, 100, 6.0, 1.0, "ramp")]
+    results = summarize_samples(specs, pd.concat(rows), SLA)
+    assert [r.requests for r in results] == [250, 500]
+
+
+def fake(rate, verdict, p90=20.0, achieved=None, errors=0, slow=0):
+    return StepResult(index=0, phase="ramp", offered_rps=rate,
+                      achieved_rps=rate if achieved is None else achieved, requests=1000,
+                      errors=errors, error_rate=errors / 1000, p50_ms=p90 / 2, p90_ms=p90,
+                      p99_ms=p90 * 2, sla_percentile_ms=p90, slow_requests=slow,
+                      duration_s=6, warmup_s=1, verdict=verdict)
+
+
+def test_capacity_interpolates_between_last_pass_and_first_fail():
+    steps = [fake(100, "pass", p90=50), fake(200, "pass", p90=60), fake(300, "fail", p90=140)]
+    capacity = estimate_capacity(steps, SLA)
+    # latency score 0.6 at 200 and 1.4 at 300: crosses 1.0 halfway
+    assert capacity.max_sustainable_rps == pytest.approx(250)
+    assert (capacity.last_pass_rps, capacity.first_fail_rps) == (200, 300)
+
+
+def test_capacity_never_exceeds_what_the_failing_step_achieved():
+    steps = [fake(200, "pass", p90=20), fake(400, "fail", p90=2000, achieved=210)]
+    assert estimate_capacity(steps, SLA).max_sustainable_rps <= 210
+
+
+def test_a_pass_above_the_first_fail_is_noise():
+    steps = [fake(100, "pass"), fake(200, "fail", p90=500), fake(300, "pass")]
+    capacity = estimate_capacity(steps, SLA)
+    assert capacity.last_pass_rps == 100
+    assert capacity.max_sustainable_rps < 200
+
+
+def test_no_failing_load_reports_the_highest_pass():
+    capacity = estimate_capacity([fake(100, "pass"), fake(200, "pass")], SLA)
+    assert capacity.max_sustainable_rps == 200
+    assert capacity.first_fail_rps is None
+
+
+def test_no_passing_step_is_a_clear_error():
+    with pytest.raises(NoPassingStepError, match="no load step met the SLA"):
+        estimate_capacity([fake(10, "fail", p90=900)], SLA)
+
+
+def test_low_rate_inconclusive_steps_do_not_bound_capacity():
+    steps = [fake(5, "inconclusive"), fake(10, "pass"), fake(20, "fail", p90=300)]
+    assert estimate_capacity(steps, SLA).last_pass_rps == 10
+
+
+def test_target_is_per_minute_per_instance_times_safety_factor():
+    rec = derive_target(200.0, 1, 0.5)
+    assert rec.max_rps_per_instance == 200.0
+    assert rec.target_invocations_per_instance == 6000.0  # 200 rps * 60 s * 0.5
+
+
+def test_target_divides_by_instances_under_test():
+    rec = derive_target(300.0, 3, 0.5)
+    assert rec.max_rps_per_instance == pytest.approx(100.0)
+    assert rec.target_invocations_per_instance == pytest.approx(3000.0)
+
+
+@pytest.mark.parametrize("factor", [0, -0.1, 1.01, math.nan])
+def test_safety_factor_outside_range_is_rejected(factor):
+    with pytest.raises(ValueError):
+        derive_target(100.0, 1, factor)

@@ -1,0 +1,42 @@
+"""Real Locust, as a subprocess, against the bundled model server of known capacity."""
+
+import json
+
+import pytest
+
+from tuner.analysis import estimate_capacity, summarize_samples
+from tuner.config import build_config
+from tuner.loadtest import run_load_test, sla_of
+
+
+@pytest.fixture(scope="module")
+def measured(server_200, tmp_path_factory):
+    config = build_config({}, {"endpoint": "ep", "url": server_200.url, "sla_latency_ms": 100,
+                               "start_rps": 25, "max_test_seconds": 30})
+    output = run_load_test(config, tmp_path_factory.mktemp("lt"), region="us-east-1")
+    return config, output
+
+
+def test_finds_known_capacity_within_15_percent(measured, server_200):
+    config, output = measured
+    steps = summarize_samples(output.specs, output.samples, sla_of(config))
+    capacity = estimate_capacity(steps, sla_of(config)).max_sustainable_rps
+    assert abs(capacity - server_200.capacity_rps) / server_200.capacity_rps < 0.15
+
+
+def test_raw_data_is_on_disk_and_reanalysis_matches_the_live_verdicts(measured):
+    config, output = measured
+    assert (output.directory / "samples.csv").stat().st_size > 0
+    assert (output.directory / "locust.json").exists()
+    live = json.loads((output.directory / "loadtest.json").read_text())["results"]
+    again = summarize_samples(output.specs, output.samples, sla_of(config))
+    assert [s["verdict"] for s in live] == [s.verdict for s in again]
+    assert output.load_seconds <= config.max_test_seconds
+
+
+def test_steps_hold_their_offered_rate(measured):
+    config, output = measured
+    steps = summarize_samples(output.specs, output.samples, sla_of(config))
+    for step in steps:
+        if step.passed:
+            assert step.achieved_rps == pytest.approx(step.offered_rps, rel=0.05)

@@ -1,0 +1,63 @@
+import json
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from tuner.analysis import StepResult, derive_target, estimate_capacity
+from tuner.config import build_config
+from tuner.loadtest import sla_of
+from tuner.policy import scalable_target_request, scaling_policy_request
+from tuner.report import render_markdown, write_report
+from tuner.result import build_result
+
+REQUIRED = {"endpoint", "variant", "region", "sla", "instances_under_test", "steps",
+            "max_sustainable_rps", "max_rps_per_instance", "safety_factor",
+            "target_invocations_per_instance", "policy", "applied", "load_test_seconds"}
+STEP_KEYS = {"offered_rps", "achieved_rps", "requests", "errors", "error_rate", "p50_ms",
+             "p90_ms", "p99_ms", "passed"}
+
+
+def sample_result():
+    config = build_config({}, {"endpoint": "ep", "sla_latency_ms": 100, "url": "http://x:1"})
+    steps = [StepResult(i, "ramp", r, min(r, 210), 1000, 0, 0.0, 20, lat, lat * 2, lat,
+                        0 if v == "pass" else 900, 5, 1, v)
+             for i, (r, lat, v) in enumerate([(50, 20, "pass"), (100, 22, "pass"),
+                                              (200, 30, "pass"), (400, 900, "fail")])]
+    capacity = estimate_capacity(steps, sla_of(config))
+    rec = derive_target(capacity.max_sustainable_rps, 1, 0.5)
+    rid = config.resource_id
+    return build_result(
+        config=config, region="us-east-1", instances_under_test=1, steps=steps,
+        load_seconds=20.0, search_stop_reason="search complete", capacity=capacity,
+        recommendation=rec, scalable_target=scalable_target_request(rid, 1, 4),
+        policy=scaling_policy_request(rid, rec.target_invocations_per_instance, 300, 300),
+        before={"scalable_target": None, "policies": []}, after=None,
+        changes=[{"scope": "scalable target", "field": "MinCapacity", "current": None,
+                  "proposed": 1}],
+        applied=True, error=None, started_at=datetime.now(UTC))
+
+
+def test_result_has_the_documented_keys():
+    result = sample_result()
+    assert REQUIRED <= set(result)
+    assert STEP_KEYS <= set(result["steps"][0])
+    assert result["target_invocations_per_instance"] == round(
+        result["max_rps_per_instance"] * 60 * 0.5, 2)
+
+
+def test_report_files_are_written_and_self_contained(tmp_path):
+    result = sample_result()
+    paths = write_report(tmp_path, result)
+    html = paths["html"].read_text()
+    assert html.count("data:image/png;base64,") == 2
+    assert "SageMakerEndpointInvocationScalingPolicy" in html
+    assert json.loads(paths["result"].read_text())["endpoint"] == "ep"
+    assert len(pd.read_csv(paths["steps"])) == 4
+    assert "put-scaling-policy" in (tmp_path / "aws-cli.sh").read_text()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_markdown_states_target_and_steps():
+    text = render_markdown(sample_result())
+    assert "invocations per instance per minute" in text
+    assert text.count("| ramp |") == 4

@@ -1,0 +1,81 @@
+import pytest
+
+from tuner.analysis import StepResult, StepSpec
+from tuner.search import SearchSettings, next_step, step_duration
+
+
+def judge(spec: StepSpec, capacity: float, min_requests: int = 0) -> StepResult:
+    """A synthetic endpoint: passes up to `capacity`, saturates above it."""
+    requests = int(spec.offered_rps * spec.window_s)
+    over = spec.offered_rps > capacity
+    verdict = "fail" if over else ("inconclusive" if requests < min_requests else "pass")
+    return StepResult(index=spec.index, phase=spec.phase, offered_rps=spec.offered_rps,
+                      achieved_rps=min(spec.offered_rps, capacity), requests=requests,
+                      errors=0, error_rate=0.0, p50_ms=10, p90_ms=500 if over else 20,
+                      p99_ms=900 if over else 30, sla_percentile_ms=500 if over else 20,
+                      slow_requests=requests if over else 0, duration_s=spec.duration_s,
+                      warmup_s=spec.warmup_s, verdict=verdict)
+
+
+def run(settings: SearchSettings, capacity: float, min_requests: int = 0):
+    history: list[StepResult] = []
+    used = 0.0
+    while (spec := next_step(history, settings, used)) is not None:
+        history.append(judge(spec, capacity, min_requests))
+        used += spec.duration_s
+    return history, used
+
+
+@pytest.mark.parametrize("capacity", [37.0, 200.0, 1234.0])
+def test_adaptive_search_brackets_capacity_within_precision(capacity):
+    settings = SearchSettings(start_rps=10, precision=0.03, budget_s=300)
+    history, used = run(settings, capacity)
+    lo = max(s.offered_rps for s in history if s.passed)
+    hi = min(s.offered_rps for s in history if not s.passed)
+    assert lo <= capacity < hi
+    assert (hi - lo) / lo <= 0.03
+    assert used <= 300
+    phases = [s.phase for s in history]
+    assert phases[0] == "ramp" and "bisect" in phases
+
+
+def test_budget_is_never_exceeded():
+    settings = SearchSettings(start_rps=10, precision=0.001, budget_s=30)
+    _, used = run(settings, 500.0)
+    assert used <= 30
+
+
+def test_linear_search_stops_at_first_fail():
+    settings = SearchSettings(strategy="linear", start_rps=50, linear_step_rps=50,
+                              budget_s=1000)
+    history, _ = run(settings, 175.0)
+    assert [s.offered_rps for s in history] == [50, 100, 150, 200]
+
+
+def test_start_above_capacity_probes_down():
+    settings = SearchSettings(start_rps=100, budget_s=300)
+    history, _ = run(settings, 30.0)
+    assert history[1].phase == "probe-down"
+    assert any(s.passed for s in history)
+
+
+def test_max_rps_caps_the_ramp():
+    settings = SearchSettings(start_rps=10, max_rps=60, budget_s=300)
+    history, _ = run(settings, 1000.0)
+    assert max(s.offered_rps for s in history) == 60
+    assert all(s.passed for s in history)
+
+
+def test_low_rate_inconclusive_steps_keep_the_ramp_going():
+    settings = SearchSettings(start_rps=2, percentile=99, budget_s=300, max_step_s=5)
+    history, _ = run(settings, 300.0, min_requests=299)
+    assert history[0].verdict == "inconclusive"
+    lo = max(s.offered_rps for s in history if s.passed)
+    assert lo > 250
+
+
+def test_step_duration_follows_the_percentile_sample_need():
+    p99 = SearchSettings(percentile=99, min_step_s=1, max_step_s=60, warmup_s=0)
+    p90 = SearchSettings(percentile=90, min_step_s=1, max_step_s=60, warmup_s=0)
+    assert step_duration(100, p99) > step_duration(100, p90)
+    assert step_duration(100, p99) == pytest.approx(4 * 299 / 100)
