@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	mkdir -p $(PREFECT_HOME)
-	$(VENV)/bin/tuner demo
+	@mkdir -p $(PREFECT_HOME)
+	@$(VENV)/bin/tuner demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -156,3 +156,8 @@ def test_target_divides_by_instances_under_test():
 def test_safety_factor_outside_range_is_rejected(factor):
     with pytest.raises(ValueError):
         derive_target(100.0, 1, factor)
+
+
+def test_capacity_is_capped_by_failing_step_throughput_even_just_above_last_pass():
+    steps = [fake(200, "pass", p90=25), fake(210, "fail", p90=120, achieved=199.5)]
+    assert estimate_capacity(steps, SLA).max_sustainable_rps == 200

@@ -286,8 +286,8 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     # The first limit reached decides; a failure without a measurable crossing (instability,
     # too few requests) gives no credit beyond the last pass.
     crossing = min(_limit_crossings(last_pass, first_fail, sla), default=r1)
-    if first_fail.achieved_rps > r1:
-        crossing = min(crossing, first_fail.achieved_rps)
+    # A failing step that completed only X rps shows the endpoint cannot serve more than X.
+    crossing = min(crossing, max(r1, first_fail.achieved_rps))
     crossing = min(max(crossing, r1), r2)
     return CapacityEstimate(crossing, r1, r2, "interpolated between last pass and first fail")
 
