@@ -81,3 +81,19 @@ def test_tune_applies_the_builtin_policy_and_the_aws_cli_reads_it_back(
     assert config["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
         "SageMakerVariantInvocationsPerInstance")
     assert config["TargetValue"] == result["target_invocations_per_instance"]
+
+
+def test_runtime_api_path_signs_and_invokes_through_aws_endpoint_url(tmp_path, local_aws):
+    """No --url: load goes through InvokeEndpoint (boto3 in Locust) to the moto server."""
+    done = run(["tune", "--endpoint", "cli-ep", "--sla-latency-ms", "1000", "--start-rps", "10",
+                "--max-rps", "40", "--max-test-seconds", "15", "--dry-run",
+                "--min-capacity", "1", "--max-capacity", "2",
+                "--reports-dir", str(tmp_path)], env=local_aws)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["target_kind"] == "sagemaker-runtime"
+    assert result["instances_under_test"] == 1
+    assert sum(s["requests"] for s in result["steps"]) > 100
+    assert all(s["errors"] == 0 for s in result["steps"])
+    assert not result["applied"]
