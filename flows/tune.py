@@ -34,7 +34,7 @@ def tune_endpoint(config: TuneConfig) -> dict:
     started = datetime.now(UTC)
     before = preflight(config)
     run_dir = create_run_dir(config.reports_dir, config.endpoint)
-    output = load_test(config, run_dir, before.region)
+    output = load_test(config, run_dir, before)
     invalid = instance_change(config, before)
     analysis = analyse(config, output, before.instances_under_test, invalid)
     outcome = apply_recommendation(config, before, analysis.recommendation)
@@ -42,6 +42,7 @@ def tune_endpoint(config: TuneConfig) -> dict:
         config=config, region=before.region,
         instances_under_test=before.instances_under_test, steps=analysis.steps,
         load_seconds=output.load_seconds, search_stop_reason=output.summary.get("stop_reason"),
+        generator=output.summary.get("step_meta"),
         capacity=analysis.capacity, recommendation=analysis.recommendation,
         scalable_target=outcome.scalable_target, policy=outcome.policy,
         before=before.scaling_before.to_dict(), after=outcome.after, changes=outcome.changes,

@@ -30,7 +30,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,20 @@ from gevent.pool import Pool
 from locust import LoadTestShape, events
 from locust.runners import MasterRunner, WorkerRunner
 
-from tuner.analysis import SAMPLE_COLUMNS, Sla, StepResult, StepSpec, summarize_step
+from tuner.analysis import (
+    SAMPLE_COLUMNS,
+    Sla,
+    StepResult,
+    StepSpec,
+    generator_limit,
+    summarize_step,
+)
 from tuner.search import SearchSettings, next_step
 
 PLAN_ENV = "TUNER_PLAN"
 STEP_MESSAGE = "tuner_step"
 DONE_MESSAGE = "tuner_step_done"
+MAX_DRAIN_SECONDS = 30.0
 log = logging.getLogger("tuner.openloop")
 
 
@@ -63,7 +71,11 @@ def default_plan() -> dict[str, Any]:
                    "percentile": float(env("TUNER_SLA_PERCENTILE", "90"))},
         "arrivals": env("TUNER_ARRIVALS", "uniform"),
         "request_timeout_s": float(env("TUNER_REQUEST_TIMEOUT_S", "10")),
-        "max_in_flight": int(env("TUNER_MAX_IN_FLIGHT", "1000")),
+        "max_in_flight": int(env("TUNER_MAX_IN_FLIGHT", "8000")),
+        "abort": {"error_rate": float(env("TUNER_ABORT_ERROR_RATE", "0.2")),
+                  "latency_ms": float(env("TUNER_ABORT_LATENCY_FACTOR", "5"))
+                  * float(env("TUNER_SLA_LATENCY_MS", "500")),
+                  "after_s": 2.0},
         "payload_file": env("TUNER_PAYLOAD_FILE"),
         "content_type": env("TUNER_CONTENT_TYPE", "application/json"),
         "target": {"kind": "url", "url": env("TUNER_URL")},
@@ -142,30 +154,114 @@ class OpenLoopLane:
             self.run_step(step)
 
     def run_step(self, step: dict[str, Any]) -> None:
+        plan = self.plan
         rate = step["offered_rps"] / step["lanes"]
         duration = step["duration_s"]
-        timeout = self.plan["request_timeout_s"]
+        timeout = plan["request_timeout_s"]
+        # Little's law: enough concurrent requests that the rate is never capped by them.
+        in_flight = min(plan["max_in_flight"], max(64, math.ceil(rate * timeout * 1.2) + 16))
+        pool = Pool(in_flight)
         rng = random.Random()
-        poisson = self.plan.get("arrivals") == "poisson"
-        pool = Pool(self.plan["max_in_flight"])
+        poisson = plan.get("arrivals") == "poisson"
+        guard = AbortGuard(plan.get("abort"), step["index"])
+        lags: list[float] = []
         cpu = psutil.Process()
         cpu.cpu_percent()
         t0 = time.perf_counter()
         intended = rng.uniform(0, 1.0 / rate)  # random phase: lanes interleave
-        while intended < duration:
+        abort_reason, aborted_at = None, None
+        while intended < duration and abort_reason is None:
             delay = t0 + intended - time.perf_counter()
             if delay > 0:
                 gevent.sleep(delay)
-            pool.spawn(self.invoke, (step["index"], t0, intended))  # waits if pool is full
+            while pool.full() and abort_reason is None:
+                pool.wait_available(timeout=0.25)
+                abort_reason = guard.check(time.perf_counter() - t0)
+            abort_reason = abort_reason or guard.check(time.perf_counter() - t0)
+            if abort_reason is not None:
+                aborted_at = time.perf_counter() - t0
+                break
+            pool.spawn(self.send, step["index"], t0, intended, lags, guard.outstanding)
             intended += rng.expovariate(rate) if poisson else 1.0 / rate
         cpu_percent = cpu.cpu_percent()
-        pool.join(timeout=timeout + 2)
+        pool.join(timeout=1.0 if abort_reason else timeout + 2)
         pool.kill()
+        samples = RECORDER.pop(step["index"])
         self.environment.runner.send_message(DONE_MESSAGE, {
             "index": step["index"],
-            "samples": RECORDER.pop(step["index"]),
+            "samples": samples,
+            "unanswered": max(0, len(lags) - len(samples["ok"])),
             "cpu_percent": cpu_percent,
+            "send_lag_p90_ms": _p90_ms(lags),
+            "abort_reason": abort_reason,
+            "aborted_at": aborted_at,
         })
+
+    def send(self, step: int, t0: float, intended: float, lags: list[float],
+             outstanding: dict[float, bool]) -> None:
+        lags.append(time.perf_counter() - t0 - intended)
+        outstanding[intended] = True
+        try:
+            self.invoke((step, t0, intended))
+        finally:
+            outstanding.pop(intended, None)
+
+
+def _p90_ms(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return 1000.0 * ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+
+class AbortGuard:
+    """Stopping conditions that protect the endpoint under test.
+
+    Every half second, look at the last second of this lane's step: if the error share is
+    above the abort rate, or latency (of completed requests, or the age of the oldest
+    requests still waiting) is above the abort latency, for `after_s` in a row, abort.
+    """
+
+    def __init__(self, settings: dict[str, float] | None, step: int) -> None:
+        self.settings = settings
+        self.step = step
+        self.outstanding: dict[float, bool] = {}
+        self.bad_since: float | None = None
+        self.last_check = -1.0
+
+    def check(self, now: float) -> str | None:
+        if not self.settings or now - self.last_check < 0.5:
+            return None
+        self.last_check = now
+        reason = self._condition(now)
+        if reason is None:
+            self.bad_since = None
+            return None
+        if self.bad_since is None:
+            self.bad_since = now
+        if now - self.bad_since >= self.settings["after_s"]:
+            return reason
+        return None
+
+    def _condition(self, now: float) -> str | None:
+        recent = []
+        for row in reversed(RECORDER.by_step.get(self.step, [])):
+            if row[1] < now - 1.0:
+                break
+            recent.append(row)
+        limit_ms = self.settings["latency_ms"]
+        if len(recent) >= 5:
+            errors = sum(1 for r in recent if not r[3]) / len(recent)
+            if errors > self.settings["error_rate"]:
+                return f"error rate {errors:.0%} above {self.settings['error_rate']:.0%}"
+            latencies = sorted(r[2] for r in recent)
+            median = latencies[len(latencies) // 2]
+            if median > limit_ms:
+                return f"median latency {median:.0f} ms above {limit_ms:.0f} ms"
+        stuck = sum(1 for sent in self.outstanding if (now - sent) * 1000.0 > limit_ms)
+        if stuck >= 5:
+            return f"{stuck} requests waiting longer than {limit_ms:.0f} ms"
+        return None
 
 
 class SearchController:
@@ -191,6 +287,7 @@ class SearchController:
         self.load_seconds = 0.0
         self.stop_reason: str | None = None
         self.started_wall = time.time()
+        self.resume_at = 0.0
 
     def lanes(self) -> int:
         runner = self.environment.runner
@@ -212,6 +309,11 @@ class SearchController:
             if len(received) < self.current_lanes and waited < limit:
                 return lanes, lanes
             self.finish_step(received)
+            if self.stop_reason is not None:
+                self.write_summary(complete=True)
+                return None
+        if time.monotonic() < self.resume_at:
+            return lanes, lanes  # let the endpoint drain the previous step's backlog
         return self.start_next(lanes)
 
     def start_next(self, lanes: int) -> tuple[int, float] | None:
@@ -233,6 +335,11 @@ class SearchController:
     def finish_step(self, received: list[dict[str, Any]]) -> None:
         spec = self.current
         assert spec is not None
+        aborted = [r for r in received if r.get("abort_reason")]
+        if aborted:
+            first = min(aborted, key=lambda r: r["aborted_at"])
+            spec = replace(spec, duration_s=round(first["aborted_at"], 3),
+                           abort_reason=first["abort_reason"])
         columns = {c: [] for c in ("intended_s", "completed_s", "latency_ms", "ok")}
         for report in received:
             for name in columns:
@@ -253,9 +360,23 @@ class SearchController:
             "lanes_expected": self.current_lanes,
             "lanes_reported": len(received),
             "generator_cpu_percent": [r.get("cpu_percent") for r in received],
+            "send_lag_p90_ms": [r.get("send_lag_p90_ms") for r in received],
         })
         self.load_seconds += spec.duration_s
         self.current = None
+        unanswered = sum(r.get("unanswered", 0) for r in received)
+        if unanswered:
+            # Abandoned requests are still queued at the endpoint: wait for it to catch up,
+            # or the next step measures this one's backlog.
+            drain = min(MAX_DRAIN_SECONDS, 1.0 + unanswered / max(result.achieved_rps, 1.0))
+            self.resume_at = time.monotonic() + drain
+            log.info("step %d left %d requests unanswered: pausing %.1f s", spec.index,
+                     unanswered, drain)
+        limited = generator_limit(self.step_meta[-1]["generator_cpu_percent"],
+                                  self.step_meta[-1]["send_lag_p90_ms"], self.sla)
+        if limited and not result.passed:
+            self.stop_reason = f"load generator saturated at {spec.offered_rps:g} rps ({limited})"
+            log.warning("stopping: %s", self.stop_reason)
         log.info("step %d: %s at %.1f rps (achieved %.1f, p%g %.1f ms, errors %.2f%%) %s",
                  spec.index, result.verdict.upper(), spec.offered_rps, result.achieved_rps,
                  self.sla.percentile, result.sla_percentile_ms, 100 * result.error_rate,

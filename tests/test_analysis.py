@@ -161,3 +161,33 @@ def test_safety_factor_outside_range_is_rejected(factor):
 def test_capacity_is_capped_by_failing_step_throughput_even_just_above_last_pass():
     steps = [fake(200, "pass", p90=25), fake(210, "fail", p90=120, achieved=199.5)]
     assert estimate_capacity(steps, SLA).max_sustainable_rps == 200
+
+
+def test_aborted_step_fails_with_its_reason():
+    spec = StepSpec(0, 100, 2.5, 1.0, "ramp", abort_reason="error rate 50% above 20%")
+    result = summarize_step(spec, *synthetic(100, duration=2.5), SLA)
+    assert result.verdict == "fail"
+    assert result.reasons[0].startswith("aborted after 2.5 s: error rate 50%")
+
+
+def test_fast_errors_are_errors_not_saturation():
+    result = step(100, error_every=2)
+    assert any("error rate" in r for r in result.reasons)
+    assert not any("saturated" in r for r in result.reasons)
+    assert result.achieved_rps == pytest.approx(50, rel=0.05)  # goodput
+
+
+def test_capacity_interval_brackets_the_estimate():
+    steps = [fake(200, "pass", p90=60), fake(300, "fail", p90=140, achieved=280)]
+    capacity = estimate_capacity(steps, SLA)
+    low, high = capacity.ci
+    assert (low, high) == (200, 280)
+    assert low <= capacity.max_sustainable_rps <= high
+
+
+def test_generator_limit_flags_cpu_and_send_lag():
+    from tuner.analysis import generator_limit
+
+    assert generator_limit([95.0, 40.0], [1.0, 1.0], SLA) == "load generator CPU at 95% of a core"
+    assert "late" in generator_limit([50.0], [30.0], SLA)  # 30 ms > 20% of a 100 ms SLA
+    assert generator_limit([50.0, None], [2.0, None], SLA) is None

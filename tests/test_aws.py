@@ -1,5 +1,7 @@
 """The AWS adapters against moto (in-process)."""
 
+import contextlib
+
 import boto3
 import pytest
 from moto import mock_aws
@@ -76,3 +78,40 @@ def test_access_denied_names_the_action():
                         "PutScalingPolicy")
     assert "application-autoscaling:PutScalingPolicy" in aws.explain(
         error, "application-autoscaling:PutScalingPolicy")
+
+
+def _register(autoscaling, suspended):
+    autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=RID,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount", MinCapacity=1,
+        MaxCapacity=3, SuspendedState=suspended)
+    return aws.read_scaling_state(autoscaling, RID).target
+
+
+ORIGINAL = {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": False,
+            "ScheduledScalingSuspended": True}
+
+
+@pytest.mark.parametrize("ending", [None, RuntimeError("load test failed"), KeyboardInterrupt()])
+def test_scaling_is_suspended_during_the_test_and_restored_exactly(moto, ending):
+    autoscaling = aws.client("application-autoscaling", "us-east-1")
+    target = _register(autoscaling, ORIGINAL)
+    expect = pytest.raises(type(ending)) if ending else contextlib.nullcontext()
+    with expect, aws.dynamic_scaling_suspended(autoscaling, target):
+        during = aws.read_scaling_state(autoscaling, RID).target["SuspendedState"]
+        assert during == {**ORIGINAL, "DynamicScalingInSuspended": True,
+                          "DynamicScalingOutSuspended": True}
+        if ending:
+            raise ending
+    after = aws.read_scaling_state(autoscaling, RID).target
+    assert after["SuspendedState"] == ORIGINAL
+    assert (after["MinCapacity"], after["MaxCapacity"]) == (1, 3)
+
+
+def test_already_suspended_scaling_is_left_alone(moto):
+    autoscaling = aws.client("application-autoscaling", "us-east-1")
+    state = {**ORIGINAL, "DynamicScalingInSuspended": True, "DynamicScalingOutSuspended": True}
+    target = _register(autoscaling, state)
+    with aws.dynamic_scaling_suspended(autoscaling, target):
+        pass
+    assert aws.read_scaling_state(autoscaling, RID).target["SuspendedState"] == state

@@ -40,3 +40,18 @@ def test_steps_hold_their_offered_rate(measured):
     for step in steps:
         if step.passed:
             assert step.achieved_rps == pytest.approx(step.offered_rps, rel=0.05)
+
+
+def test_failing_endpoint_is_aborted_and_the_run_still_ends_cleanly(tmp_path):
+    from tuner.servers import model_server
+
+    with model_server(slots=4, service_ms=20.0, error_rate=0.5) as broken:
+        config = build_config({}, {"endpoint": "ep", "url": broken.url, "sla_latency_ms": 100,
+                                   "start_rps": 50, "max_test_seconds": 12})
+        output = run_load_test(config, tmp_path, region="us-east-1")
+    assert output.summary["complete"]
+    first = output.specs[0]
+    assert first.abort_reason and "error rate" in first.abort_reason
+    assert first.duration_s < 4.0  # cut short, not run to its planned length
+    steps = summarize_samples(output.specs, output.samples, sla_of(config))
+    assert all(s.verdict == "fail" for s in steps)

@@ -48,10 +48,13 @@ class StepSpec:
     duration_s: float  # including warm-up
     warmup_s: float
     phase: str  # "ramp", "bisect", "linear" or "probe-down"
+    # Set when the step was cut short to protect the endpoint; duration_s is then the
+    # time it actually ran.
+    abort_reason: str | None = None
 
     @property
     def window_s(self) -> float:
-        return self.duration_s - self.warmup_s
+        return max(0.0, self.duration_s - self.warmup_s)
 
 
 @dataclass(frozen=True)
@@ -114,25 +117,30 @@ def summarize_step(
     errors = int((in_window & ~ok).sum())
     error_rate = errors / requests if requests else 0.0
     good = latency_ms[in_window & ok]
-    completed_in_window = int(
-        (ok & (completed_s >= spec.warmup_s) & (completed_s < spec.duration_s)).sum()
-    )
-    achieved_rps = completed_in_window / spec.window_s if spec.window_s > 0 else 0.0
+    finished_in_window = (completed_s >= spec.warmup_s) & (completed_s < spec.duration_s)
+    # Answers of any kind show the endpoint keeping up; only good ones count as throughput.
+    answered_in_window = int(finished_in_window.sum())
+    achieved_rps = (int((ok & finished_in_window).sum()) / spec.window_s
+                    if spec.window_s > 0 else 0.0)
 
     slow = int((good > sla.latency_ms).sum()) + errors  # an error is no fast answer either
     sla_pct = _pct(good, sla.percentile)
     reasons: list[str] = []
     hard_fail = False
 
+    if spec.abort_reason:
+        reasons.append(f"aborted after {spec.duration_s:.1f} s: {spec.abort_reason}")
+        hard_fail = True
     if requests == 0:
         reasons.append("no requests were sent in the measurement window")
         hard_fail = True
     # Saturation: the endpoint completed clearly fewer requests than were offered. Compare
     # with the requests actually scheduled in the window (which removes Poisson noise) and
     # allow a small boundary slack for requests straddling the window's edges.
-    if requests and completed_in_window < ACHIEVED_FRACTION_REQUIRED * requests - 3:
+    if requests and answered_in_window < ACHIEVED_FRACTION_REQUIRED * requests - 3:
+        answered_rps = answered_in_window / spec.window_s
         reasons.append(
-            f"saturated: achieved {achieved_rps:.1f} rps of {spec.offered_rps:.1f} offered"
+            f"saturated: answered {answered_rps:.1f} rps of {spec.offered_rps:.1f} offered"
         )
         hard_fail = True
     if requests and error_rate > sla.max_error_rate:
@@ -256,12 +264,23 @@ def bracket_steps(steps: list[StepResult]) -> tuple[StepResult | None, StepResul
 
 @dataclass(frozen=True)
 class CapacityEstimate:
-    """The highest load that met the SLA, and the steps that bracket it."""
+    """The highest load that met the SLA, and the steps that bracket it.
+
+    The capacity lies in [last_pass_rps, first_fail_rps] at the step verdicts' confidence:
+    the last pass statistically supports the SLA, and the first fail statistically (or by
+    saturation) breaks it. `ci` is that interval, the upper end tightened to what the
+    failing step achieved; the target is derived from its lower end.
+    """
 
     max_sustainable_rps: float
     last_pass_rps: float
     first_fail_rps: float | None  # None: the test never found a failing load
     method: str
+    ci_high_rps: float | None = None
+
+    @property
+    def ci(self) -> tuple[float, float | None]:
+        return (self.last_pass_rps, self.ci_high_rps)
 
 
 def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
@@ -289,7 +308,29 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     # A failing step that completed only X rps shows the endpoint cannot serve more than X.
     crossing = min(crossing, max(r1, first_fail.achieved_rps))
     crossing = min(max(crossing, r1), r2)
-    return CapacityEstimate(crossing, r1, r2, "interpolated between last pass and first fail")
+    high = min(r2, max(r1, first_fail.achieved_rps)) if first_fail.verdict == "fail" else r2
+    return CapacityEstimate(crossing, r1, r2, "interpolated between last pass and first fail",
+                            ci_high_rps=high)
+
+
+# A generator process above this CPU share of its core is the bottleneck, not the endpoint.
+GENERATOR_CPU_LIMIT = 90.0
+
+
+def generator_limit(cpu_percents: list[float | None], send_lag_p90_ms: list[float | None],
+                    sla: Sla) -> str | None:
+    """Why a step's load generator, not the endpoint, may have limited it (None: it didn't).
+
+    Locust is single-threaded per process: a process near 100% of a core sends late.
+    Requests sent late by more than a fifth of the SLA also show the generator lagging.
+    """
+    cpu = max((c for c in cpu_percents if c is not None), default=0.0)
+    lag = max((g for g in send_lag_p90_ms if g is not None), default=0.0)
+    if cpu >= GENERATOR_CPU_LIMIT:
+        return f"load generator CPU at {cpu:.0f}% of a core"
+    if lag > 0.2 * sla.latency_ms:
+        return f"load generator sent requests {lag:.0f} ms late (p90)"
+    return None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ AWS errors are turned into one-line messages saying what to do.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,3 +140,35 @@ def apply_scaling(autoscaling: Any, target: dict, policy: dict) -> ScalingState:
     if problems:
         raise RunError("AWS stored something other than what was sent: " + "; ".join(problems))
     return after
+
+
+SUSPEND_ALL = {"DynamicScalingInSuspended": True, "DynamicScalingOutSuspended": True}
+
+
+@contextlib.contextmanager
+def dynamic_scaling_suspended(autoscaling: Any, target: dict | None) -> Iterator[dict | None]:
+    """Hold the variant's instance count still for a load test, then restore exactly.
+
+    A variant that autoscales would add instances under load and spoil the per-instance
+    figure. Dynamic scaling is suspended (scheduled scaling left as it was) and the previous
+    SuspendedState is registered again afterwards, whatever ends the test: success, an
+    exception, an abort or Ctrl-C. Yields the state to restore (None: nothing registered).
+    """
+    if target is None:
+        yield None
+        return
+    previous = {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": False,
+                "ScheduledScalingSuspended": False, **(target.get("SuspendedState") or {})}
+    key = {"ServiceNamespace": target["ServiceNamespace"], "ResourceId": target["ResourceId"],
+           "ScalableDimension": target["ScalableDimension"]}
+    already = all(previous[k] for k in SUSPEND_ALL)
+    if not already:
+        _call("application-autoscaling:RegisterScalableTarget",
+              autoscaling.register_scalable_target, **key,
+              SuspendedState={**previous, **SUSPEND_ALL})
+    try:
+        yield previous
+    finally:
+        if not already:
+            _call("application-autoscaling:RegisterScalableTarget",
+                  autoscaling.register_scalable_target, **key, SuspendedState=previous)

@@ -40,9 +40,12 @@ def print_summary(result: dict) -> None:
     rec = result.get("target_invocations_per_instance")
     typer.echo(f"endpoint            {result['endpoint']} / {result['variant']} "
                f"({result['region']})")
-    typer.echo(f"max sustainable     {result['max_sustainable_rps']:.1f} rps on "
-               f"{result['instances_under_test']} instance(s) "
-               f"({result['max_rps_per_instance']:.1f} rps per instance)")
+    low, high = result["capacity_ci"]
+    typer.echo(f"capacity            {result['max_sustainable_rps']:.1f} rps on "
+               f"{result['instances_under_test']} instance(s), interval {low:.1f}-"
+               f"{'open' if high is None else f'{high:.1f}'} rps")
+    typer.echo(f"per instance        {result['max_rps_per_instance']:.1f} rps "
+               "(the interval's lower end)")
     typer.echo(f"target              {rec:.2f} invocations/instance/minute "
                f"(safety factor {result['safety_factor']:g})")
     state = ("applied and verified" if result["applied"] else

@@ -60,6 +60,8 @@ class TuneConfig(BaseModel):
     min_step_seconds: float = 3.0
     max_step_seconds: float = 15.0
     request_timeout_seconds: float | None = None
+    abort_error_rate: float = 0.2
+    abort_latency_factor: float = 5.0
     processes: int = 1
 
     reports_dir: Path = Path("reports")
@@ -113,6 +115,10 @@ def validate(config: TuneConfig) -> TuneConfig:
         (config.request_timeout_seconds is None or config.request_timeout_seconds > 0,
          f"--request-timeout-seconds {config.request_timeout_seconds} must be positive"),
         (1 <= config.processes <= 64, f"--processes {config.processes} must be 1-64"),
+        (0 < config.abort_error_rate <= 1,
+         f"--abort-error-rate {config.abort_error_rate} must be in (0, 1]"),
+        (config.abort_latency_factor > 1,
+         f"--abort-latency-factor {config.abort_latency_factor} must be above 1"),
         (config.instances is None or config.instances >= 1,
          f"--instances {config.instances} must be at least 1"),
         (config.instances is None or config.url is not None,

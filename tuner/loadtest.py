@@ -25,7 +25,11 @@ from tuner.errors import RunError
 from tuner.search import SearchSettings
 
 LOADTESTS_DIR = Path(__file__).resolve().parent.parent / "loadtests"
-MAX_IN_FLIGHT_PER_LANE = 1000
+# Upper bound of concurrent requests per lane (Little's law: rate x timeout); connections
+# are opened lazily, and Locust raises the open-file limit to 10,000.
+MAX_IN_FLIGHT_PER_LANE = 8000
+# A stopping condition must hold this long before a step is aborted.
+ABORT_AFTER_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class LoadTestOutput:
     @property
     def load_seconds(self) -> float:
         return float(sum(s.duration_s for s in self.specs))
+
+    @property
+    def sla(self) -> Sla:
+        return Sla(**self.summary["plan"]["sla"])
 
 
 def sla_of(config: TuneConfig) -> Sla:
@@ -75,6 +83,9 @@ def build_plan(config: TuneConfig, output_dir: Path, region: str | None) -> dict
         "arrivals": config.arrivals,
         "request_timeout_s": config.effective_request_timeout_seconds,
         "max_in_flight": MAX_IN_FLIGHT_PER_LANE,
+        "abort": {"error_rate": config.abort_error_rate,
+                  "latency_ms": config.abort_latency_factor * config.sla_latency_ms,
+                  "after_s": ABORT_AFTER_SECONDS},
         "payload_file": str(config.payload.resolve()) if config.payload else None,
         "content_type": config.content_type,
         "target": target,

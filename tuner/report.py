@@ -42,6 +42,11 @@ def steps_frame(result: dict) -> pd.DataFrame:
     return frame
 
 
+def ci_text(result: dict) -> str:
+    low, high = result["capacity_ci"]
+    return f"{_fmt(low)}–{_fmt(high) if high is not None else 'not reached'} rps"
+
+
 def headline(result: dict) -> str:
     if result.get("error"):
         return f"**Failed:** {result['error']}"
@@ -53,10 +58,11 @@ def headline(result: dict) -> str:
     else:
         state = "unchanged (already in place)"
     return (f"**Target {target} invocations per instance per minute** — {state}. "
-            f"Max sustainable {_fmt(result['max_sustainable_rps'])} rps on "
-            f"{result['instances_under_test']} instance(s) = "
-            f"{_fmt(result['max_rps_per_instance'])} rps per instance; × 60 × safety factor "
-            f"{result['safety_factor']:g}.")
+            f"Capacity {_fmt(result['max_sustainable_rps'])} rps "
+            f"(interval {ci_text(result)}); the target uses the interval's lower end "
+            f"{_fmt(result['target_basis_rps'])} rps on {result['instances_under_test']} "
+            f"instance(s) = {_fmt(result['max_rps_per_instance'])} rps per instance, "
+            f"× 60 × safety factor {result['safety_factor']:g}.")
 
 
 def render_markdown(result: dict, plot_names: dict[str, str] | None = None) -> str:
@@ -79,7 +85,14 @@ def render_markdown(result: dict, plot_names: dict[str, str] | None = None) -> s
         low, high = result["search"]["bracket"]
         lines.append(f"- Capacity bracket: last pass {_fmt(low)} rps, first fail "
                      f"{_fmt(high) if high else 'not reached'} rps "
-                     f"({result['capacity_method']})")
+                     f"({result['capacity_method']}); search path "
+                     f"{' → '.join(f'{r:g}' for r in result['search']['path'])}")
+    generator = result["search"].get("generator") or []
+    cpus = [c for g in generator for c in g.get("generator_cpu_percent", []) if c is not None]
+    lags = [v for g in generator for v in g.get("send_lag_p90_ms", []) if v is not None]
+    if cpus:
+        lines.append(f"- Load generator: {result['search']['processes']} process(es), peak CPU "
+                     f"{max(cpus):.0f}% of a core, worst p90 send lag {max(lags or [0]):.1f} ms")
     lines += ["", "## Steps", "",
               "| # | phase | offered rps | achieved rps | requests | errors | p50 ms | p90 ms "
               "| p99 ms | verdict | why |",

@@ -29,6 +29,7 @@ def build_result(
     steps: list[StepResult],
     load_seconds: float,
     search_stop_reason: str | None,
+    generator: list[dict] | None = None,
     capacity: CapacityEstimate | None,
     recommendation: Recommendation | None,
     scalable_target: dict | None,
@@ -54,8 +55,13 @@ def build_result(
                    "path": [round(s.offered_rps, 3) for s in steps],
                    "bracket": None if capacity is None else
                    [capacity.last_pass_rps, capacity.first_fail_rps],
-                   "arrivals": config.arrivals},
+                   "arrivals": config.arrivals,
+                   "processes": config.processes,
+                   "generator": generator or []},
         "max_sustainable_rps": None if capacity is None else capacity.max_sustainable_rps,
+        "capacity_ci": None if capacity is None else list(capacity.ci),
+        "target_basis_rps": None if recommendation is None
+        else recommendation.max_sustainable_rps,
         "capacity_method": None if capacity is None else capacity.method,
         "max_rps_per_instance": None if recommendation is None
         else recommendation.max_rps_per_instance,

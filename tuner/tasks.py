@@ -6,6 +6,7 @@ Each task does one thing a reader can name (preflight, load test, analyse, apply
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from tuner.analysis import (
     StepResult,
     derive_target,
     estimate_capacity,
+    generator_limit,
     summarize_samples,
 )
 from tuner.config import TuneConfig
@@ -78,11 +80,17 @@ def create_run_dir(reports_dir: Path, endpoint: str) -> Path:
 
 
 @task(name="load-test", cache_policy=NO_CACHE)
-def load_test(config: TuneConfig, run_dir: Path, region: str) -> LoadTestOutput:
+def load_test(config: TuneConfig, run_dir: Path, before: Preflight) -> LoadTestOutput:
+    """Run the search; an autoscaling variant is held still meanwhile and restored after."""
     logger = get_run_logger()
     logger.info("load test: %s search from %g rps, at most %g s of load",
                 config.search, config.start_rps, config.max_test_seconds)
-    output = run_load_test(config, run_dir / "locust", region)
+    autoscaling = aws.client("application-autoscaling", before.region)
+    target = None if config.url else before.scaling_before.target
+    with aws.dynamic_scaling_suspended(autoscaling, target) as previous:
+        if previous is not None:
+            logger.info("dynamic scaling suspended for the test; will restore %s", previous)
+        output = run_load_test(config, run_dir / "locust", before.region)
     logger.info("load test done: %d steps, %.1f s of load (%s)", len(output.specs),
                 output.load_seconds, output.summary.get("stop_reason"))
     return output
@@ -113,20 +121,40 @@ class Analysis:
 def analyse(config: TuneConfig, output: LoadTestOutput, instances_under_test: int,
             invalid_reason: str | None) -> Analysis:
     """Recompute every verdict from the raw samples, then capacity and target."""
-    steps = summarize_samples(output.specs, output.samples, sla_of(config))
+    sla = sla_of(config)
+    steps = summarize_samples(output.specs, output.samples, sla)
+    invalid_reason = invalid_reason or generator_problem(output, steps)
     if invalid_reason:
         return Analysis(steps, None, None, invalid_reason)
     try:
-        capacity = estimate_capacity(steps, sla_of(config))
+        capacity = estimate_capacity(steps, sla)
     except NoPassingStepError as exc:
         return Analysis(steps, None, None, str(exc))
-    recommendation = derive_target(capacity.max_sustainable_rps, instances_under_test,
+    # The target rests on the lower end of the capacity interval: what was shown.
+    recommendation = derive_target(capacity.last_pass_rps, instances_under_test,
                                    config.safety_factor)
     get_run_logger().info(
-        "max sustainable %.1f rps / %d instance(s) = %.1f rps per instance -> target %.2f",
-        capacity.max_sustainable_rps, instances_under_test,
-        recommendation.max_rps_per_instance, recommendation.target_invocations_per_instance)
+        "capacity %.1f rps (CI %.1f-%s) / %d instance(s): %.1f rps per instance -> "
+        "target %.2f", capacity.max_sustainable_rps, capacity.last_pass_rps,
+        "open" if capacity.ci_high_rps is None else f"{capacity.ci_high_rps:.1f}",
+        instances_under_test, recommendation.max_rps_per_instance,
+        recommendation.target_invocations_per_instance)
     return Analysis(steps, capacity, recommendation, None)
+
+
+def generator_problem(output: LoadTestOutput, steps: list[StepResult]) -> str | None:
+    """A failing step whose load generator was the bottleneck invalidates the measurement."""
+    meta = {m["index"]: m for m in output.summary.get("step_meta", [])}
+    for step in steps:
+        if step.passed or step.index not in meta:
+            continue
+        why = generator_limit(meta[step.index].get("generator_cpu_percent", []),
+                              meta[step.index].get("send_lag_p90_ms", []), output.sla)
+        if why:
+            return (f"measurement invalid: the load generator, not the endpoint, limited step "
+                    f"{step.index} at {step.offered_rps:g} rps ({why}): re-run with "
+                    f"--processes {os.cpu_count() or 2} (one Locust worker per core)")
+    return None
 
 
 @dataclass(frozen=True)
