@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from prefect import flow
 
 from tuner.config import TuneConfig
-from tuner.errors import RunError
+from tuner.errors import InputError, RunError
 from tuner.result import build_result
 from tuner.tasks import (
     analyse,
@@ -37,19 +37,19 @@ def tune_endpoint(config: TuneConfig) -> dict:
     output = load_test(config, run_dir, before)
     invalid = instance_change(config, before)
     analysis = analyse(config, output, before.instances_under_test, invalid)
-    outcome = apply_recommendation(config, before, analysis.recommendation)
+    outcome = apply_recommendation(config, before, analysis.recommendation, run_dir)
     result = build_result(
         config=config, region=before.region,
         instances_under_test=before.instances_under_test, steps=analysis.steps,
         load_seconds=output.load_seconds, search_stop_reason=output.summary.get("stop_reason"),
         generator=output.summary.get("step_meta"),
         capacity=analysis.capacity, recommendation=analysis.recommendation,
-        scalable_target=outcome.scalable_target, policy=outcome.policy,
-        before=before.scaling_before.to_dict(), after=outcome.after, changes=outcome.changes,
-        applied=outcome.applied, error=analysis.error or outcome.error, started_at=started,
+        apply=outcome, before=before.scaling_before, error=analysis.error, started_at=started,
     )
     result["run_dir"] = str(run_dir)
     publish_report(run_dir, result)
+    if outcome is not None and outcome.exit_code == 2:
+        raise InputError(f"{outcome.error} (report: {run_dir})")
     if result["error"]:
         raise RunError(result["error"], run_dir=str(run_dir))
     return result

@@ -2,13 +2,11 @@
 
 import contextlib
 
-import boto3
 import pytest
 from moto import mock_aws
 
 from tuner import aws
 from tuner.errors import InputError
-from tuner.policy import scalable_target_request, scaling_policy_request
 from tuner.servers import create_endpoint
 
 RID = "endpoint/ep/variant/AllTraffic"
@@ -33,34 +31,6 @@ def test_unknown_endpoint_and_variant_are_input_errors(moto):
         aws.describe_variant(sagemaker, "nope", "AllTraffic")
     with pytest.raises(InputError, match="has no variant 'Blue'"):
         aws.describe_variant(sagemaker, "ep", "Blue")
-
-
-def test_apply_writes_and_verifies_exactly_the_builtin_policy(moto):
-    autoscaling = aws.client("application-autoscaling", "us-east-1")
-    target = scalable_target_request(RID, 1, 4)
-    policy = scaling_policy_request(RID, 6000.0, 300, 300)
-    aws.apply_scaling(autoscaling, target, policy)
-    raw = boto3.client("application-autoscaling").describe_scaling_policies(
-        ServiceNamespace="sagemaker", ResourceId=RID)["ScalingPolicies"]
-    assert len(raw) == 1
-    assert raw[0]["PolicyName"] == "SageMakerEndpointInvocationScalingPolicy"
-    config = raw[0]["TargetTrackingScalingPolicyConfiguration"]
-    assert config["TargetValue"] == 6000.0
-    assert config["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
-        "SageMakerVariantInvocationsPerInstance")
-    stored = aws.read_scaling_state(autoscaling, RID)
-    assert (stored.target["MinCapacity"], stored.target["MaxCapacity"]) == (1, 4)
-
-
-def test_apply_refuses_what_moto_would_accept(moto):
-    autoscaling = aws.client("application-autoscaling", "us-east-1")
-    with pytest.raises(InputError):
-        aws.apply_scaling(autoscaling, scalable_target_request(RID, 5, 2),
-                          scaling_policy_request(RID, 6000.0, 300, 300))
-    with pytest.raises(InputError):
-        aws.apply_scaling(autoscaling, scalable_target_request(RID, 1, 2),
-                          scaling_policy_request(RID, -3.0, 300, 300))
-    assert aws.read_scaling_state(autoscaling, RID).target is None
 
 
 def test_missing_region_is_explained(monkeypatch):

@@ -97,3 +97,95 @@ def test_runtime_api_path_signs_and_invokes_through_aws_endpoint_url(tmp_path, l
     assert sum(s["requests"] for s in result["steps"]) > 100
     assert all(s["errors"] == 0 for s in result["steps"])
     assert not result["applied"]
+
+
+def test_autoscaling_state_is_left_exactly_as_found_after_an_abort(tmp_path, local_aws):
+    """Runtime API against moto (~190 rps): overload it so the first step aborts."""
+    import boto3
+
+    autoscaling = boto3.client("application-autoscaling", region_name="us-east-1",
+                               endpoint_url=local_aws["AWS_ENDPOINT_URL"])
+    rid = "endpoint/cli-ep/variant/AllTraffic"
+    suspended = {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": False,
+                 "ScheduledScalingSuspended": True}
+    autoscaling.register_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=rid,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount", MinCapacity=1,
+        MaxCapacity=3, SuspendedState=suspended)
+
+    def state():
+        target = autoscaling.describe_scalable_targets(
+            ServiceNamespace="sagemaker", ResourceIds=[rid])["ScalableTargets"][0]
+        policies = autoscaling.describe_scaling_policies(
+            ServiceNamespace="sagemaker", ResourceId=rid)["ScalingPolicies"]
+        return (target["MinCapacity"], target["MaxCapacity"], target["SuspendedState"],
+                [p["PolicyARN"] for p in policies])
+
+    before = state()
+    done = run(["tune", "--endpoint", "cli-ep", "--sla-latency-ms", "20", "--start-rps", "400",
+                "--max-test-seconds", "12", "--dry-run", "--reports-dir", str(tmp_path)],
+               env=local_aws)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    loadtest = json.loads((run_dir / "locust" / "loadtest.json").read_text())
+    assert loadtest["steps"][0]["abort_reason"], loadtest["steps"][0]
+    assert state() == before
+    assert (run_dir / "report.html").exists()
+
+
+def _run_dir(tmp_path, finished_at=None):
+    """A run directory as `tuner tune --dry-run` leaves it, for endpoint cli-ep."""
+    from datetime import UTC, datetime
+
+    from tuner.policy import scalable_target_request, scaling_policy_request
+
+    rid = "endpoint/cli-ep/variant/AllTraffic"
+    run_dir = tmp_path / "cli-ep" / "20260101T000000Z"
+    run_dir.mkdir(parents=True)
+    result = {"endpoint": "cli-ep", "variant": "AllTraffic", "region": "us-east-1",
+              "finished_at": (finished_at or datetime.now(UTC)).isoformat(),
+              "scalable_target": scalable_target_request(rid, 1, 2),
+              "policy": scaling_policy_request(rid, 4321.0, 300, 300)}
+    (run_dir / "result.json").write_text(json.dumps(result))
+    return run_dir
+
+
+def test_apply_a_past_run_then_again_is_idempotent_and_audited(tmp_path, local_aws):
+    run_dir = _run_dir(tmp_path)
+    dry = run(["apply", str(run_dir), "--dry-run"], env=local_aws)
+    assert dry.returncode == 0, dry.stderr
+    assert "Plan for endpoint/cli-ep/variant/AllTraffic" in dry.stdout
+    assert dry.stdout.strip().endswith("result: dry-run")
+    first = run(["apply", str(run_dir)], env=local_aws)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip().endswith("result: applied")
+    second = run(["apply", str(run_dir)], env=local_aws)
+    assert second.stdout.strip().endswith("result: no-change")
+    audit = [json.loads(line) for line in
+             (tmp_path / "cli-ep" / "audit.jsonl").read_text().splitlines()]
+    assert [a["result"] for a in audit] == ["dry-run", "applied", "no-change"]
+
+
+def test_apply_refuses_a_stale_recommendation_with_exit_2(tmp_path, local_aws):
+    from datetime import UTC, datetime, timedelta
+
+    run_dir = _run_dir(tmp_path, finished_at=datetime.now(UTC) - timedelta(days=9))
+    done = run(["apply", str(run_dir)], env=local_aws)
+    assert done.returncode == 2
+    assert "old" in done.stderr and "--force" in done.stderr
+
+
+def test_apply_and_export_reject_a_directory_that_is_not_a_run(tmp_path):
+    for command in (["apply", str(tmp_path)], ["export", str(tmp_path)]):
+        done = run(command)
+        assert done.returncode == 2
+        assert "not a run directory" in done.stderr
+
+
+def test_export_prints_parseable_cloudformation(tmp_path):
+    import yaml
+
+    done = run(["export", str(_run_dir(tmp_path)), "--format", "cloudformation"])
+    assert done.returncode == 0, done.stderr
+    props = yaml.safe_load(done.stdout)["Resources"]["InvocationScalingPolicy"]["Properties"]
+    assert props["PolicyName"] == "SageMakerEndpointInvocationScalingPolicy"

@@ -4,9 +4,11 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from tuner.analysis import StepResult, derive_target, estimate_capacity
+from tuner.apply import ApplyOutcome
+from tuner.aws import ScalingState
 from tuner.config import build_config
 from tuner.loadtest import sla_of
-from tuner.policy import scalable_target_request, scaling_policy_request
+from tuner.policy import make_plan, scalable_target_request, scaling_policy_request
 from tuner.report import render_markdown, write_report
 from tuner.result import build_result
 
@@ -26,15 +28,16 @@ def sample_result():
     capacity = estimate_capacity(steps, sla_of(config))
     rec = derive_target(capacity.max_sustainable_rps, 1, 0.5)
     rid = config.resource_id
+    target = scalable_target_request(rid, 1, 4)
+    policy = scaling_policy_request(rid, rec.target_invocations_per_instance, 300, 300)
+    plan = make_plan(None, [], target, policy, replace_custom=False)
+    outcome = ApplyOutcome("applied", plan, ScalingState(None, []),
+                           ScalingState(target, [policy]))
     return build_result(
         config=config, region="us-east-1", instances_under_test=1, steps=steps,
         load_seconds=20.0, search_stop_reason="search complete", capacity=capacity,
-        recommendation=rec, scalable_target=scalable_target_request(rid, 1, 4),
-        policy=scaling_policy_request(rid, rec.target_invocations_per_instance, 300, 300),
-        before={"scalable_target": None, "policies": []}, after=None,
-        changes=[{"scope": "scalable target", "field": "MinCapacity", "current": None,
-                  "proposed": 1}],
-        applied=True, error=None, started_at=datetime.now(UTC))
+        recommendation=rec, apply=outcome, before=ScalingState(None, []), error=None,
+        started_at=datetime.now(UTC))
 
 
 def test_result_has_the_documented_keys():

@@ -23,7 +23,7 @@ from botocore.exceptions import (
 )
 
 from tuner.errors import InputError, RunError
-from tuner.policy import NAMESPACE, check_requests, stored_mismatches
+from tuner.policy import NAMESPACE
 
 RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
 
@@ -55,7 +55,7 @@ def explain(error: Exception, action: str) -> str:
     return f"{action}: {error}"
 
 
-def _call(action: str, fn, /, *, input_error: bool = False, **kwargs):
+def call(action: str, fn, /, *, input_error: bool = False, **kwargs):
     try:
         return fn(**kwargs)
     except (ClientError, BotoCoreError) as exc:
@@ -111,7 +111,7 @@ class ScalingState:
 
 
 def read_scaling_state(autoscaling: Any, resource: str) -> ScalingState:
-    targets = _call("application-autoscaling:DescribeScalableTargets",
+    targets = call("application-autoscaling:DescribeScalableTargets",
                     autoscaling.describe_scalable_targets, ServiceNamespace=NAMESPACE,
                     ResourceIds=[resource])["ScalableTargets"]
     policies: list[dict] = []
@@ -127,19 +127,6 @@ def read_scaling_state(autoscaling: Any, resource: str) -> ScalingState:
 def _plain(record: dict) -> dict:
     """Drop datetimes and response noise so states compare and serialise cleanly."""
     return {k: v for k, v in record.items() if k not in ("CreationTime", "Alarms")}
-
-
-def apply_scaling(autoscaling: Any, target: dict, policy: dict) -> ScalingState:
-    """Register the scalable target, put the built-in policy, and verify what is stored."""
-    check_requests(target, policy)
-    _call("application-autoscaling:RegisterScalableTarget",
-          autoscaling.register_scalable_target, **target)
-    _call("application-autoscaling:PutScalingPolicy", autoscaling.put_scaling_policy, **policy)
-    after = read_scaling_state(autoscaling, target["ResourceId"])
-    problems = stored_mismatches(after.target, after.policies, target, policy)
-    if problems:
-        raise RunError("AWS stored something other than what was sent: " + "; ".join(problems))
-    return after
 
 
 SUSPEND_ALL = {"DynamicScalingInSuspended": True, "DynamicScalingOutSuspended": True}
@@ -163,12 +150,12 @@ def dynamic_scaling_suspended(autoscaling: Any, target: dict | None) -> Iterator
            "ScalableDimension": target["ScalableDimension"]}
     already = all(previous[k] for k in SUSPEND_ALL)
     if not already:
-        _call("application-autoscaling:RegisterScalableTarget",
+        call("application-autoscaling:RegisterScalableTarget",
               autoscaling.register_scalable_target, **key,
               SuspendedState={**previous, **SUSPEND_ALL})
     try:
         yield previous
     finally:
         if not already:
-            _call("application-autoscaling:RegisterScalableTarget",
+            call("application-autoscaling:RegisterScalableTarget",
                   autoscaling.register_scalable_target, **key, SuspendedState=previous)

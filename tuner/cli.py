@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from tuner.config import build_config, load_toml
-from tuner.errors import RunError, TunerError
+from tuner.errors import InputError, RunError, TunerError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Load-test SageMaker endpoints and set their autoscaling target.")
@@ -87,6 +87,11 @@ def tune(
     scale_in_cooldown: Annotated[int | None, Opt(help="seconds [default: 300]")] = None,
     scale_out_cooldown: Annotated[int | None, Opt(help="seconds [default: 300]")] = None,
     dry_run: Annotated[bool | None, Opt("--dry-run", help="show the plan, write nothing")] = None,
+    replace_custom: Annotated[bool | None, Opt(
+        "--replace-custom", help="delete other policies on the variant once ours is in")] = None,
+    force: Annotated[bool | None, Opt("--force", help="override the --max-change guard")] = None,
+    max_change: Annotated[float | None, Opt(help="largest target change without --force "
+                                                 "[default: 0.5]")] = None,
     max_test_seconds: Annotated[float | None, Opt(help="load budget [default: 120]")] = None,
     search: Annotated[str | None, Opt(help="adaptive | linear [default: adaptive]")] = None,
     start_rps: Annotated[float | None, Opt(help="first step's rate [default: 10]")] = None,
@@ -105,6 +110,50 @@ def tune(
     try:
         file_values = load_toml(config) if config else {}
         run_tune(file_values, flags)
+    except TunerError as error:
+        _fail(error)
+
+
+@app.command("apply")
+def apply_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory printed by `tuner tune`")],
+    dry_run: Annotated[bool, Opt("--dry-run", help="show the plan, write nothing")] = False,
+    replace_custom: Annotated[bool, Opt(
+        "--replace-custom", help="delete other policies on the variant once ours is in")] = False,
+    force: Annotated[bool, Opt("--force", help="override the change and age guards")] = False,
+    max_change: Annotated[float, Opt(help="largest target change without --force")] = 0.5,
+    max_age: Annotated[str, Opt(help="oldest recommendation without --force")] = "7d",
+) -> None:
+    """Apply a past run's recommendation without re-testing."""
+    from tuner.apply import ApplyOptions, apply_run, parse_age
+
+    try:
+        if max_change <= 0:
+            raise InputError(f"--max-change {max_change} must be positive, e.g. 0.5")
+        options = ApplyOptions(dry_run=dry_run, replace_custom=replace_custom, force=force,
+                               max_change=max_change, max_age=parse_age(max_age))
+        outcome = apply_run(run_dir, options, say=typer.echo)
+    except TunerError as error:
+        _fail(error)
+    if outcome.error:
+        typer.echo(f"error: {outcome.error}", err=True)
+        raise typer.Exit(outcome.exit_code)
+    typer.echo(f"result: {outcome.status}")
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory printed by `tuner tune`")],
+    format: Annotated[str, Opt("--format", help="terraform | cloudformation | cli")] = "terraform",
+) -> None:
+    """Print the scalable target and built-in policy as Terraform, CloudFormation or CLI."""
+    from tuner.apply import load_run
+    from tuner.iac import render
+
+    try:
+        result = load_run(run_dir)
+        typer.echo(render(format, result["scalable_target"], result["policy"],
+                          result["region"]), nl=False)
     except TunerError as error:
         _fail(error)
 

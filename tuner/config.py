@@ -46,6 +46,9 @@ class TuneConfig(BaseModel):
     scale_in_cooldown: int = 300
     scale_out_cooldown: int = 300
     dry_run: bool = False
+    replace_custom: bool = False
+    force: bool = False
+    max_change: float = 0.5
 
     # How to search
     max_test_seconds: float = 120.0
@@ -99,6 +102,7 @@ def validate(config: TuneConfig) -> TuneConfig:
          f"--scale-in-cooldown {config.scale_in_cooldown} must be 0-3600 seconds"),
         (0 <= config.scale_out_cooldown <= 3600,
          f"--scale-out-cooldown {config.scale_out_cooldown} must be 0-3600 seconds"),
+        (config.max_change > 0, f"--max-change {config.max_change} must be positive, e.g. 0.5"),
         (config.max_test_seconds >= 10,
          f"--max-test-seconds {config.max_test_seconds} is too short: give at least 10"),
         (config.start_rps > 0, f"--start-rps {config.start_rps} must be positive"),

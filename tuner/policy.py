@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import shlex
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from tuner.config import POLICY_NAME, PREDEFINED_METRIC
@@ -157,3 +159,136 @@ def cli_commands(target: dict, policy: dict, region: str | None) -> str:
         f"  --service-namespace {NAMESPACE} --resource-id {shlex.quote(policy['ResourceId'])}"
         f"{region_flag}\n"
     )
+
+
+def describe_policy(policy: dict) -> str:
+    """What a stored scaling policy does, in one line (for the plan's custom-policy list)."""
+    kind = policy.get("PolicyType", "?")
+    name = policy.get("PolicyName", "?")
+    if kind == "TargetTrackingScaling":
+        config = policy.get("TargetTrackingScalingPolicyConfiguration", {})
+        predefined = config.get("PredefinedMetricSpecification", {})
+        custom = config.get("CustomizedMetricSpecification", {})
+        metric = predefined.get("PredefinedMetricType") or (
+            f"custom metric {custom.get('Namespace', '?')}/{custom.get('MetricName', '?')}")
+        extra = ", scale-in disabled" if config.get("DisableScaleIn") else ""
+        return (f"{name}: target tracking on {metric} at {config.get('TargetValue')} "
+                f"(cooldowns in {config.get('ScaleInCooldown', '-')} s / out "
+                f"{config.get('ScaleOutCooldown', '-')} s{extra})")
+    if kind == "StepScaling":
+        config = policy.get("StepScalingPolicyConfiguration", {})
+        steps = ", ".join(f"{s.get('ScalingAdjustment'):+d}" for s in
+                          config.get("StepAdjustments", []))
+        return (f"{name}: step scaling ({config.get('AdjustmentType', '?')} {steps or '-'}, "
+                f"cooldown {config.get('Cooldown', '-')} s) driven by its CloudWatch alarm")
+    return f"{name}: {kind}"
+
+
+def current_target_value(policies: list[dict]) -> float | None:
+    builtin = builtin_policy(policies)
+    if builtin is None:
+        return None
+    return builtin.get("TargetTrackingScalingPolicyConfiguration", {}).get("TargetValue")
+
+
+def check_change(policies: list[dict], policy: dict, max_change: float, force: bool) -> None:
+    """A target moving more than `max_change` from the current built-in one needs --force."""
+    current = current_target_value(policies)
+    proposed = policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
+    if current is None or current <= 0 or force:
+        return
+    change = (proposed - current) / current
+    if abs(change) > max_change:
+        raise InputError(f"target {proposed:g} changes {change:+.0%} from the current "
+                         f"{current:g} (limit ±{max_change:.0%}): check the run, then pass "
+                         "--force to apply anyway")
+
+
+def check_age(recommended_at: datetime, now: datetime, max_age: timedelta, force: bool) -> None:
+    """A stale measurement needs --force: the model or traffic may have changed since."""
+    age = now - recommended_at
+    if age > max_age and not force:
+        raise InputError(f"the recommendation is {age.days} days {age.seconds // 3600} h old "
+                         f"(limit {max_age}): re-measure, or pass --force to apply it anyway")
+
+
+@dataclass(frozen=True)
+class ApplyPlan:
+    """Everything an apply would write, decided before any write."""
+
+    target: dict
+    policy: dict
+    current_target: dict | None
+    current_policies: list[dict]
+    changes: list[dict]
+    custom_policies: list[dict]
+    delete_policies: list[str]
+
+    @property
+    def no_changes(self) -> bool:
+        return not self.changes and not self.delete_policies
+
+    def lines(self) -> list[str]:
+        out = [f"Plan for {self.target['ResourceId']}:"]
+        current = self.current_target
+        if current is None:
+            out.append("  scalable target: none registered")
+        else:
+            out.append(f"  scalable target: min {current.get('MinCapacity')}, max "
+                       f"{current.get('MaxCapacity')}, suspended "
+                       f"{current.get('SuspendedState') or {}}")
+        for stored in self.current_policies:
+            out.append(f"  policy {describe_policy(stored)}")
+        if self.no_changes:
+            out.append("  no changes")
+        for change in self.changes:
+            out.append(f"  ~ {change['scope']} {change['field']}: {change['current']!r} -> "
+                       f"{change['proposed']!r}")
+        if self.custom_policies:
+            out.append(f"  ! {len(self.custom_policies)} other policy(ies) on this variant: "
+                       "target-tracking policies combine (scale out if any wants to, scale in "
+                       "only if all agree)")
+            for name in self.delete_policies:
+                out.append(f"  - delete {name} (--replace-custom)")
+            if not self.delete_policies:
+                out.append("    pass --replace-custom to delete them once the built-in policy "
+                           "is in place")
+        return out
+
+    def to_dict(self) -> dict:
+        return {"changes": self.changes,
+                "custom_policies": [describe_policy(p) for p in self.custom_policies],
+                "delete_policies": self.delete_policies, "no_changes": self.no_changes,
+                "current_target": self.current_target}
+
+
+def make_plan(current_target: dict | None, current_policies: list[dict], target: dict,
+              policy: dict, replace_custom: bool) -> ApplyPlan:
+    customs = [p for p in current_policies if p.get("PolicyName") != POLICY_NAME]
+    return ApplyPlan(
+        target=target, policy=policy, current_target=current_target,
+        current_policies=current_policies,
+        changes=plan_changes(current_target, current_policies, target, policy),
+        custom_policies=customs,
+        delete_policies=[p["PolicyName"] for p in customs] if replace_custom else [],
+    )
+
+
+POLICY_CONTENT_KEYS = ("PolicyName", "ServiceNamespace", "ResourceId", "ScalableDimension",
+                       "PolicyType", "TargetTrackingScalingPolicyConfiguration",
+                       "StepScalingPolicyConfiguration", "PredictiveScalingPolicyConfiguration")
+
+
+def policy_put_args(policy: dict) -> dict:
+    """A stored policy as the PutScalingPolicy call that recreates it (no ARN, alarms...)."""
+    return {k: policy[k] for k in POLICY_CONTENT_KEYS if k in policy}
+
+
+def state_fingerprint(target: dict | None, policies: list[dict]) -> dict:
+    """What 'the same scaling state' means: content, not ARNs or creation times."""
+    return {
+        "target": None if target is None else {
+            "MinCapacity": target.get("MinCapacity"), "MaxCapacity": target.get("MaxCapacity"),
+            "SuspendedState": target.get("SuspendedState")},
+        "policies": {p["PolicyName"]: policy_put_args(p) for p in policies},
+    }

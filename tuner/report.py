@@ -23,6 +23,8 @@ from jinja2 import Environment, FileSystemLoader  # noqa: E402
 
 from tuner.policy import cli_commands  # noqa: E402
 
+IAC_LINKS = [("AWS CLI commands", "aws-cli.sh"), ("Terraform", "scaling.tf"),
+             ("CloudFormation", "scaling-cfn.yaml")]
 STEP_COLUMNS = ["index", "phase", "offered_rps", "achieved_rps", "requests", "errors",
                 "error_rate", "p50_ms", "p90_ms", "p99_ms", "sla_percentile_ms", "verdict",
                 "reasons"]
@@ -106,24 +108,15 @@ def render_markdown(result: dict, plot_names: dict[str, str] | None = None) -> s
     if plot_names:
         lines += ["", "## Plots", ""]
         lines += [f"![{title}]({name})" for title, name in plot_names.items()]
-    lines += ["", "## Scaling policy", ""]
-    if result["changes"]:
-        lines += ["| scope | field | current | proposed |", "|---|---|---|---|"]
-        lines += [f"| {c['scope']} | {c['field']} | {_fmt(c['current'], 2)} | "
-                  f"{_fmt(c['proposed'], 2)} |" for c in result["changes"]]
-    elif result["policy"]:
-        lines.append("No changes: the stored scaling configuration already matches.")
-    others = [p["PolicyName"] for p in (result.get("scaling_before") or {}).get("policies", [])
-              if p.get("PolicyName") != (result["policy"] or {}).get("PolicyName")]
-    if others:
-        lines += ["", f"**Warning:** other scaling policies exist on this variant: "
-                      f"{', '.join(others)}. Target-tracking policies combine: scale out if any "
-                      "wants to, scale in only if all agree."]
+    lines += ["", "## Scaling policy", "", f"Apply: **{result.get('apply_status')}**."]
+    if result.get("plan_text"):
+        lines += ["", "```text", *result["plan_text"], "```"]
     if result["policy"]:
-        lines += ["", "Exactly what was sent:", "", "```json",
+        lines += ["", "Exactly what was sent (or would be):", "", "```json",
                   json.dumps({"scalable_target": result["scalable_target"],
                               "policy": result["policy"]}, indent=2), "```",
-                  "", "## Reproduce by hand", "", "```sh",
+                  "", "## Reproduce by hand or in infrastructure code", "",
+                  *[f"- [{label}]({name})" for label, name in IAC_LINKS], "", "```sh",
                   cli_commands(result["scalable_target"], result["policy"],
                                result["region"]).rstrip(), "```"]
     return "\n".join(lines) + "\n"
@@ -193,7 +186,7 @@ HTML = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True).get_temp
 
 def render_html(result: dict, plots: dict[str, bytes]) -> str:
     return HTML.render(
-        r=result, headline=headline(result).replace("**", ""), fmt=_fmt,
+        r=result, headline=headline(result).replace("**", ""), fmt=_fmt, iac_links=IAC_LINKS,
         plots={title: base64.b64encode(data).decode() for title, data in plots.items()},
         sent=json.dumps({"scalable_target": result["scalable_target"],
                          "policy": result["policy"]}, indent=2),

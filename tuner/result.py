@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tuner.analysis import CapacityEstimate, Recommendation, StepResult
+from tuner.apply import ApplyOutcome
+from tuner.aws import ScalingState
 from tuner.config import TuneConfig
 
 
@@ -32,15 +34,12 @@ def build_result(
     generator: list[dict] | None = None,
     capacity: CapacityEstimate | None,
     recommendation: Recommendation | None,
-    scalable_target: dict | None,
-    policy: dict | None,
-    before: dict | None,
-    after: dict | None,
-    changes: list[dict],
-    applied: bool,
+    apply: ApplyOutcome | None,
+    before: ScalingState | None,
     error: str | None,
     started_at: datetime,
 ) -> dict[str, Any]:
+    plan = apply.plan if apply else None
     result = {
         "endpoint": config.endpoint,
         "variant": config.variant,
@@ -68,14 +67,17 @@ def build_result(
         "safety_factor": config.safety_factor,
         "target_invocations_per_instance": None if recommendation is None
         else recommendation.target_invocations_per_instance,
-        "scalable_target": scalable_target,
-        "policy": policy,
-        "scaling_before": before,
-        "scaling_after": after,
-        "changes": changes,
+        "scalable_target": plan.target if plan else None,
+        "policy": plan.policy if plan else None,
+        "scaling_before": before.to_dict() if before else None,
+        "scaling_after": apply.after.to_dict() if apply and apply.after else None,
+        "changes": plan.changes if plan else [],
+        "plan": plan.to_dict() if plan else None,
+        "plan_text": plan.lines() if plan else [],
+        "apply_status": apply.status if apply else "not attempted",
         "dry_run": config.dry_run,
-        "applied": applied,
-        "error": error,
+        "applied": bool(apply and apply.applied),
+        "error": error or (apply.error if apply else None),
         "load_test_seconds": load_seconds,
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

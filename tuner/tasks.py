@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,16 +27,13 @@ from tuner.analysis import (
     generator_limit,
     summarize_samples,
 )
+from tuner.apply import ApplyOptions, ApplyOutcome, safe_apply
 from tuner.config import TuneConfig
-from tuner.errors import NoPassingStepError, TunerError
+from tuner.errors import NoPassingStepError
+from tuner.iac import FILE_NAMES
+from tuner.iac import render as render_iac
 from tuner.loadtest import LoadTestOutput, run_load_test, sla_of
-from tuner.policy import (
-    check_requests,
-    plan_changes,
-    resolve_capacity,
-    scalable_target_request,
-    scaling_policy_request,
-)
+from tuner.policy import resolve_capacity, scalable_target_request, scaling_policy_request
 from tuner.report import render_markdown, steps_frame, write_report
 
 
@@ -157,50 +154,27 @@ def generator_problem(output: LoadTestOutput, steps: list[StepResult]) -> str | 
     return None
 
 
-@dataclass(frozen=True)
-class ApplyOutcome:
-    scalable_target: dict | None = None
-    policy: dict | None = None
-    changes: list[dict] = field(default_factory=list)
-    after: dict | None = None
-    applied: bool = False
-    error: str | None = None
-
-
 @task(name="apply", cache_policy=NO_CACHE)
 def apply_recommendation(config: TuneConfig, before: Preflight,
-                         recommendation: Recommendation | None) -> ApplyOutcome:
-    """Write the built-in policy unless dry-run or nothing differs; verify what is stored."""
+                         recommendation: Recommendation | None,
+                         run_dir: Path) -> ApplyOutcome | None:
+    """The same safe apply as `tuner apply RUN_DIR`: plan, guardrails, write, verify."""
     if recommendation is None:
-        return ApplyOutcome()
+        return None
     target = scalable_target_request(config.resource_id, before.min_capacity,
                                      before.max_capacity)
     policy = scaling_policy_request(config.resource_id,
                                     recommendation.target_invocations_per_instance,
                                     config.scale_in_cooldown, config.scale_out_cooldown)
     logger = get_run_logger()
-    try:
-        check_requests(target, policy)
-    except TunerError as exc:
-        return ApplyOutcome(target, policy, error=str(exc))
-    changes = plan_changes(before.scaling_before.target, before.scaling_before.policies,
-                           target, policy)
-    for change in changes:
-        logger.info("plan: %s %s: %r -> %r", change["scope"], change["field"],
-                    change["current"], change["proposed"])
-    if config.dry_run:
-        logger.info("dry run: nothing written")
-        return ApplyOutcome(target, policy, changes)
-    if not changes:
-        logger.info("no changes: the stored scaling configuration already matches")
-        return ApplyOutcome(target, policy, changes, before.scaling_before.to_dict())
-    try:
-        after = aws.apply_scaling(aws.client("application-autoscaling", before.region),
-                                  target, policy)
-    except TunerError as exc:
-        return ApplyOutcome(target, policy, changes, error=str(exc))
-    logger.info("applied and verified %s", policy["PolicyName"])
-    return ApplyOutcome(target, policy, changes, after.to_dict(), applied=True)
+    options = ApplyOptions(dry_run=config.dry_run, replace_custom=config.replace_custom,
+                           force=config.force, max_change=config.max_change)
+    outcome = safe_apply(region=before.region, target=target, policy=policy,
+                         recommended_at=datetime.now(UTC), options=options,
+                         audit_path=Path(run_dir).parent / "audit.jsonl", say=logger.info)
+    if outcome.error:
+        logger.error("apply %s: %s", outcome.status, outcome.error)
+    return outcome
 
 
 def _artifact_key(text: str) -> str:
@@ -211,6 +185,11 @@ def _artifact_key(text: str) -> str:
 def publish_report(run_dir: Path, result: dict[str, Any]) -> Path:
     """Write the run's report files and publish the same markdown and steps as artifacts."""
     paths = write_report(run_dir, result)
+    if result.get("policy"):
+        for fmt, name in FILE_NAMES.items():
+            if fmt != "cli":  # aws-cli.sh is written with the report
+                (run_dir / name).write_text(render_iac(fmt, result["scalable_target"],
+                                                       result["policy"], result["region"]))
     key = _artifact_key(f"tuning-{result['endpoint']}-{result['variant']}")
     create_markdown_artifact(render_markdown(result), key=key,
                              description=f"Scaling report for {result['endpoint']}")
