@@ -191,3 +191,25 @@ def test_generator_limit_flags_cpu_and_send_lag():
     assert generator_limit([95.0, 40.0], [1.0, 1.0], SLA) == "load generator CPU at 95% of a core"
     assert "late" in generator_limit([50.0], [30.0], SLA)  # 30 ms > 20% of a 100 ms SLA
     assert generator_limit([50.0, None], [2.0, None], SLA) is None
+
+
+def test_small_overload_is_caught_even_when_latency_stays_under_the_sla():
+    """5% over a 32x200 ms server: the queue grows 50 ms/s; 3 s is too short to breach
+    a 500 ms SLA, but the trend shows the load cannot be sustained."""
+    sla = Sla(percentile=90, latency_ms=500, max_error_rate=0.01)
+    spec = StepSpec(0, 168, 4.0, 1.0, "bisect")
+    result = summarize_step(spec, *synthetic(168, duration=4.0, latency=200, capacity=160),
+                            sla)
+    assert result.p90_ms < 500
+    assert result.verdict == "fail"
+    assert any("unstable" in r for r in result.reasons)
+
+
+def test_noisy_but_stable_latency_is_not_flagged_unstable():
+    rng = np.random.default_rng(1)
+    intended = np.sort(rng.uniform(0, 6, 3000))
+    latency = rng.lognormal(np.log(30), 0.5, intended.size)
+    spec = StepSpec(0, 500, 6.0, 1.0, "ramp")
+    ok = np.ones(intended.size, dtype=bool)
+    result = summarize_step(spec, intended, intended + latency / 1000, latency, ok, SLA)
+    assert not any("unstable" in r for r in result.reasons)

@@ -189,3 +189,80 @@ def test_export_prints_parseable_cloudformation(tmp_path):
     assert done.returncode == 0, done.stderr
     props = yaml.safe_load(done.stdout)["Resources"]["InvocationScalingPolicy"]["Properties"]
     assert props["PolicyName"] == "SageMakerEndpointInvocationScalingPolicy"
+
+
+def _measured_run_dir(tmp_path):
+    """A run directory with real-looking steps (capacity 200 rps on one instance)."""
+    from tests.test_report import sample_result
+    from tuner.report import write_report
+
+    result = sample_result()
+    result.update(endpoint="cli-ep")
+    run_dir = tmp_path / "cli-ep" / "20260101T000000Z"
+    run_dir.mkdir(parents=True)
+    write_report(run_dir, result)
+    return run_dir
+
+
+def _daily_csv(tmp_path):
+    import math
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    lines = ["timestamp,invocations"]
+    for minute in range(0, 2 * 1440, 1):
+        load = 12_000 + 10_000 * math.sin(2 * math.pi * minute / 1440)
+        lines.append(f"{(start + timedelta(minutes=minute)).isoformat()},{load:.0f}")
+    path = tmp_path / "traffic.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_simulate_prints_json_summary_and_writes_into_the_report(tmp_path):
+    run_dir = _measured_run_dir(tmp_path)
+    done = run(["simulate", str(run_dir), "--traffic", str(_daily_csv(tmp_path)), "--json",
+                "--max-capacity", "10", "--price-per-instance-hour", "0.5"])
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert {"instance_hours", "violation_minutes", "peak_instances", "scaling_actions",
+            "recommended_target"} <= set(summary)
+    assert summary["peak_instances"] >= 3  # 22,000/min peak over a 6,000 target
+    record = json.loads((run_dir / "simulation.json").read_text())
+    assert len(record["timeline"]) == 2 * 1440
+    assert (run_dir / "simulation-timeline.png").exists()
+    assert (run_dir / "simulation-sweep.png").exists()
+    report = (run_dir / "report.md").read_text()
+    assert "## Simulation on real traffic" in report and "0.5 rule" in report
+    assert (run_dir / "report.html").read_text().count("data:image/png") == 4
+
+
+def test_simulate_rejects_bad_traffic_with_exit_2(tmp_path):
+    run_dir = _measured_run_dir(tmp_path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,how_many\n1,2\n")
+    done = run(["simulate", str(run_dir), "--traffic", str(bad)])
+    assert done.returncode == 2
+    assert "timestamp,invocations" in done.stderr
+
+
+def test_simulate_fetches_cloudwatch_traffic(tmp_path, local_aws):
+    from datetime import UTC, datetime, timedelta
+
+    import boto3
+
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1",
+                              endpoint_url=local_aws["AWS_ENDPOINT_URL"])
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    cloudwatch.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "Invocations", "Value": 9000.0 if m % 60 < 30 else 2000.0,
+         "Timestamp": now - timedelta(minutes=m),
+         "Dimensions": [{"Name": "EndpointName", "Value": "cli-ep"},
+                        {"Name": "VariantName", "Value": "AllTraffic"}]}
+        for m in range(1, 121)])
+    run_dir = _measured_run_dir(tmp_path)
+    done = run(["simulate", str(run_dir), "--traffic", "cloudwatch", "--days", "1", "--json"],
+               env=local_aws)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["scaling_actions"] >= 1
+    assert "CloudWatch" in json.loads((run_dir / "simulation.json").read_text())["traffic"]

@@ -19,9 +19,9 @@ from tuner.errors import NoPassingStepError
 from tuner.stats import percentile_refuted, percentile_supported
 
 ACHIEVED_FRACTION_REQUIRED = 0.95
-# A step whose median latency rises by more than this share of the SLA latency (and by 25%)
-# between its first and second half is building a queue: it is not sustainable.
-UNSTABLE_RISE_OF_SLA = 0.2
+# A load is sustainable only if it could go on: latency still rising at the step's end
+# must not breach the SLA within this many more seconds.
+SUSTAIN_HORIZON_S = 60.0
 SAMPLE_COLUMNS = ("step", "intended_s", "completed_s", "latency_ms", "ok")
 
 
@@ -94,6 +94,44 @@ class StepResult:
         return row
 
 
+@dataclass(frozen=True)
+class LatencyTrend:
+    first_ms: float
+    last_ms: float
+    slope_ms_per_s: float
+    growing: bool  # rising in every quarter, beyond noise
+
+    @property
+    def projected_ms(self) -> float:
+        return self.last_ms + max(0.0, self.slope_ms_per_s) * SUSTAIN_HORIZON_S
+
+
+def latency_trend(intended_s: np.ndarray, latency_ms: np.ndarray,
+                  spec: StepSpec) -> LatencyTrend | None:
+    """Median latency per quarter of the window, and whether it climbs: a growing queue.
+
+    Offered load above capacity makes the queue, and so latency, grow by (rate - capacity) /
+    capacity seconds every second, however short the step; a stable load keeps quarter
+    medians flat up to noise (their standard error, from the spread within each quarter).
+    """
+    edges = np.linspace(spec.warmup_s, spec.duration_s, 5)
+    medians, errors, middles = [], [], []
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        values = latency_ms[(intended_s >= low) & (intended_s < high)]
+        if values.size < 5:
+            return None
+        q25, q50, q75 = np.percentile(values, [25, 50, 75])
+        medians.append(float(q50))
+        errors.append(1.2533 * (q75 - q25) / 1.349 / math.sqrt(values.size))
+        middles.append((low + high) / 2)
+    rise = medians[-1] - medians[0]
+    noise = math.hypot(errors[0], errors[-1])
+    monotone = all(b >= a for a, b in zip(medians, medians[1:], strict=False))
+    growing = monotone and rise > max(3 * noise, 0.02 * medians[0])
+    slope = rise / (middles[-1] - middles[0])
+    return LatencyTrend(medians[0], medians[-1], slope, growing)
+
+
 def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else math.nan
 
@@ -146,16 +184,12 @@ def summarize_step(
     if requests and error_rate > sla.max_error_rate:
         reasons.append(f"error rate {error_rate:.2%} above {sla.max_error_rate:.2%}")
         hard_fail = True
-    if good.size >= 20:
-        measured_intended = intended_s[in_window & ok]
-        middle = spec.warmup_s + spec.window_s / 2
-        first = latency_ms[in_window & ok][measured_intended < middle]
-        second = latency_ms[in_window & ok][measured_intended >= middle]
-        if first.size >= 10 and second.size >= 10:
-            m1, m2 = float(np.median(first)), float(np.median(second))
-            if m2 - m1 > UNSTABLE_RISE_OF_SLA * sla.latency_ms and m2 > 1.25 * m1:
-                reasons.append(f"unstable: median latency rose from {m1:.0f} to {m2:.0f} ms")
-                hard_fail = True
+    trend = latency_trend(intended_s[in_window & ok], latency_ms[in_window & ok], spec)
+    if trend is not None and trend.growing and trend.projected_ms > sla.latency_ms:
+        reasons.append(
+            f"unstable: latency rising {trend.slope_ms_per_s:.0f} ms/s "
+            f"({trend.first_ms:.0f} -> {trend.last_ms:.0f} ms), a queue building up")
+        hard_fail = True
     n = requests
     if n and percentile_refuted(slow, n, sla.quantile, sla.confidence):
         reasons.append(

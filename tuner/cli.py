@@ -6,6 +6,7 @@ run. The last line of stdout is the run directory's path.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -156,6 +157,52 @@ def export_command(
                           result["region"]), nl=False)
     except TunerError as error:
         _fail(error)
+
+
+@app.command("simulate")
+def simulate_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory printed by `tuner tune`")],
+    traffic: Annotated[str, Opt(help="'cloudwatch' or a CSV file (timestamp,invocations)")],
+    target: Annotated[float | None, Opt(help="target to evaluate [default: the run's]")] = None,
+    min_capacity: Annotated[int | None, Opt(help="[default: the run's]")] = None,
+    max_capacity: Annotated[int | None, Opt(help="[default: the run's]")] = None,
+    days: Annotated[float, Opt(help="CloudWatch history to fetch")] = 14.0,
+    instance_startup: Annotated[int, Opt(help="minutes before a new instance serves")] = 5,
+    price_per_instance_hour: Annotated[float | None, Opt(help="for a cost figure")] = None,
+    max_violation_minutes: Annotated[int, Opt(help="SLA budget for the optimiser")] = 0,
+    json_output: Annotated[bool, Opt("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Replay real traffic through target tracking and the measured latency curve."""
+    from tuner.simulate_run import SimulationOptions, simulate_run
+
+    try:
+        if price_per_instance_hour is not None and price_per_instance_hour <= 0:
+            raise InputError("--price-per-instance-hour must be positive")
+        if max_violation_minutes < 0:
+            raise InputError("--max-violation-minutes must be 0 or more")
+        record = simulate_run(run_dir, SimulationOptions(
+            traffic=traffic, target=target, min_capacity=min_capacity,
+            max_capacity=max_capacity, days=days, instance_startup_minutes=instance_startup,
+            price_per_instance_hour=price_per_instance_hour,
+            max_violation_minutes=max_violation_minutes))
+    except TunerError as error:
+        _fail(error)
+    summary = record["summary"]
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(f"traffic             {record['traffic']}")
+    typer.echo(f"target              {summary['target']:g} invocations/instance/minute")
+    typer.echo(f"instance-hours      {summary['instance_hours']:.1f}"
+               + (f" (${summary['cost']:,.2f})" if summary["cost"] is not None else ""))
+    typer.echo(f"minutes over SLA    {summary['violation_minutes']}")
+    typer.echo(f"peak instances      {summary['peak_instances']}")
+    typer.echo(f"scaling actions     {summary['scaling_actions']}")
+    recommended = summary["recommended_target"]
+    typer.echo("recommended target  " + (
+        f"{recommended:g} (cheapest with <= {max_violation_minutes} min over SLA)"
+        if recommended is not None else "none keeps violations within budget"))
+    typer.echo(f"report              {run_dir}/report.html")
 
 
 @app.command()

@@ -23,6 +23,8 @@ from jinja2 import Environment, FileSystemLoader  # noqa: E402
 
 from tuner.policy import cli_commands  # noqa: E402
 
+SIMULATION_FILE = "simulation.json"
+SIMULATION_PLOTS = {"timeline": "simulation-timeline.png", "sweep": "simulation-sweep.png"}
 IAC_LINKS = [("AWS CLI commands", "aws-cli.sh"), ("Terraform", "scaling.tf"),
              ("CloudFormation", "scaling-cfn.yaml")]
 STEP_COLUMNS = ["index", "phase", "offered_rps", "achieved_rps", "requests", "errors",
@@ -67,7 +69,38 @@ def headline(result: dict) -> str:
             f"× 60 × safety factor {result['safety_factor']:g}.")
 
 
-def render_markdown(result: dict, plot_names: dict[str, str] | None = None) -> str:
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
+
+
+def simulation_lines(simulation: dict) -> list[str]:
+    """The report's simulation section: the evaluated target, the 0.5 rule, the optimum."""
+    s = simulation["summary"]
+    rec = simulation.get("recommended")
+    lines = ["", "## Simulation on real traffic", "", f"Traffic: {simulation['traffic']}.",
+             f"Instance startup {simulation['model']['startup_minutes']} min; capacity "
+             f"{simulation['model']['min_capacity']}-{simulation['model']['max_capacity']}.", "",
+             "| target | instance-hours | cost | minutes over SLA | peak instances | actions |",
+             "|---|---|---|---|---|---|"]
+    rows = [("evaluated", s)]
+    rule = next((r for r in simulation["sweep"] if r["target"] == simulation["rule_target"]),
+                None)
+    if rule:
+        rows.append(("0.5 rule", rule))
+    if rec:
+        rows.append((f"recommended (≤ {simulation['max_violation_minutes']} min over SLA)", rec))
+    for label, row in rows:
+        lines.append(f"| {label}: {row['target']:g} | {row['instance_hours']:.1f} | "
+                     f"{_money(row.get('cost'))} | {row['violation_minutes']} | "
+                     f"{row['peak_instances']} | {row['scaling_actions']} |")
+    if not rec:
+        lines.append("\nNo target in the sweep kept SLA violations within the budget: raise "
+                     "--max-capacity or shorten instance startup.")
+    return lines
+
+
+def render_markdown(result: dict, plot_names: dict[str, str] | None = None,
+                    simulation: dict | None = None) -> str:
     sla = result["sla"]
     lines = [
         f"# Scaling report: {result['endpoint']} / {result['variant']}",
@@ -108,6 +141,8 @@ def render_markdown(result: dict, plot_names: dict[str, str] | None = None) -> s
     if plot_names:
         lines += ["", "## Plots", ""]
         lines += [f"![{title}]({name})" for title, name in plot_names.items()]
+    if simulation:
+        lines += simulation_lines(simulation)
     lines += ["", "## Scaling policy", "", f"Apply: **{result.get('apply_status')}**."]
     if result.get("plan_text"):
         lines += ["", "```text", *result["plan_text"], "```"]
@@ -184,8 +219,9 @@ HTML = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True).get_temp
     "report.html.j2")
 
 
-def render_html(result: dict, plots: dict[str, bytes]) -> str:
+def render_html(result: dict, plots: dict[str, bytes], simulation: dict | None = None) -> str:
     return HTML.render(
+        simulation_md=simulation_lines(simulation) if simulation else [],
         r=result, headline=headline(result).replace("**", ""), fmt=_fmt, iac_links=IAC_LINKS,
         plots={title: base64.b64encode(data).decode() for title, data in plots.items()},
         sent=json.dumps({"scalable_target": result["scalable_target"],
@@ -211,6 +247,14 @@ def write_report(run_dir: Path, result: dict) -> dict[str, Path]:
         plots = {"Latency vs throughput": plot_latency(result),
                  "Offered vs achieved load": plot_throughput(result)}
     names = {"Latency vs throughput": "latency.png", "Offered vs achieved load": "throughput.png"}
+    simulation = None
+    if (run_dir / SIMULATION_FILE).exists():
+        simulation = json.loads((run_dir / SIMULATION_FILE).read_text())
+        for title, key in (("Simulated cost vs violations", "sweep"),
+                           ("Simulated timeline", "timeline")):
+            if (run_dir / SIMULATION_PLOTS[key]).exists():
+                plots[title] = (run_dir / SIMULATION_PLOTS[key]).read_bytes()
+                names[title] = SIMULATION_PLOTS[key]
     paths = {"result": run_dir / "result.json", "steps": run_dir / "steps.csv",
              "markdown": run_dir / "report.md", "html": run_dir / "report.html"}
     _write(paths["result"], json.dumps(result, indent=2))
@@ -218,8 +262,8 @@ def write_report(run_dir: Path, result: dict) -> dict[str, Path]:
     for title, data in plots.items():
         _write(run_dir / names[title], data)
     _write(paths["markdown"],
-           render_markdown(result, {t: names[t] for t in plots}))
-    _write(paths["html"], render_html(result, plots))
+           render_markdown(result, {t: names[t] for t in plots}, simulation))
+    _write(paths["html"], render_html(result, plots, simulation))
     if result["policy"]:
         paths["commands"] = run_dir / "aws-cli.sh"
         _write(paths["commands"], "#!/bin/sh\n# Apply the same scaling by hand.\nset -e\n\n"

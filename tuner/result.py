@@ -12,14 +12,14 @@ from tuner.aws import ScalingState
 from tuner.config import TuneConfig
 
 
-def _clean(value: Any) -> Any:
-    """NaN is not JSON: write null instead."""
-    if isinstance(value, float) and math.isnan(value):
+def json_safe(value: Any) -> Any:
+    """NaN and infinity are not JSON: write null instead."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -82,4 +82,4 @@ def build_result(
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    return _clean(result)
+    return json_safe(result)

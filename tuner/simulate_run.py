@@ -1,0 +1,169 @@
+"""`tuner simulate RUN_DIR`: what a target would do on the endpoint's real traffic.
+
+The shell around `tuner.simulate`: loads the run (latency curve, capacity, scaling
+settings), gets traffic from CloudWatch or a CSV, simulates the evaluated target, sweeps
+targets for the cheapest one within the violation budget, and writes `simulation.json` and
+two plots into the run directory, then re-renders the report so it includes them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tuner import aws  # noqa: E402
+from tuner.apply import load_run  # noqa: E402
+from tuner.errors import InputError  # noqa: E402
+from tuner.report import SIMULATION_FILE, SIMULATION_PLOTS, _png, write_report  # noqa: E402
+from tuner.result import json_safe  # noqa: E402
+from tuner.simulate import (  # noqa: E402
+    ScalingModel,
+    SimulationResult,
+    Sweep,
+    curve_from_result,
+    simulate,
+    sweep_targets,
+    target_grid,
+)
+from tuner.traffic import Traffic, fetch_cloudwatch, read_csv  # noqa: E402
+
+PLOTS = SIMULATION_PLOTS
+
+@dataclass(frozen=True)
+class SimulationOptions:
+    traffic: str  # "cloudwatch" or a CSV path
+    target: float | None = None
+    min_capacity: int | None = None
+    max_capacity: int | None = None
+    days: float = 14.0
+    instance_startup_minutes: int = 5
+    price_per_instance_hour: float | None = None
+    max_violation_minutes: int = 0
+
+
+def load_traffic(result: dict, options: SimulationOptions) -> Traffic:
+    if options.traffic == "cloudwatch":
+        region = aws.resolve_region(result.get("region"))
+        return fetch_cloudwatch(aws.client("cloudwatch", region), result["endpoint"],
+                                result["variant"], options.days)
+    return read_csv(Path(options.traffic))
+
+
+def scaling_model(result: dict, options: SimulationOptions) -> ScalingModel:
+    target = result["scalable_target"]
+    config = result["policy"]["TargetTrackingScalingPolicyConfiguration"]
+    low = options.min_capacity if options.min_capacity is not None else target["MinCapacity"]
+    high = options.max_capacity if options.max_capacity is not None else target["MaxCapacity"]
+    value = options.target if options.target is not None else config["TargetValue"]
+    if low < 1 or high < low:
+        raise InputError(f"capacity {low}-{high} is invalid: need 1 <= --min-capacity <= "
+                         "--max-capacity")
+    if not value > 0:
+        raise InputError(f"--target {value} must be positive")
+    if options.instance_startup_minutes < 0:
+        raise InputError("--instance-startup must be 0 or more minutes")
+    return ScalingModel(target=value, min_capacity=low, max_capacity=high,
+                        scale_in_cooldown_s=config["ScaleInCooldown"],
+                        scale_out_cooldown_s=config["ScaleOutCooldown"],
+                        startup_minutes=options.instance_startup_minutes)
+
+
+def plot_timeline(traffic: Traffic, run: SimulationResult, sla_ms: float) -> bytes:
+    minutes = np.arange(traffic.minutes)
+    fig, axes = plt.subplots(3, 1, figsize=(8, 6.5), sharex=True)
+    axes[0].plot(minutes, traffic.invocations, linewidth=0.8)
+    axes[0].set_ylabel("invocations/min")
+    axes[0].set_title(f"Simulated target {run.target:g}: traffic, instances, latency")
+    rows = run.timeline
+    axes[1].step(minutes, [m.in_service for m in rows], where="post", label="in service")
+    axes[1].step(minutes, [m.in_service + m.starting for m in rows], where="post",
+                 linestyle="--", label="incl. starting")
+    axes[1].set_ylabel("instances")
+    axes[1].legend(fontsize=8)
+    latency = np.array([m.latency_ms for m in rows])
+    shown = np.where(np.isfinite(latency), latency, np.nan)
+    axes[2].plot(minutes, shown, linewidth=0.8, label="latency at load")
+    over = [m.minute for m in rows if m.violation]
+    axes[2].scatter(over, [sla_ms] * len(over), color="red", s=6, label="SLA violated")
+    axes[2].axhline(sla_ms, color="red", linestyle="--", linewidth=0.8)
+    axes[2].set_ylabel("ms")
+    axes[2].set_xlabel("minute")
+    axes[2].legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_sweep(sweep: Sweep, rule_target: float, price: float | None) -> bytes:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    targets = [r.target for r in sweep.results]
+    cost = [r.cost(price) if price else r.instance_hours for r in sweep.results]
+    ax.plot(targets, cost, marker="o", label="cost ($)" if price else "instance-hours")
+    ax.set_xlabel("target (invocations per instance per minute)")
+    ax.set_ylabel("cost ($)" if price else "instance-hours")
+    other = ax.twinx()
+    other.plot(targets, [r.violation_minutes for r in sweep.results], marker="s",
+               color="red", label="minutes over SLA")
+    other.set_ylabel("minutes over SLA", color="red")
+    ax.axvline(rule_target, color="grey", linestyle=":", label=f"0.5 rule {rule_target:g}")
+    if sweep.recommended:
+        ax.axvline(sweep.recommended.target, color="green", linestyle="--",
+                   label=f"recommended {sweep.recommended.target:g}")
+    ax.legend(fontsize=8, loc="upper center")
+    ax.set_title("Cost vs SLA violations by target")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def simulate_run(run_dir: Path, options: SimulationOptions) -> dict:
+    """Simulate, sweep, write simulation.json + plots, re-render the report."""
+    result = load_run(run_dir)
+    model = scaling_model(result, options)
+    try:
+        curve = curve_from_result(result)
+    except ValueError as exc:
+        raise InputError(f"{run_dir}: {exc}") from None
+    traffic = load_traffic(result, options)
+    evaluated = simulate(traffic.invocations, model, curve)
+    rule_target = result["policy"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
+    grid = target_grid(curve.capacity_rps_per_instance) + [rule_target, model.target]
+    sweep = sweep_targets(traffic.invocations, model, curve, grid,
+                          options.max_violation_minutes)
+    chosen = sweep.recommended or evaluated
+    summary = {
+        **evaluated.summary(),
+        "cost": evaluated.cost(options.price_per_instance_hour),
+        "recommended_target": sweep.recommended.target if sweep.recommended else None,
+    }
+    record = {
+        "summary": summary,
+        "traffic": traffic.describe(),
+        "model": asdict(model),
+        "rule_target": rule_target,
+        "max_violation_minutes": options.max_violation_minutes,
+        "price_per_instance_hour": options.price_per_instance_hour,
+        "recommended": None if sweep.recommended is None else {
+            **sweep.recommended.summary(),
+            "cost": sweep.recommended.cost(options.price_per_instance_hour)},
+        "sweep": [{**row, "cost": r.cost(options.price_per_instance_hour)}
+                  for row, r in zip(sweep.rows(), sweep.results, strict=True)],
+        "timeline": chosen.timeline_rows(),
+        "timeline_target": chosen.target,
+    }
+    (run_dir / PLOTS["timeline"]).write_bytes(
+        plot_timeline(traffic, chosen, curve.sla_latency_ms))
+    (run_dir / PLOTS["sweep"]).write_bytes(
+        plot_sweep(sweep, rule_target, options.price_per_instance_hour))
+    path = run_dir / SIMULATION_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(json_safe(record), allow_nan=False))
+    tmp.replace(path)
+    write_report(run_dir, result)
+    return record
