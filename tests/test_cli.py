@@ -266,3 +266,9 @@ def test_simulate_fetches_cloudwatch_traffic(tmp_path, local_aws):
     summary = json.loads(done.stdout)
     assert summary["scaling_actions"] >= 1
     assert "CloudWatch" in json.loads((run_dir / "simulation.json").read_text())["traffic"]
+
+
+def test_validate_needs_exactly_one_candidate(tmp_path):
+    done = run(["validate", "--baseline", str(tmp_path)])
+    assert done.returncode == 2
+    assert "exactly one of --url" in done.stderr

@@ -63,3 +63,49 @@ def test_unknown_endpoint_is_an_input_error_and_writes_nothing(server_200, tmp_p
     with pytest.raises(InputError, match="not found"):
         tune_endpoint(config(server_200, tmp_path, endpoint="missing"))
     assert not any(tmp_path.iterdir())
+
+
+def _baseline(tmp_path):
+    """A baseline run measured at 200 rps per instance with a p90 <= 100 ms SLA."""
+    import json
+
+    run_dir = tmp_path / "baseline"
+    run_dir.mkdir()
+    (run_dir / "result.json").write_text(json.dumps({
+        "endpoint": "ep", "instances_under_test": 1, "capacity_ci": [200.0, 205.0],
+        "sla": {"percentile": 90, "latency_ms": 100, "max_error_rate": 0.01,
+                "confidence": 0.95},
+        "scalable_target": {"MinCapacity": 1, "MaxCapacity": 4}}))
+    return run_dir
+
+
+def test_validation_passes_an_equal_candidate(server_200, tmp_path):
+    from flows.validate import validate_capacity
+    from tuner.config import ValidateConfig
+
+    result = validate_capacity(ValidateConfig(
+        baseline=_baseline(tmp_path), url=server_200.url, max_test_seconds=20,
+        expected_peak_rps=700, reports_dir=tmp_path / "reports"))
+    assert result["validation"]["passed"]
+    assert result["policy"] is None  # validation never proposes or writes a policy
+
+
+def test_validation_fails_a_slower_candidate_with_a_report(tmp_path):
+    import json
+
+    from flows.validate import validate_capacity
+    from tuner.config import ValidateConfig
+    from tuner.errors import RunError
+    from tuner.servers import model_server
+
+    # 100 rps: half the baseline's capacity
+    with (model_server(slots=2, service_ms=20.0) as slower,
+          pytest.raises(RunError, match="regressed") as failure):
+        validate_capacity(ValidateConfig(
+            baseline=_baseline(tmp_path), url=slower.url, max_test_seconds=20,
+            reports_dir=tmp_path / "reports"))
+    result = json.loads((tmp_path.joinpath(failure.value.run_dir) / "result.json").read_text())
+    assert not result["validation"]["passed"]
+    assert "regressed" in result["validation"]["reasons"][0]
+    assert "Validation FAILED" in (tmp_path.joinpath(failure.value.run_dir)
+                                   / "report.md").read_text()

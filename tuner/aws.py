@@ -141,7 +141,7 @@ def dynamic_scaling_suspended(autoscaling: Any, target: dict | None) -> Iterator
     SuspendedState is registered again afterwards, whatever ends the test: success, an
     exception, an abort or Ctrl-C. Yields the state to restore (None: nothing registered).
     """
-    if target is None:
+    if target is None or autoscaling is None:
         yield None
         return
     previous = {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": False,

@@ -205,6 +205,43 @@ def simulate_command(
     typer.echo(f"report              {run_dir}/report.html")
 
 
+@app.command("validate")
+def validate_command(
+    baseline: Annotated[Path, Opt(help="the baseline run directory")],
+    url: Annotated[str | None, Opt(help="a candidate container's URL")] = None,
+    endpoint: Annotated[str | None, Opt(help="a deployed candidate endpoint")] = None,
+    variant: Annotated[str, Opt()] = "AllTraffic",
+    region: Annotated[str | None, Opt()] = None,
+    instances: Annotated[int | None, Opt(help="instances behind --url [default: 1]")] = None,
+    payload: Annotated[Path | None, Opt(help="request body file")] = None,
+    content_type: Annotated[str, Opt()] = "application/json",
+    max_regression: Annotated[float, Opt(help="allowed per-instance capacity drop")] = 0.1,
+    expected_peak_rps: Annotated[float | None, Opt(help="peak the variant must serve")] = None,
+    max_capacity: Annotated[int | None, Opt(help="[default: the baseline's]")] = None,
+    max_test_seconds: Annotated[float, Opt(help="load budget")] = 120.0,
+    processes: Annotated[int, Opt(help="Locust worker processes")] = 1,
+    reports_dir: Annotated[Path, Opt()] = Path("reports"),
+) -> None:
+    """Gate a release: fail (exit 1) if the candidate lost capacity against a baseline."""
+    from tuner.config import ValidateConfig, validate_validation
+
+    flags = {k: v for k, v in locals().items() if k != "validate_validation"}
+    try:
+        config = validate_validation(ValidateConfig(**flags))
+        _quiet_prefect()
+        from flows.validate import validate_capacity
+
+        result = validate_capacity(config)
+    except TunerError as error:
+        _fail(error)
+    verdict = result["validation"]
+    typer.echo(f"validation          passed: {verdict['candidate_rps_per_instance']:.1f} rps "
+               f"per instance vs baseline {verdict['baseline_rps_per_instance']:.1f} "
+               f"({100 * verdict['change']:+.1f}%)")
+    typer.echo(f"report              {result['run_dir']}/report.html")
+    typer.echo(result["run_dir"])
+
+
 @app.command()
 def demo(
     reports_dir: Annotated[Path, Opt(help="where the report goes")] = Path("reports"),

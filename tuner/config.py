@@ -183,3 +183,51 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Tu
         field = ".".join(str(p) for p in first["loc"])
         raise InputError(f"{_flag(field)}: {first['msg']} (got {first.get('input')!r})") from None
     return validate(config)
+
+
+class ValidateConfig(BaseModel):
+    """A pre-release capacity check of a candidate against a baseline run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    baseline: Path
+    url: str | None = None
+    endpoint: str | None = None
+    variant: str = "AllTraffic"
+    region: str | None = None
+    instances: int | None = None
+    payload: Path | None = None
+    content_type: str = "application/json"
+    max_regression: float = 0.1
+    expected_peak_rps: float | None = None
+    max_capacity: int | None = None
+    max_test_seconds: float = 120.0
+    processes: int = 1
+    reports_dir: Path = Path("reports")
+
+
+def validate_validation(config: ValidateConfig) -> ValidateConfig:
+    if (config.url is None) == (config.endpoint is None):
+        raise InputError("give exactly one of --url (a candidate container) or --endpoint "
+                         "(a deployed candidate endpoint)")
+    checks = [
+        (0 <= config.max_regression < 1,
+         f"--max-regression {config.max_regression} must be in [0, 1), e.g. 0.1"),
+        (config.expected_peak_rps is None or config.expected_peak_rps > 0,
+         f"--expected-peak-rps {config.expected_peak_rps} must be positive"),
+        (config.max_capacity is None or config.max_capacity >= 1,
+         f"--max-capacity {config.max_capacity} must be at least 1"),
+        (config.instances is None or config.url is not None,
+         "--instances only applies with --url"),
+        (config.instances is None or config.instances >= 1, "--instances must be at least 1"),
+        (config.max_test_seconds >= 10, "--max-test-seconds must be at least 10"),
+        (1 <= config.processes <= 64, "--processes must be 1-64"),
+        (config.url is None or config.url.startswith(("http://", "https://")),
+         f"--url {config.url!r} must start with http:// or https://"),
+        (config.payload is None or config.payload.is_file(),
+         f"--payload {config.payload} is not a readable file"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise InputError(message)
+    return config

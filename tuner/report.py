@@ -54,6 +54,14 @@ def ci_text(result: dict) -> str:
 def headline(result: dict) -> str:
     if result.get("error"):
         return f"**Failed:** {result['error']}"
+    validation = result.get("validation")
+    if validation:
+        verdict = "PASSED" if validation["passed"] else "FAILED"
+        return (f"**Validation {verdict}** against {validation['baseline']}: candidate "
+                f"{_fmt(validation.get('candidate_rps_per_instance'))} rps per instance vs "
+                f"baseline {_fmt(validation.get('baseline_rps_per_instance'))} "
+                f"({100 * validation.get('change', 0):+.1f}%). "
+                + " ".join(validation.get("reasons", [])))
     target = _fmt(result["target_invocations_per_instance"], 2)
     if result["applied"]:
         state = "applied"

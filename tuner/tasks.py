@@ -6,6 +6,7 @@ Each task does one thing a reader can name (preflight, load test, analyse, apply
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -28,13 +29,14 @@ from tuner.analysis import (
     summarize_samples,
 )
 from tuner.apply import ApplyOptions, ApplyOutcome, safe_apply
-from tuner.config import TuneConfig
-from tuner.errors import NoPassingStepError
+from tuner.config import TuneConfig, ValidateConfig, validate
+from tuner.errors import InputError, NoPassingStepError
 from tuner.iac import FILE_NAMES
 from tuner.iac import render as render_iac
 from tuner.loadtest import LoadTestOutput, run_load_test, sla_of
 from tuner.policy import resolve_capacity, scalable_target_request, scaling_policy_request
 from tuner.report import render_markdown, steps_frame, write_report
+from tuner.validate import ValidationVerdict, judge
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,9 @@ def preflight(config: TuneConfig) -> Preflight:
     return Preflight(region, instances, variant.current_instance_count, scaling, low, high)
 
 
-def create_run_dir(reports_dir: Path, endpoint: str) -> Path:
+def create_run_dir(reports_dir: Path, endpoint: str, suffix: str = "") -> Path:
     """`<reports>/<endpoint>/<UTC timestamp>/`, never reusing an existing directory."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + suffix
     base = Path(reports_dir) / endpoint / stamp
     candidate, n = base, 1
     while candidate.exists():
@@ -82,8 +84,8 @@ def load_test(config: TuneConfig, run_dir: Path, before: Preflight) -> LoadTestO
     logger = get_run_logger()
     logger.info("load test: %s search from %g rps, at most %g s of load",
                 config.search, config.start_rps, config.max_test_seconds)
-    autoscaling = aws.client("application-autoscaling", before.region)
     target = None if config.url else before.scaling_before.target
+    autoscaling = aws.client("application-autoscaling", before.region) if target else None
     with aws.dynamic_scaling_suspended(autoscaling, target) as previous:
         if previous is not None:
             logger.info("dynamic scaling suspended for the test; will restore %s", previous)
@@ -198,3 +200,66 @@ def publish_report(run_dir: Path, result: dict[str, Any]) -> Path:
         create_table_artifact(rows, key=key + "-steps", description="Load test steps")
     get_run_logger().info("report: %s", paths["html"])
     return paths["html"]
+
+
+@task(name="validate-preflight", cache_policy=NO_CACHE)
+def validate_preflight(config: ValidateConfig) -> Preflight:
+    """A container URL needs no AWS at all; an endpoint is checked like `tune` does."""
+    if config.url:
+        instances = config.instances or 1
+        return Preflight(config.region or "-", instances, instances, aws.ScalingState(None, []),
+                         1, 1)
+    assert config.endpoint is not None
+    region = aws.resolve_region(config.region)
+    variant = aws.describe_variant(aws.client("sagemaker", region), config.endpoint,
+                                   config.variant)
+    scaling = aws.read_scaling_state(aws.client("application-autoscaling", region),
+                                     f"endpoint/{config.endpoint}/variant/{config.variant}")
+    count = variant.current_instance_count
+    return Preflight(region, count, count, scaling, 1, 1)
+
+
+def read_baseline(run_dir: Path) -> dict:
+    """A baseline run's result.json, checked to hold a measured capacity."""
+    path = Path(run_dir) / "result.json"
+    if not path.is_file():
+        raise InputError(f"--baseline {run_dir} is not a run directory (no result.json)")
+    result = json.loads(path.read_text())
+    if not result.get("capacity_ci"):
+        raise InputError(f"--baseline {run_dir} has no measured capacity "
+                         f"({result.get('error') or 'no capacity_ci'})")
+    return result
+
+
+def candidate_tune_config(config: ValidateConfig, baseline: dict) -> TuneConfig:
+    """Measure the candidate with exactly the baseline's SLA; never apply anything."""
+    sla = baseline["sla"]
+    per_instance = baseline["capacity_ci"][0] / baseline["instances_under_test"]
+    instances = config.instances or 1
+    return validate(TuneConfig(
+        endpoint=config.endpoint or baseline["endpoint"], variant=config.variant,
+        region=config.region, url=config.url,
+        instances=config.instances if config.url else None, payload=config.payload,
+        content_type=config.content_type, sla_percentile=sla["percentile"],
+        sla_latency_ms=sla["latency_ms"], max_error_rate=sla["max_error_rate"],
+        confidence=sla.get("confidence", 0.95), dry_run=True,
+        max_test_seconds=config.max_test_seconds, processes=config.processes,
+        start_rps=max(1.0, round(per_instance * instances / 4, 1)),
+        reports_dir=config.reports_dir))
+
+
+def judge_candidate(config: ValidateConfig, baseline: dict, analysis: Analysis,
+                    instances: int) -> ValidationVerdict | None:
+    if analysis.capacity is None:
+        return None
+    base = baseline["capacity_ci"][0] / baseline["instances_under_test"]
+    candidate = analysis.capacity.last_pass_rps / instances
+    max_capacity = config.max_capacity or (baseline.get("scalable_target") or {}).get(
+        "MaxCapacity")
+    if config.expected_peak_rps is not None and max_capacity is None:
+        raise InputError("--expected-peak-rps needs --max-capacity (the baseline has none)")
+    verdict = judge(base, candidate, config.max_regression, config.expected_peak_rps,
+                    max_capacity)
+    get_run_logger().info("validation %s: %s", "passed" if verdict.passed else "FAILED",
+                          "; ".join(verdict.reasons) or f"change {verdict.change:+.1%}")
+    return verdict

@@ -1,0 +1,58 @@
+"""Prefect flow: pre-release capacity validation of a candidate against a baseline run.
+
+Load-tests the candidate (a container URL or a deployed endpoint) with the baseline's SLA
+and fails (flow state Failed, report saying why) on a per-instance capacity regression or
+when max capacity cannot serve the expected peak. Never writes a scaling policy.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow
+
+from tuner.config import ValidateConfig
+from tuner.errors import RunError
+from tuner.result import build_result
+from tuner.tasks import (
+    analyse,
+    candidate_tune_config,
+    create_run_dir,
+    instance_change,
+    judge_candidate,
+    load_test,
+    publish_report,
+    read_baseline,
+    validate_preflight,
+)
+
+
+@flow(name="validate-capacity")
+def validate_capacity(config: ValidateConfig) -> dict:
+    """Measure the candidate, compare with the baseline, report; raise if it fails."""
+    started = datetime.now(UTC)
+    baseline = read_baseline(config.baseline)
+    tune_config = candidate_tune_config(config, baseline)
+    before = validate_preflight(config)
+    run_dir = create_run_dir(config.reports_dir, tune_config.endpoint, suffix="-validate")
+    output = load_test(tune_config, run_dir, before)
+    invalid = instance_change(tune_config, before)
+    analysis = analyse(tune_config, output, before.instances_under_test, invalid)
+    verdict = judge_candidate(config, baseline, analysis, before.instances_under_test)
+    result = build_result(
+        config=tune_config, region=before.region,
+        instances_under_test=before.instances_under_test, steps=analysis.steps,
+        load_seconds=output.load_seconds, search_stop_reason=output.summary.get("stop_reason"),
+        generator=output.summary.get("step_meta"), capacity=analysis.capacity,
+        recommendation=analysis.recommendation, apply=None, before=before.scaling_before,
+        error=analysis.error, started_at=started,
+    )
+    result["run_dir"] = str(run_dir)
+    result["validation"] = {"baseline": str(config.baseline),
+                            **(verdict.to_dict() if verdict else {"passed": False})}
+    publish_report(run_dir, result)
+    if result["error"]:
+        raise RunError(result["error"], run_dir=str(run_dir))
+    if verdict is not None and not verdict.passed:
+        raise RunError("validation failed: " + "; ".join(verdict.reasons), run_dir=str(run_dir))
+    return result

@@ -1,0 +1,48 @@
+"""Pre-release capacity validation: does a candidate hold the baseline's capacity?
+
+Pure judgement over two measured per-instance capacities (the lower ends of their
+intervals, the figures targets rest on). A CI job can use `tuner validate` as a gate; it
+never writes a scaling policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ValidationVerdict:
+    passed: bool
+    baseline_rps_per_instance: float
+    candidate_rps_per_instance: float
+    change: float  # (candidate - baseline) / baseline
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "baseline_rps_per_instance":
+                self.baseline_rps_per_instance,
+                "candidate_rps_per_instance": self.candidate_rps_per_instance,
+                "change": self.change, "reasons": list(self.reasons)}
+
+
+def judge(baseline_rps_per_instance: float, candidate_rps_per_instance: float,
+          max_regression: float, expected_peak_rps: float | None = None,
+          max_capacity: int | None = None) -> ValidationVerdict:
+    """Fail on a per-instance regression beyond `max_regression`, or when max capacity
+    instances of the candidate cannot serve the expected peak."""
+    change = (candidate_rps_per_instance - baseline_rps_per_instance) / baseline_rps_per_instance
+    reasons = []
+    if -change > max_regression:
+        reasons.append(
+            f"per-instance capacity regressed {-change:.1%} ({baseline_rps_per_instance:.1f} -> "
+            f"{candidate_rps_per_instance:.1f} rps), more than the allowed {max_regression:.0%}")
+    if expected_peak_rps is not None and max_capacity is not None:
+        servable = max_capacity * candidate_rps_per_instance
+        if servable < expected_peak_rps:
+            reasons.append(
+                f"{max_capacity} instances x {candidate_rps_per_instance:.1f} rps = "
+                f"{servable:.1f} rps cannot serve the expected peak of {expected_peak_rps:g} "
+                f"rps: raise --max-capacity to at least "
+                f"{-(-expected_peak_rps // candidate_rps_per_instance):.0f}")
+    return ValidationVerdict(not reasons, baseline_rps_per_instance,
+                             candidate_rps_per_instance, change, tuple(reasons))
