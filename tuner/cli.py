@@ -223,11 +223,11 @@ def validate_command(
     reports_dir: Annotated[Path, Opt()] = Path("reports"),
 ) -> None:
     """Gate a release: fail (exit 1) if the candidate lost capacity against a baseline."""
-    from tuner.config import ValidateConfig, validate_validation
+    flags = dict(locals())
+    from tuner.config import build_validate_config
 
-    flags = {k: v for k, v in locals().items() if k != "validate_validation"}
     try:
-        config = validate_validation(ValidateConfig(**flags))
+        config = build_validate_config(flags)
         _quiet_prefect()
         from flows.validate import validate_capacity
 

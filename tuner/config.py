@@ -176,13 +176,17 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Tu
     for required in ("endpoint", "sla_latency_ms"):
         if merged.get(required) is None:
             raise InputError(f"missing {_flag(required)}: give it as a flag or in --config")
+    return validate(_construct(TuneConfig, merged))
+
+
+def _construct(model: type[BaseModel], values: dict[str, Any]) -> Any:
+    """Build a pydantic model, turning its first complaint into one line about a flag."""
     try:
-        config = TuneConfig(**merged)
+        return model(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise InputError(f"{_flag(field)}: {first['msg']} (got {first.get('input')!r})") from None
-    return validate(config)
 
 
 class ValidateConfig(BaseModel):
@@ -231,3 +235,7 @@ def validate_validation(config: ValidateConfig) -> ValidateConfig:
         if not ok:
             raise InputError(message)
     return config
+
+
+def build_validate_config(flags: dict[str, Any]) -> ValidateConfig:
+    return validate_validation(_construct(ValidateConfig, flags))
