@@ -21,6 +21,7 @@ from tuner.tasks import (
     load_test,
     preflight,
     publish_report,
+    record_run,
 )
 
 
@@ -34,6 +35,7 @@ def tune_endpoint(config: TuneConfig) -> dict:
     started = datetime.now(UTC)
     before = preflight(config)
     run_dir = create_run_dir(config.reports_dir, config.endpoint)
+    record_run(run_dir, config, before, started)
     output = load_test(config, run_dir, before)
     invalid = instance_change(config, before)
     analysis = analyse(config, output, before.instances_under_test, invalid)

@@ -23,6 +23,7 @@ from tuner.tasks import (
     load_test,
     publish_report,
     read_baseline,
+    record_run,
     validate_preflight,
 )
 
@@ -35,6 +36,7 @@ def validate_capacity(config: ValidateConfig) -> dict:
     tune_config = candidate_tune_config(config, baseline)
     before = validate_preflight(config)
     run_dir = create_run_dir(config.reports_dir, tune_config.endpoint, suffix="-validate")
+    record_run(run_dir, tune_config, before, started)
     output = load_test(tune_config, run_dir, before)
     invalid = instance_change(tune_config, before)
     analysis = analyse(tune_config, output, before.instances_under_test, invalid)

@@ -1,5 +1,7 @@
 """The Prefect flow end to end: real Locust against the bundled server, moto for AWS."""
 
+import json
+
 import boto3
 import pytest
 from moto import mock_aws
@@ -8,6 +10,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flows.tune import tune_endpoint
 from tuner.config import build_config
 from tuner.errors import InputError
+from tuner.regenerate import regenerate_report
 from tuner.servers import create_endpoint
 
 RID = "endpoint/ep/variant/AllTraffic"
@@ -45,10 +48,36 @@ def test_flow_measures_applies_and_reports(server_200, tmp_path, aws):
     assert stored == pytest.approx(low * 60 * 0.5, abs=0.01)  # target rests on the lower end
     assert result["policy"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == stored
     run_dir = tmp_path / "ep"
-    (only,) = list(run_dir.iterdir())
+    (only,) = [p for p in run_dir.iterdir() if p.is_dir()]
+    assert (run_dir / "audit.jsonl").exists()
     for name in ("result.json", "steps.csv", "report.md", "report.html", "aws-cli.sh",
-                 "locust/samples.csv"):
+                 "scaling.tf", "scaling-cfn.yaml", "run.json", "locust/samples.csv"):
         assert (only / name).exists(), name
+    assert "report.html" in (tmp_path / "index.html").read_text()
+
+    # `tuner report` rebuilds the same numbers from the raw data alone
+    original = json.loads((only / "result.json").read_text())
+    (only / "report.html").unlink()
+    again = regenerate_report(only)
+    for key in ("steps", "max_sustainable_rps", "capacity_ci", "max_rps_per_instance",
+                "target_invocations_per_instance", "policy", "applied", "finished_at"):
+        assert again[key] == original[key], key
+    assert (only / "report.html").exists()
+
+
+def test_history_across_two_runs_flags_drift(server_200, tmp_path, aws):
+    from tuner.history import scan
+    from tuner.servers import model_server
+
+    tune_endpoint(config(server_200, tmp_path, dry_run=True, max_test_seconds=15))
+    with model_server(slots=3, service_ms=20.0) as slower:  # 150 rps: -25%
+        second = tune_endpoint(config(slower, tmp_path, dry_run=True, max_test_seconds=15))
+    assert second["drift"]["flagged"] and second["drift"]["change"] < -0.1
+    entries = scan(tmp_path)
+    assert len(entries) == 2 and entries[1].drifted
+    page = (tmp_path / "index.html").read_text()
+    assert all(f'href="{e.run_dir}/report.html"' in page for e in entries)
+    assert "drift: more than 10%" in (tmp_path / entries[1].run_dir / "report.md").read_text()
 
 
 def test_dry_run_writes_nothing_to_aws(server_200, tmp_path, aws):

@@ -242,6 +242,57 @@ def validate_command(
     typer.echo(result["run_dir"])
 
 
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+) -> None:
+    """Regenerate a run's report from its raw data (after template changes or a crash)."""
+    from tuner.regenerate import regenerate_report
+
+    try:
+        result = regenerate_report(run_dir)
+    except TunerError as error:
+        _fail(error)
+    typer.echo(f"report              {run_dir}/report.html")
+    typer.echo(result["run_dir"])
+
+
+@app.command("history")
+def history_command(
+    endpoint: Annotated[str | None, Opt(help="only this endpoint")] = None,
+    reports_dir: Annotated[Path, Opt(help="where run directories are")] = Path("reports"),
+    json_output: Annotated[bool, Opt("--json", help="print the runs as JSON")] = False,
+) -> None:
+    """List past runs with their capacity trend and drift flags."""
+    from dataclasses import asdict
+
+    from tuner.history import update_index
+
+    if not reports_dir.is_dir():
+        _fail(InputError(f"--reports-dir {reports_dir} does not exist"))
+    entries = [e for e in update_index(reports_dir) if endpoint in (None, e.endpoint)]
+    if json_output:
+        typer.echo(json.dumps([{**asdict(e), "drifted": e.drifted} for e in entries],
+                              indent=2))
+        return
+    if not entries:
+        typer.echo("no runs" + (f" for {endpoint}" if endpoint else ""))
+        return
+    typer.echo(f"{'started':<26} {'endpoint/variant':<28} {'kind':<8} {'capacity':>9} "
+               f"{'interval':>15} {'target':>9} {'drift':>7}  status")
+    for e in entries:
+        interval = (f"{e.capacity_ci[0]:.1f}-{e.capacity_ci[1]:.1f}"
+                    if e.capacity_ci and e.capacity_ci[1] else "")
+        drift = "" if e.drift is None else f"{100 * e.drift:+.1f}%"
+        status = ("DRIFT " if e.drifted else "") + (
+            "error" if e.error else "applied" if e.applied else "")
+        capacity = "" if e.capacity_rps is None else f"{e.capacity_rps:.1f}"
+        target = "" if e.target is None else f"{e.target:g}"
+        typer.echo(f"{e.time:<26} {e.endpoint + '/' + e.variant:<28} {e.kind:<8} "
+                   f"{capacity:>9} {interval:>15} {target:>9} {drift:>7}  {status}")
+    typer.echo(f"index               {reports_dir / 'index.html'}")
+
+
 @app.command()
 def demo(
     reports_dir: Annotated[Path, Opt(help="where the report goes")] = Path("reports"),

@@ -21,6 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from jinja2 import Environment, FileSystemLoader  # noqa: E402
 
+from tuner.iac import FILE_NAMES  # noqa: E402
+from tuner.iac import render as render_iac  # noqa: E402
 from tuner.policy import cli_commands  # noqa: E402
 
 SIMULATION_FILE = "simulation.json"
@@ -130,6 +132,12 @@ def render_markdown(result: dict, plot_names: dict[str, str] | None = None,
                      f"{_fmt(high) if high else 'not reached'} rps "
                      f"({result['capacity_method']}); search path "
                      f"{' → '.join(f'{r:g}' for r in result['search']['path'])}")
+    drift = result.get("drift")
+    if drift:
+        flag = (f" — **drift: more than {drift['limit']:.0%}**" if drift["flagged"] else "")
+        lines.append(f"- Capacity {100 * drift['change']:+.1f}% from the previous run "
+                     f"{drift['previous_run']} ({_fmt(drift['previous_capacity_rps'])} rps)"
+                     f"{flag}")
     generator = result["search"].get("generator") or []
     cpus = [c for g in generator for c in g.get("generator_cpu_percent", []) if c is not None]
     lags = [v for g in generator for v in g.get("send_lag_p90_ms", []) if v is not None]
@@ -249,7 +257,8 @@ def _write(path: Path, data: str | bytes) -> None:
 
 
 def write_report(run_dir: Path, result: dict) -> dict[str, Path]:
-    """Write result.json, steps.csv, plots, report.md, report.html and aws-cli.sh."""
+    """Write result.json, steps.csv, plots, report.md, report.html and the scaling as
+    aws-cli.sh, scaling.tf and scaling-cfn.yaml."""
     plots: dict[str, bytes] = {}
     if result["steps"]:
         plots = {"Latency vs throughput": plot_latency(result),
@@ -273,7 +282,10 @@ def write_report(run_dir: Path, result: dict) -> dict[str, Path]:
            render_markdown(result, {t: names[t] for t in plots}, simulation))
     _write(paths["html"], render_html(result, plots, simulation))
     if result["policy"]:
-        paths["commands"] = run_dir / "aws-cli.sh"
-        _write(paths["commands"], "#!/bin/sh\n# Apply the same scaling by hand.\nset -e\n\n"
-               + cli_commands(result["scalable_target"], result["policy"], result["region"]))
+        for fmt, name in FILE_NAMES.items():
+            text = render_iac(fmt, result["scalable_target"], result["policy"], result["region"])
+            if fmt == "cli":
+                text = "#!/bin/sh\n# Apply the same scaling by hand.\nset -e\n\n" + text
+            paths[fmt] = run_dir / name
+            _write(paths[fmt], text)
     return paths

@@ -7,7 +7,6 @@ Each task does one thing a reader can name (preflight, load test, analyse, apply
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,21 +19,16 @@ from prefect.cache_policies import NO_CACHE
 
 from tuner import aws
 from tuner.analysis import (
-    CapacityEstimate,
     Recommendation,
-    StepResult,
-    derive_target,
-    estimate_capacity,
-    generator_limit,
-    summarize_samples,
 )
 from tuner.apply import ApplyOptions, ApplyOutcome, safe_apply
 from tuner.config import TuneConfig, ValidateConfig, validate
-from tuner.errors import InputError, NoPassingStepError
-from tuner.iac import FILE_NAMES
-from tuner.iac import render as render_iac
-from tuner.loadtest import LoadTestOutput, run_load_test, sla_of
+from tuner.errors import InputError
+from tuner.history import drift_for, update_index
+from tuner.loadtest import LoadTestOutput, run_load_test
+from tuner.measure import Analysis, analyse_output
 from tuner.policy import resolve_capacity, scalable_target_request, scaling_policy_request
+from tuner.regenerate import RUN_FILE
 from tuner.report import render_markdown, steps_frame, write_report
 from tuner.validate import ValidationVerdict, judge
 
@@ -108,52 +102,20 @@ def instance_change(config: TuneConfig, before: Preflight) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Analysis:
-    steps: list[StepResult]
-    capacity: CapacityEstimate | None
-    recommendation: Recommendation | None
-    error: str | None
-
-
 @task(name="analyse", cache_policy=NO_CACHE)
 def analyse(config: TuneConfig, output: LoadTestOutput, instances_under_test: int,
             invalid_reason: str | None) -> Analysis:
     """Recompute every verdict from the raw samples, then capacity and target."""
-    sla = sla_of(config)
-    steps = summarize_samples(output.specs, output.samples, sla)
-    invalid_reason = invalid_reason or generator_problem(output, steps)
-    if invalid_reason:
-        return Analysis(steps, None, None, invalid_reason)
-    try:
-        capacity = estimate_capacity(steps, sla)
-    except NoPassingStepError as exc:
-        return Analysis(steps, None, None, str(exc))
-    # The target rests on the lower end of the capacity interval: what was shown.
-    recommendation = derive_target(capacity.last_pass_rps, instances_under_test,
-                                   config.safety_factor)
-    get_run_logger().info(
-        "capacity %.1f rps (CI %.1f-%s) / %d instance(s): %.1f rps per instance -> "
-        "target %.2f", capacity.max_sustainable_rps, capacity.last_pass_rps,
-        "open" if capacity.ci_high_rps is None else f"{capacity.ci_high_rps:.1f}",
-        instances_under_test, recommendation.max_rps_per_instance,
-        recommendation.target_invocations_per_instance)
-    return Analysis(steps, capacity, recommendation, None)
-
-
-def generator_problem(output: LoadTestOutput, steps: list[StepResult]) -> str | None:
-    """A failing step whose load generator was the bottleneck invalidates the measurement."""
-    meta = {m["index"]: m for m in output.summary.get("step_meta", [])}
-    for step in steps:
-        if step.passed or step.index not in meta:
-            continue
-        why = generator_limit(meta[step.index].get("generator_cpu_percent", []),
-                              meta[step.index].get("send_lag_p90_ms", []), output.sla)
-        if why:
-            return (f"measurement invalid: the load generator, not the endpoint, limited step "
-                    f"{step.index} at {step.offered_rps:g} rps ({why}): re-run with "
-                    f"--processes {os.cpu_count() or 2} (one Locust worker per core)")
-    return None
+    analysis = analyse_output(config, output, instances_under_test, invalid_reason)
+    capacity, recommendation = analysis.capacity, analysis.recommendation
+    if capacity is not None and recommendation is not None:
+        get_run_logger().info(
+            "capacity %.1f rps (CI %.1f-%s) / %d instance(s): %.1f rps per instance -> "
+            "target %.2f", capacity.max_sustainable_rps, capacity.last_pass_rps,
+            "open" if capacity.ci_high_rps is None else f"{capacity.ci_high_rps:.1f}",
+            instances_under_test, recommendation.max_rps_per_instance,
+            recommendation.target_invocations_per_instance)
+    return analysis
 
 
 @task(name="apply", cache_policy=NO_CACHE)
@@ -185,21 +147,37 @@ def _artifact_key(text: str) -> str:
 
 @task(name="report", cache_policy=NO_CACHE)
 def publish_report(run_dir: Path, result: dict[str, Any]) -> Path:
-    """Write the run's report files and publish the same markdown and steps as artifacts."""
+    """Write the run's report files and publish the same markdown and steps as artifacts.
+
+    The run's drift against the previous comparable run goes into its report, and the
+    reports directory's index.json / index.html are rebuilt to include it.
+    """
+    reports_dir = Path(run_dir).parent.parent
+    result["drift"] = drift_for(reports_dir, result, run_dir)
+    if result["drift"] and result["drift"]["flagged"]:
+        get_run_logger().warning("capacity drift %+.1f%% from %s", 100 * result["drift"]["change"],
+                                 result["drift"]["previous_run"])
     paths = write_report(run_dir, result)
-    if result.get("policy"):
-        for fmt, name in FILE_NAMES.items():
-            if fmt != "cli":  # aws-cli.sh is written with the report
-                (run_dir / name).write_text(render_iac(fmt, result["scalable_target"],
-                                                       result["policy"], result["region"]))
     key = _artifact_key(f"tuning-{result['endpoint']}-{result['variant']}")
     create_markdown_artifact(render_markdown(result), key=key,
                              description=f"Scaling report for {result['endpoint']}")
     if result["steps"]:
         rows = steps_frame(result).fillna("").to_dict(orient="records")
         create_table_artifact(rows, key=key + "-steps", description="Load test steps")
+    update_index(reports_dir)
     get_run_logger().info("report: %s", paths["html"])
     return paths["html"]
+
+
+@task(name="record-run", cache_policy=NO_CACHE)
+def record_run(run_dir: Path, config: TuneConfig, before: Preflight, started: datetime) -> None:
+    """What the run was asked and found before measuring, so `tuner report` can rebuild the
+    report from the raw data even if the run died after the load test."""
+    (Path(run_dir) / RUN_FILE).write_text(json.dumps({
+        "config": config.model_dump(mode="json"), "region": before.region,
+        "instances_under_test": before.instances_under_test,
+        "scaling_before": before.scaling_before.to_dict(),
+        "started_at": started.isoformat(timespec="seconds")}, indent=2, default=str))
 
 
 @task(name="validate-preflight", cache_policy=NO_CACHE)

@@ -1,0 +1,184 @@
+"""Run history: the index of every run under a reports directory, drift, and index.html.
+
+The index is rebuilt from the run directories' result.json files (so it can never disagree
+with them, and survives a crash mid-run); `update_index` rewrites `index.json` and
+`index.html` after each run. Drift: a run whose capacity moved more than 10% from the
+previous run of the same endpoint, variant and SLA.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from tuner.report import _png  # noqa: E402
+
+DRIFT_LIMIT = 0.10
+INDEX_JSON = "index.json"
+INDEX_HTML = "index.html"
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    run_dir: str  # relative to the reports directory
+    endpoint: str
+    variant: str
+    kind: str  # "tune" or "validate"
+    time: str
+    sla: str
+    capacity_rps: float | None
+    capacity_ci: list | None
+    target: float | None
+    applied: bool
+    error: str | None
+    drift: float | None = None  # change of capacity from the previous comparable run
+
+    @property
+    def series(self) -> tuple[str, str, str]:
+        return (self.endpoint, self.variant, self.sla)
+
+    @property
+    def drifted(self) -> bool:
+        return self.drift is not None and abs(self.drift) > DRIFT_LIMIT
+
+
+def sla_key(sla: dict) -> str:
+    return f"p{sla['percentile']:g}<={sla['latency_ms']:g}ms err<={sla['max_error_rate']:g}"
+
+
+def entry_from_result(run_dir: str, result: dict) -> RunEntry:
+    return RunEntry(
+        run_dir=run_dir, endpoint=result["endpoint"], variant=result["variant"],
+        kind="validate" if result.get("validation") else "tune",
+        time=result.get("started_at", ""), sla=sla_key(result["sla"]),
+        capacity_rps=result.get("max_sustainable_rps"), capacity_ci=result.get("capacity_ci"),
+        target=result.get("target_invocations_per_instance"),
+        applied=bool(result.get("applied")), error=result.get("error"))
+
+
+def with_drift(entries: list[RunEntry]) -> list[RunEntry]:
+    """Each run's capacity change from the previous run of the same series (pure)."""
+    out, last = [], {}
+    for entry in sorted(entries, key=lambda e: (e.time, e.run_dir)):
+        previous = last.get(entry.series)
+        drift = None
+        if previous is not None and entry.capacity_rps and previous.capacity_rps:
+            drift = (entry.capacity_rps - previous.capacity_rps) / previous.capacity_rps
+        out.append(RunEntry(**{**asdict(entry), "drift": drift}))
+        if entry.capacity_rps:
+            last[entry.series] = entry
+    return out
+
+
+def scan(reports_dir: Path) -> list[RunEntry]:
+    """Every run under reports_dir (reports/<endpoint>/<run>/result.json), with drift."""
+    entries = []
+    for path in sorted(Path(reports_dir).glob("*/*/result.json")):
+        try:
+            result = json.loads(path.read_text())
+            entries.append(entry_from_result(str(path.parent.relative_to(reports_dir)), result))
+        except (json.JSONDecodeError, KeyError):
+            continue  # a foreign or half-written file is not a run
+    return with_drift(entries)
+
+
+def drift_for(reports_dir: Path, result: dict, run_dir: Path) -> dict | None:
+    """Capacity change of a run about to be reported from the previous comparable run."""
+    here = str(Path(run_dir).relative_to(reports_dir))
+    current = entry_from_result(here, result)
+    earlier = [e for e in scan(reports_dir)
+               if e.run_dir != here and e.series == current.series and e.capacity_rps
+               and (e.time, e.run_dir) < (current.time, here)]
+    if not earlier or not current.capacity_rps:
+        return None
+    previous = max(earlier, key=lambda e: (e.time, e.run_dir))
+    change = (current.capacity_rps - previous.capacity_rps) / previous.capacity_rps
+    return {"change": change, "flagged": abs(change) > DRIFT_LIMIT, "limit": DRIFT_LIMIT,
+            "previous_run": previous.run_dir, "previous_capacity_rps": previous.capacity_rps}
+
+
+def trend_plot(entries: list[RunEntry]) -> bytes:
+    """Capacity (with its interval) and target over time for one endpoint."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for series in sorted({e.series for e in entries}):
+        runs = [e for e in entries if e.series == series and e.capacity_rps]
+        if not runs:
+            continue
+        x = list(range(len(runs)))
+        label = f"{series[1]} {series[2]}"
+        ax.plot(x, [e.capacity_rps for e in runs], marker="o", label=f"capacity {label}")
+        lows = [e.capacity_ci[0] if e.capacity_ci else e.capacity_rps for e in runs]
+        highs = [e.capacity_ci[1] if e.capacity_ci and e.capacity_ci[1] else e.capacity_rps
+                 for e in runs]
+        ax.fill_between(x, lows, highs, alpha=0.2)
+        for i, e in enumerate(runs):
+            if e.drifted:
+                ax.annotate("drift", (i, e.capacity_rps), color="red", fontsize=8)
+        ax.set_xticks(x, [e.time[:10] for e in runs], rotation=30, fontsize=7)
+    ax.set_ylabel("capacity (rps)")
+    other = ax.twinx()
+    for series in sorted({e.series for e in entries}):
+        runs = [e for e in entries if e.series == series and e.capacity_rps]
+        other.plot(range(len(runs)), [e.target or 0 for e in runs], linestyle="--",
+                   color="grey")
+    other.set_ylabel("target (dashed)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def render_index(entries: list[RunEntry]) -> str:
+    rows = []
+    for e in sorted(entries, key=lambda e: e.time, reverse=True):
+        ci = (f"{e.capacity_ci[0]:.1f}–{e.capacity_ci[1]:.1f}"
+              if e.capacity_ci and e.capacity_ci[1] else "")
+        drift = "" if e.drift is None else f"{100 * e.drift:+.1f}%"
+        flag = ' class="drift"' if e.drifted else ""
+        status = html.escape(e.error[:80]) if e.error else ("applied" if e.applied else "")
+        rows.append(
+            f"<tr{flag}><td>{html.escape(e.time)}</td><td>{html.escape(e.endpoint)}</td>"
+            f"<td>{html.escape(e.variant)}</td><td>{e.kind}</td><td>{html.escape(e.sla)}</td>"
+            f"<td>{'' if e.capacity_rps is None else f'{e.capacity_rps:.1f}'}</td><td>{ci}</td>"
+            f"<td>{'' if e.target is None else f'{e.target:g}'}</td><td>{drift}</td>"
+            f"<td>{status}</td><td><a href=\"{html.escape(e.run_dir)}/report.html\">report</a>"
+            "</td></tr>")
+    plots = []
+    for endpoint in sorted({e.endpoint for e in entries}):
+        data = base64.b64encode(trend_plot([e for e in entries if e.endpoint == endpoint]))
+        plots.append(f"<h2>{html.escape(endpoint)}</h2>"
+                     f'<img alt="trend {html.escape(endpoint)}" '
+                     f'src="data:image/png;base64,{data.decode()}">')
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>endpoint-tuner runs</title><style>
+body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px}}
+tr.drift{{background:#fdecea}}img{{max-width:100%}}</style></head><body>
+<h1>endpoint-tuner runs</h1><p>{len(entries)} runs. Rows in red drifted more than
+{DRIFT_LIMIT:.0%} in capacity from the previous run of the same endpoint, variant and SLA.</p>
+<table><tr><th>started</th><th>endpoint</th><th>variant</th><th>kind</th><th>SLA</th>
+<th>capacity rps</th><th>interval</th><th>target</th><th>drift</th><th>status</th><th></th></tr>
+{''.join(rows)}</table>
+{''.join(plots)}
+</body></html>
+"""
+
+
+def update_index(reports_dir: Path) -> list[RunEntry]:
+    """Rewrite index.json and index.html from the run directories on disk."""
+    entries = scan(reports_dir)
+    records = [{**asdict(e), "drifted": e.drifted} for e in entries]
+    for name, text in ((INDEX_JSON, json.dumps(records, indent=2)),
+                       (INDEX_HTML, render_index(entries))):
+        path = Path(reports_dir) / name
+        tmp = path.with_name(name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return entries

@@ -1,0 +1,64 @@
+"""From a finished load test to capacity and target: the analysis every entry point shares.
+
+`tuner tune`, `tuner validate` and `tuner report` (regenerating a report from raw data) all
+come through `analyse_output`, so a regenerated report shows exactly the live numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from tuner.analysis import (
+    CapacityEstimate,
+    Recommendation,
+    StepResult,
+    derive_target,
+    estimate_capacity,
+    generator_limit,
+    summarize_samples,
+)
+from tuner.config import TuneConfig
+from tuner.errors import NoPassingStepError
+from tuner.loadtest import LoadTestOutput, sla_of
+
+
+@dataclass(frozen=True)
+class Analysis:
+    steps: list[StepResult]
+    capacity: CapacityEstimate | None
+    recommendation: Recommendation | None
+    error: str | None
+
+
+def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_test: int,
+                   invalid_reason: str | None = None) -> Analysis:
+    """Verdicts from the raw samples, then capacity and the target (from the lower end)."""
+    sla = sla_of(config)
+    steps = summarize_samples(output.specs, output.samples, sla)
+    invalid_reason = invalid_reason or generator_problem(output, steps)
+    if invalid_reason:
+        return Analysis(steps, None, None, invalid_reason)
+    try:
+        capacity = estimate_capacity(steps, sla)
+    except NoPassingStepError as exc:
+        return Analysis(steps, None, None, str(exc))
+    # The target rests on the lower end of the capacity interval: what was shown.
+    recommendation = derive_target(capacity.last_pass_rps, instances_under_test,
+                                   config.safety_factor)
+    return Analysis(steps, capacity, recommendation, None)
+
+
+def generator_problem(output: LoadTestOutput, steps: list[StepResult]) -> str | None:
+    """A failing step whose load generator was the bottleneck invalidates the measurement."""
+    meta = {m["index"]: m for m in output.summary.get("step_meta", [])}
+    for step in steps:
+        if step.passed or step.index not in meta:
+            continue
+        why = generator_limit(meta[step.index].get("generator_cpu_percent", []),
+                              meta[step.index].get("send_lag_p90_ms", []), output.sla)
+        if why:
+            return (f"measurement invalid: the load generator, not the endpoint, limited step "
+                    f"{step.index} at {step.offered_rps:g} rps ({why}): re-run with "
+                    f"--processes {os.cpu_count() or 2} (one Locust worker per core)")
+    return None
