@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tuner.config import build_config, load_toml
+from tuner.config import build_config, load_toml, load_toml_raw
 from tuner.errors import InputError, RunError, TunerError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -240,6 +240,32 @@ def validate_command(
                f"({100 * verdict['change']:+.1f}%)")
     typer.echo(f"report              {result['run_dir']}/report.html")
     typer.echo(result["run_dir"])
+
+
+@app.command("schedule")
+def schedule_command(
+    cron: Annotated[str, Opt(help='cron schedule, e.g. "0 3 * * 1" (Mondays 03:00)')],
+    config: Annotated[Path, Opt(help="TOML file with the tune keys; apply = true to apply")],
+    name: Annotated[str, Opt(help="deployment name")] = "scheduled-tune",
+    timezone: Annotated[str, Opt(help="the cron's time zone")] = "UTC",
+) -> None:
+    """Serve the tune flow on a cron schedule (dry runs unless the config says apply = true)."""
+    from tuner.schedule import scheduled_config, validate_cron
+
+    try:
+        validate_cron(cron, timezone)
+        tune_config = scheduled_config(load_toml_raw(config), config)
+    except TunerError as error:
+        _fail(error)
+    _quiet_prefect()
+    from prefect import serve
+
+    from tuner.schedule import deployment
+
+    mode = "dry runs" if tune_config.dry_run else "APPLYING targets"
+    typer.echo(f"serving tune-endpoint/{name} on '{cron}' ({timezone}), {mode}; Ctrl-C stops",
+               err=True)
+    serve(deployment(tune_config, cron, name, timezone))
 
 
 @app.command("report")

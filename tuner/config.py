@@ -147,7 +147,7 @@ def validate(config: TuneConfig) -> TuneConfig:
     return config
 
 
-def _normalise_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
+def normalise_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
     known = set(TuneConfig.model_fields)
     out: dict[str, Any] = {}
     for key, value in raw.items():
@@ -159,15 +159,18 @@ def _normalise_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
     return out
 
 
-def load_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML config whose keys are the `tuner tune` flags (dashes or underscores)."""
+def load_toml_raw(path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise InputError(f"--config {path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"--config {path}: not valid TOML ({exc})") from None
-    return _normalise_keys(raw, f"--config {path}")
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML config whose keys are the `tuner tune` flags (dashes or underscores)."""
+    return normalise_keys(load_toml_raw(path), f"--config {path}")
 
 
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> TuneConfig:
