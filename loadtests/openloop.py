@@ -327,8 +327,9 @@ class SearchController:
         self.current, self.current_lanes = spec, lanes
         self.started_at = time.monotonic()
         message = {**asdict(spec), "lanes": lanes}
-        log.info("step %d (%s): offering %.1f rps for %.1f s over %d lane(s)", spec.index,
-                 spec.phase, spec.offered_rps, spec.duration_s, lanes)
+        log.info("step %d (%s): offering %.1f rps for %.1f s over %d lane(s); %.0f of %.0f s "
+                 "of load left", spec.index, spec.phase, spec.offered_rps, spec.duration_s,
+                 lanes, self.settings.budget_s - self.load_seconds, self.settings.budget_s)
         self.environment.runner.send_message(STEP_MESSAGE, message)
         return lanes, lanes
 

@@ -13,19 +13,21 @@ from tuner.loadtest import run_load_test, sla_of
 def measured(server_200, tmp_path_factory):
     config = build_config({}, {"endpoint": "ep", "url": server_200.url, "sla_latency_ms": 100,
                                "start_rps": 25, "max_test_seconds": 30})
-    output = run_load_test(config, tmp_path_factory.mktemp("lt"), region="us-east-1")
-    return config, output
+    lines: list[str] = []
+    output = run_load_test(config, tmp_path_factory.mktemp("lt"), region="us-east-1",
+                           on_progress=lines.append)
+    return config, output, lines
 
 
 def test_finds_known_capacity_within_15_percent(measured, server_200):
-    config, output = measured
+    config, output, _ = measured
     steps = summarize_samples(output.specs, output.samples, sla_of(config))
     capacity = estimate_capacity(steps, sla_of(config)).max_sustainable_rps
     assert abs(capacity - server_200.capacity_rps) / server_200.capacity_rps < 0.15
 
 
 def test_raw_data_is_on_disk_and_reanalysis_matches_the_live_verdicts(measured):
-    config, output = measured
+    config, output, _ = measured
     assert (output.directory / "samples.csv").stat().st_size > 0
     assert (output.directory / "locust.json").exists()
     live = json.loads((output.directory / "loadtest.json").read_text())["results"]
@@ -35,7 +37,7 @@ def test_raw_data_is_on_disk_and_reanalysis_matches_the_live_verdicts(measured):
 
 
 def test_steps_hold_their_offered_rate(measured):
-    config, output = measured
+    config, output, _ = measured
     steps = summarize_samples(output.specs, output.samples, sla_of(config))
     for step in steps:
         if step.passed:
@@ -55,3 +57,11 @@ def test_failing_endpoint_is_aborted_and_the_run_still_ends_cleanly(tmp_path):
     assert first.duration_s < 4.0  # cut short, not run to its planned length
     steps = summarize_samples(output.specs, output.samples, sla_of(config))
     assert all(s.verdict == "fail" for s in steps)
+
+
+def test_progress_reports_every_step_as_it_runs(measured):
+    _, output, lines = measured
+    started = [line for line in lines if "offering" in line]
+    judged = [line for line in lines if "PASS" in line or "FAIL" in line]
+    assert len(started) == len(judged) == len(output.specs)
+    assert "s of load left" in started[0]

@@ -13,6 +13,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,28 +113,59 @@ def hard_time_limit(config: TuneConfig) -> float:
     return 2 * config.max_test_seconds + 4 * config.effective_request_timeout_seconds + 120
 
 
-def run_load_test(config: TuneConfig, output_dir: Path, region: str | None) -> LoadTestOutput:
-    """Run the search against the endpoint; raise RunError if it produced no usable data."""
+def run_load_test(config: TuneConfig, output_dir: Path, region: str | None,
+                  on_progress: Callable[[str], None] | None = None) -> LoadTestOutput:
+    """Run the search against the endpoint; raise RunError if it produced no usable data.
+
+    While Locust runs, each step line its controller logs (step started with the rate and
+    budget left; step judged with achieved rate, latency and verdict) is passed to
+    `on_progress` as it appears.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     plan_path = output_dir / "plan.json"
     plan_path.write_text(json.dumps(build_plan(config, output_dir, region), indent=2))
     env = {**os.environ, "TUNER_PLAN": str(plan_path), "PYTHONUNBUFFERED": "1"}
     command = locust_command(config, output_dir)
+    tail = LogTail(output_dir / "locust.log", on_progress)
+    deadline = time.monotonic() + hard_time_limit(config)
     with (output_dir / "locust.stdout").open("w") as stdout:
         process = subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
-            process.wait(timeout=hard_time_limit(config))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
-            raise RunError(f"the load test did not finish within {hard_time_limit(config):.0f} s"
-                           f": see {output_dir / 'locust.log'}") from None
+            while process.poll() is None:
+                if time.monotonic() > deadline:
+                    raise RunError(f"the load test did not finish within "
+                                   f"{hard_time_limit(config):.0f} s: see "
+                                   f"{output_dir / 'locust.log'}")
+                time.sleep(0.5)
+                tail.poll()
+            tail.poll()
         except BaseException:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
             raise
     return read_load_test(output_dir)
+
+
+class LogTail:
+    """Follows the Locust log and hands on the search controller's step lines."""
+
+    MARKER = "tuner.openloop: "
+
+    def __init__(self, path: Path, on_line: Callable[[str], None] | None) -> None:
+        self.path, self.on_line, self.offset = path, on_line, 0
+
+    def poll(self) -> None:
+        if self.on_line is None or not self.path.exists():
+            return
+        with self.path.open("r", errors="replace") as log:
+            log.seek(self.offset)
+            chunk = log.read()
+        complete = chunk[:chunk.rfind("\n") + 1]
+        self.offset += len(complete.encode(errors="replace"))
+        for line in complete.splitlines():
+            if self.MARKER in line:
+                self.on_line(line.split(self.MARKER, 1)[1])
 
 
 def read_load_test(output_dir: Path) -> LoadTestOutput:

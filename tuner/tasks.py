@@ -28,6 +28,7 @@ from tuner.history import drift_for, update_index
 from tuner.loadtest import LoadTestOutput, run_load_test
 from tuner.measure import Analysis, analyse_output
 from tuner.policy import resolve_capacity, scalable_target_request, scaling_policy_request
+from tuner.progress import live_progress
 from tuner.regenerate import RUN_FILE
 from tuner.report import render_markdown, steps_frame, write_report
 from tuner.validate import ValidationVerdict, judge
@@ -83,7 +84,12 @@ def load_test(config: TuneConfig, run_dir: Path, before: Preflight) -> LoadTestO
     with aws.dynamic_scaling_suspended(autoscaling, target) as previous:
         if previous is not None:
             logger.info("dynamic scaling suspended for the test; will restore %s", previous)
-        output = run_load_test(config, run_dir / "locust", before.region)
+        with live_progress(config.max_test_seconds) as show:
+            def progress(line: str) -> None:
+                logger.info(line)
+                show(line)
+
+            output = run_load_test(config, run_dir / "locust", before.region, progress)
     logger.info("load test done: %d steps, %.1f s of load (%s)", len(output.specs),
                 output.load_seconds, output.summary.get("stop_reason"))
     return output
