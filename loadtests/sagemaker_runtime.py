@@ -1,21 +1,21 @@
 """Locustfile: open-loop capacity search through the SageMaker runtime API (InvokeEndpoint).
 
-Requests are signed by boto3 with the standard credential chain and honour
-$AWS_ENDPOINT_URL. Retries are off: a throttled or failed call is an error of the endpoint
-under test, not something to hide. The plan (endpoint, variant, region) comes in through
-$TUNER_PLAN; on its own set TUNER_ENDPOINT, TUNER_VARIANT and AWS_DEFAULT_REGION.
+The fast path: requests are signed with botocore's SigV4 signer (standard credential chain,
+refreshed when they expire; $AWS_ENDPOINT_URL honoured) and sent by FastHttpUser, several
+times faster per generator core than boto3 inside Locust (see benchmarks/generator.py;
+`loadtests/sagemaker_boto3.py` is that slower path). The plan (endpoint, variant, region)
+comes in through $TUNER_PLAN; on its own set TUNER_ENDPOINT, TUNER_VARIANT and
+AWS_DEFAULT_REGION.
 """
 
 from __future__ import annotations
 
 import os
-import time
 
-import boto3
-from botocore.config import Config
-from locust import User, task
+from locust import FastHttpUser, task
 
 from loadtests.openloop import OpenLoopLane, SearchShape, install, load_payload, load_plan
+from tuner.sigv4 import InvokeSigner
 
 PLAN = load_plan()
 if PLAN["target"].get("kind") != "sagemaker":
@@ -23,43 +23,26 @@ if PLAN["target"].get("kind") != "sagemaker":
                       "variant": os.environ.get("TUNER_VARIANT", "AllTraffic"),
                       "region": os.environ.get("AWS_DEFAULT_REGION")}
 PAYLOAD = load_payload(PLAN)
+SIGNER = InvokeSigner(PLAN["target"]["endpoint"], PLAN["target"].get("variant"),
+                      PLAN["target"]["region"], PLAN["content_type"], PAYLOAD)
 install(PLAN)
 
-__all__ = ["SageMakerRuntimeUser", "SearchShape"]
+__all__ = ["SignedInvokeUser", "SearchShape"]
 
 
-class SageMakerRuntimeUser(OpenLoopLane, User):
+class SignedInvokeUser(OpenLoopLane, FastHttpUser):
+    """One lane of arrivals sending SigV4-signed InvokeEndpoint calls over fast HTTP."""
+
     plan = PLAN
-
-    def on_start(self) -> None:
-        target = PLAN["target"]
-        timeout = PLAN["request_timeout_s"]
-        self.endpoint = target["endpoint"]
-        self.variant = target.get("variant")
-        self.runtime = boto3.session.Session(region_name=target.get("region")).client(
-            "sagemaker-runtime",
-            config=Config(max_pool_connections=PLAN["max_in_flight"],
-                          retries={"mode": "standard", "total_max_attempts": 1},
-                          connect_timeout=timeout, read_timeout=timeout),
-        )
+    host = SIGNER.base_url
+    concurrency = PLAN["max_in_flight"]
+    network_timeout = PLAN["request_timeout_s"]
+    connection_timeout = PLAN["request_timeout_s"]
 
     @task
     def lanes(self) -> None:
         self.run_lanes()
 
     def invoke(self, tag: tuple[int, float, float]) -> None:
-        start = time.perf_counter()
-        length, error = 0, None
-        kwargs = {"EndpointName": self.endpoint, "ContentType": PLAN["content_type"],
-                  "Body": PAYLOAD}
-        if self.variant:
-            kwargs["TargetVariant"] = self.variant
-        try:
-            response = self.runtime.invoke_endpoint(**kwargs)
-            length = len(response["Body"].read())
-        except Exception as exc:  # every failure is a measured error
-            error = exc
-        self.environment.events.request.fire(
-            request_type="InvokeEndpoint", name=self.endpoint,
-            response_time=(time.perf_counter() - start) * 1000.0, response_length=length,
-            response=None, context={"tuner": tag}, exception=error)
+        self.client.request("POST", SIGNER.path, data=PAYLOAD, headers=SIGNER.sign(),
+                            name="InvokeEndpoint", context={"tuner": tag})

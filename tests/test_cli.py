@@ -100,7 +100,8 @@ def test_runtime_api_path_signs_and_invokes_through_aws_endpoint_url(tmp_path, l
 
 
 def test_autoscaling_state_is_left_exactly_as_found_after_an_abort(tmp_path, local_aws):
-    """Runtime API against moto (~190 rps): overload it so the first step aborts."""
+    """Runtime API against moto (a few hundred rps at most): overload it so the first step
+    aborts."""
     import boto3
 
     autoscaling = boto3.client("application-autoscaling", region_name="us-east-1",
@@ -122,7 +123,7 @@ def test_autoscaling_state_is_left_exactly_as_found_after_an_abort(tmp_path, loc
                 [p["PolicyARN"] for p in policies])
 
     before = state()
-    done = run(["tune", "--endpoint", "cli-ep", "--sla-latency-ms", "20", "--start-rps", "400",
+    done = run(["tune", "--endpoint", "cli-ep", "--sla-latency-ms", "20", "--start-rps", "3000",
                 "--max-test-seconds", "12", "--dry-run", "--reports-dir", str(tmp_path)],
                env=local_aws)
     assert done.returncode in (0, 1), done.stderr[-2000:]

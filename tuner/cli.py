@@ -102,6 +102,8 @@ def tune(
     confidence: Annotated[float | None, Opt(help="[default: 0.95]")] = None,
     arrivals: Annotated[str | None, Opt(help="uniform | poisson [default: uniform]")] = None,
     processes: Annotated[int | None, Opt(help="Locust worker processes [default: 1]")] = None,
+    runtime_client: Annotated[str | None, Opt(help="signed (fast) | boto3 [default: signed]")]
+    = None,
     request_timeout_seconds: Annotated[float | None, Opt(help="[default: 10x SLA, >= 2 s]")] = None,
     config: Annotated[Path | None, Opt(help="TOML file with the same keys")] = None,
     reports_dir: Annotated[Path | None, Opt(help="[default: reports]")] = None,

@@ -66,6 +66,7 @@ class TuneConfig(BaseModel):
     abort_error_rate: float = 0.2
     abort_latency_factor: float = 5.0
     processes: int = 1
+    runtime_client: Literal["signed", "boto3"] = "signed"
 
     reports_dir: Path = Path("reports")
 

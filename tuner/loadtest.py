@@ -95,8 +95,12 @@ def build_plan(config: TuneConfig, output_dir: Path, region: str | None) -> dict
 
 
 def locust_command(config: TuneConfig, output_dir: Path) -> list[str]:
-    locustfile = LOADTESTS_DIR / ("http_invocations.py" if config.url
-                                  else "sagemaker_runtime.py")
+    if config.url:
+        locustfile = LOADTESTS_DIR / "http_invocations.py"
+    elif config.runtime_client == "boto3":
+        locustfile = LOADTESTS_DIR / "sagemaker_boto3.py"
+    else:
+        locustfile = LOADTESTS_DIR / "sagemaker_runtime.py"
     command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
                "--csv", str(output_dir / "locust"), "--json-file", str(output_dir / "locust"),
                "--exit-code-on-error", "0", "--loglevel", "INFO",

@@ -73,7 +73,10 @@ def make_app(slots: int, service_ms: float, error_rate: float = 0.0):
                                         "service_ms": service_ms,
                                         "capacity_rps": scheduler.capacity_rps})
             return
-        if path == "/invocations" and method == "POST":
+        # /endpoints/<name>/invocations is the runtime API's path: the same server can stand
+        # in for InvokeEndpoint when benchmarking the signed load path.
+        if method == "POST" and (path == "/invocations" or (
+                path.startswith("/endpoints/") and path.endswith("/invocations"))):
             body = b""
             more = True
             while more:
