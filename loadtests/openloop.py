@@ -154,7 +154,7 @@ class OpenLoopLane:
             self.run_step(step)
 
     def run_step(self, step: dict[str, Any]) -> None:
-        plan = self.plan
+        plan = {**self.plan, **step.get("settings", {})}
         rate = step["offered_rps"] / step["lanes"]
         duration = step["duration_s"]
         timeout = plan["request_timeout_s"]
@@ -326,7 +326,11 @@ class SearchController:
             return None
         self.current, self.current_lanes = spec, lanes
         self.started_at = time.monotonic()
-        message = {**asdict(spec), "lanes": lanes}
+        # Workers on other machines know only their target: the lane settings travel with
+        # every step.
+        message = {**asdict(spec), "lanes": lanes, "settings": {
+            k: self.plan[k] for k in ("request_timeout_s", "abort", "arrivals")
+            if k in self.plan}}
         log.info("step %d (%s): offering %.1f rps for %.1f s over %d lane(s); %.0f of %.0f s "
                  "of load left", spec.index, spec.phase, spec.offered_rps, spec.duration_s,
                  lanes, self.settings.budget_s - self.load_seconds, self.settings.budget_s)

@@ -104,6 +104,10 @@ def tune(
     processes: Annotated[int | None, Opt(help="Locust worker processes [default: 1]")] = None,
     runtime_client: Annotated[str | None, Opt(help="signed (fast) | boto3 [default: signed]")]
     = None,
+    master: Annotated[bool | None, Opt("--master", help="be a Locust master for `tuner "
+                                                        "worker`s on other machines")] = None,
+    expect_workers: Annotated[int | None, Opt(help="workers a --master waits for")] = None,
+    master_port: Annotated[int | None, Opt(help="[default: 5557]")] = None,
     request_timeout_seconds: Annotated[float | None, Opt(help="[default: 10x SLA, >= 2 s]")] = None,
     config: Annotated[Path | None, Opt(help="TOML file with the same keys")] = None,
     reports_dir: Annotated[Path | None, Opt(help="[default: reports]")] = None,
@@ -268,6 +272,42 @@ def schedule_command(
     typer.echo(f"serving tune-endpoint/{name} on '{cron}' ({timezone}), {mode}; Ctrl-C stops",
                err=True)
     serve(deployment(tune_config, cron, name, timezone))
+
+
+@app.command("worker")
+def worker_command(
+    master_host: Annotated[str, Opt(help="host of the `tuner tune --master` run")],
+    master_port: Annotated[int, Opt(help="its --master-port")] = 5557,
+    url: Annotated[str | None, Opt(help="the same --url the master tests")] = None,
+    endpoint: Annotated[str | None, Opt(help="the same --endpoint (runtime API)")] = None,
+    variant: Annotated[str, Opt()] = "AllTraffic",
+    region: Annotated[str | None, Opt()] = None,
+    payload: Annotated[Path | None, Opt(help="the same request body file")] = None,
+    content_type: Annotated[str, Opt()] = "application/json",
+    runtime_client: Annotated[str, Opt(help="signed | boto3")] = "signed",
+    processes: Annotated[int, Opt(help="worker processes here (one per core)")] = 1,
+) -> None:
+    """Send load for a `tuner tune --master` run on another machine (Locust worker)."""
+    import subprocess
+    import tempfile
+
+    from tuner.loadtest import worker_command as command_for
+    from tuner.loadtest import worker_plan
+
+    try:
+        plan = worker_plan(url, endpoint, variant, region, payload, content_type)
+    except TunerError as error:
+        _fail(error)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        file.write(json.dumps(plan))
+    from tuner.loadtest import locustfile_for
+
+    command = command_for(locustfile_for(url, runtime_client), master_host, master_port,
+                          processes)
+    typer.echo(f"worker: connecting to {master_host}:{master_port}", err=True)
+    done = subprocess.run(command, env={**os.environ, "TUNER_PLAN": file.name})
+    os.unlink(file.name)
+    raise typer.Exit(done.returncode)
 
 
 @app.command("report")

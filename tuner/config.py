@@ -67,6 +67,9 @@ class TuneConfig(BaseModel):
     abort_latency_factor: float = 5.0
     processes: int = 1
     runtime_client: Literal["signed", "boto3"] = "signed"
+    master: bool = False  # Locust master: workers on other machines run `tuner worker`
+    expect_workers: int = 1
+    master_port: int = 5557
 
     reports_dir: Path = Path("reports")
 
@@ -120,6 +123,12 @@ def validate(config: TuneConfig) -> TuneConfig:
         (config.request_timeout_seconds is None or config.request_timeout_seconds > 0,
          f"--request-timeout-seconds {config.request_timeout_seconds} must be positive"),
         (1 <= config.processes <= 64, f"--processes {config.processes} must be 1-64"),
+        (not (config.master and config.processes > 1),
+         "--master runs no local workers: start `tuner worker --processes N` on each machine "
+         "instead of --processes"),
+        (1 <= config.expect_workers <= 1000,
+         f"--expect-workers {config.expect_workers} must be 1-1000"),
+        (1 <= config.master_port <= 65535, f"--master-port {config.master_port} is not a port"),
         (0 < config.abort_error_rate <= 1,
          f"--abort-error-rate {config.abort_error_rate} must be in (0, 1]"),
         (config.abort_latency_factor > 1,

@@ -23,13 +23,15 @@ import pandas as pd
 
 from tuner.analysis import Sla, StepSpec
 from tuner.config import TuneConfig
-from tuner.errors import RunError
+from tuner.errors import InputError, RunError
 from tuner.search import SearchSettings
 
 LOADTESTS_DIR = Path(__file__).resolve().parent.parent / "loadtests"
 # Upper bound of concurrent requests per lane (Little's law: rate x timeout); connections
 # are opened lazily, and Locust raises the open-file limit to 10,000.
 MAX_IN_FLIGHT_PER_LANE = 8000
+# How long a master waits for its workers to connect.
+WORKER_WAIT_SECONDS = 120
 # A stopping condition must hold this long before a step is aborted.
 ABORT_AFTER_SECONDS = 2.0
 
@@ -94,13 +96,16 @@ def build_plan(config: TuneConfig, output_dir: Path, region: str | None) -> dict
     }
 
 
+def locustfile_for(url: str | None, runtime_client: str = "signed") -> Path:
+    if url:
+        return LOADTESTS_DIR / "http_invocations.py"
+    if runtime_client == "boto3":
+        return LOADTESTS_DIR / "sagemaker_boto3.py"
+    return LOADTESTS_DIR / "sagemaker_runtime.py"
+
+
 def locust_command(config: TuneConfig, output_dir: Path) -> list[str]:
-    if config.url:
-        locustfile = LOADTESTS_DIR / "http_invocations.py"
-    elif config.runtime_client == "boto3":
-        locustfile = LOADTESTS_DIR / "sagemaker_boto3.py"
-    else:
-        locustfile = LOADTESTS_DIR / "sagemaker_runtime.py"
+    locustfile = locustfile_for(config.url, config.runtime_client)
     command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
                "--csv", str(output_dir / "locust"), "--json-file", str(output_dir / "locust"),
                "--exit-code-on-error", "0", "--loglevel", "INFO",
@@ -109,12 +114,28 @@ def locust_command(config: TuneConfig, output_dir: Path) -> list[str]:
         command += ["--host", config.url]
     if config.processes > 1:
         command += ["--processes", str(config.processes)]
+    if config.master:
+        command += ["--master", "--master-bind-port", str(config.master_port),
+                    "--expect-workers", str(config.expect_workers),
+                    "--expect-workers-max-wait", str(WORKER_WAIT_SECONDS)]
+    return command
+
+
+def worker_command(locustfile: Path, master_host: str, master_port: int,
+                   processes: int) -> list[str]:
+    """A Locust worker for `tuner worker`: it takes every step, timeout and abort setting
+    from the master; only the target and payload come from its own plan."""
+    command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--worker",
+               "--master-host", master_host, "--master-port", str(master_port)]
+    if processes > 1:
+        command += ["--processes", str(processes)]
     return command
 
 
 def hard_time_limit(config: TuneConfig) -> float:
     """Load seconds plus generous room for drains between steps and process start-up."""
-    return 2 * config.max_test_seconds + 4 * config.effective_request_timeout_seconds + 120
+    wait = WORKER_WAIT_SECONDS if config.master else 0
+    return 2 * config.max_test_seconds + 4 * config.effective_request_timeout_seconds + 120 + wait
 
 
 def run_load_test(config: TuneConfig, output_dir: Path, region: str | None,
@@ -191,3 +212,26 @@ def _tail(path: Path) -> str:
     lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     errors = [ln for ln in lines if "Error" in ln or "error" in ln]
     return (errors or lines or [""])[-1][:300]
+
+
+def worker_plan(url: str | None, endpoint: str | None, variant: str, region: str | None,
+                payload: Path | None, content_type: str) -> dict[str, Any]:
+    """What a remote worker needs itself: the target and the body. The rest (rates,
+    timeouts, abort thresholds, SLA) comes from the master with each step."""
+    if (url is None) == (endpoint is None):
+        raise InputError("give exactly one of --url or --endpoint, the same as the master's")
+    if payload is not None and not payload.is_file():
+        raise InputError(f"--payload {payload} is not a readable file")
+    if url is not None:
+        target: dict[str, Any] = {"kind": "url", "url": url}
+    else:
+        from tuner.aws import resolve_region
+
+        target = {"kind": "sagemaker", "endpoint": endpoint, "variant": variant,
+                  "region": resolve_region(region)}
+    return {"output_dir": "worker-output", "target": target,
+            "payload_file": str(payload.resolve()) if payload else None,
+            "content_type": content_type, "max_in_flight": MAX_IN_FLIGHT_PER_LANE,
+            "request_timeout_s": 10.0, "arrivals": "uniform",
+            "sla": {"percentile": 90, "latency_ms": 1000, "max_error_rate": 0.01},
+            "search": {}}

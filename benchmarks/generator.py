@@ -1,0 +1,113 @@
+"""Load generator throughput per core: URL path, signed runtime path, boto3 path, and wrk.
+
+Each path offers far more load than one generator process can send, for one step, against
+the bundled model server (which answers both /invocations and the runtime API's
+/endpoints/<name>/invocations); the figure is requests answered per second of generator
+CPU, i.e. requests/s per generator core. wrk on the same server, when installed (Debian
+package `wrk`), shows the machine's limit.
+
+    .venv/bin/python benchmarks/generator.py [--seconds 8] [--rate 6000]
+
+Goals (issue E): URL path >= 50% of wrk; signed runtime path >= 5x the boto3 path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tuner.config import build_config  # noqa: E402
+from tuner.loadtest import run_load_test  # noqa: E402
+from tuner.servers import create_endpoint, model_server  # noqa: E402, F401
+
+ENDPOINT = "bench"
+
+
+def locust_rps_per_core(url: str, runtime_client: str | None, rate: float, seconds: float,
+                        workdir: Path) -> tuple[float, float, float]:
+    """(answered rps, generator CPU %, rps per core) for one saturating step."""
+    flags = {"endpoint": ENDPOINT, "sla_latency_ms": 60_000, "start_rps": rate,
+             "max_rps": rate, "max_test_seconds": seconds + 2, "min_step_seconds": seconds,
+             "max_step_seconds": seconds, "abort_error_rate": 1.0,
+             "abort_latency_factor": 1000, "max_error_rate": 0.99, "region": "us-east-1"}
+    if runtime_client is None:
+        flags["url"] = url
+    else:
+        flags["runtime_client"] = runtime_client
+    output = run_load_test(build_config({}, flags), workdir, region="us-east-1")
+    spec, meta = output.specs[0], output.summary["step_meta"][0]
+    samples = output.samples[output.samples["step"] == spec.index]
+    window = samples[(samples["completed_s"] >= spec.warmup_s)
+                     & (samples["completed_s"] < spec.duration_s)]
+    answered = len(window) / spec.window_s
+    cpu = max(c for c in meta["generator_cpu_percent"] if c is not None)
+    return answered, cpu, answered / (cpu / 100.0) if cpu else 0.0
+
+
+def wrk_rps_per_core(url: str, seconds: float) -> tuple[float, float, float] | None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write('wrk.method = "POST"\nwrk.body = \'{"instances": [[0.1, 0.2, 0.3, 0.4]]}\''
+                     '\nwrk.headers["Content-Type"] = "application/json"\n')
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([wrk, "-t1", "-c50", f"-d{seconds:.0f}s", "-s", script.name,
+                           url + "/invocations"], capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = 100.0 * cpu_s / seconds
+    return rps, cpu, rps / (cpu / 100.0) if cpu else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rate", type=float, default=6000.0,
+                        help="offered rate, above what one generator process can send")
+    args = parser.parse_args()
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                       "AWS_DEFAULT_REGION": "us-east-1"})
+    results: dict[str, tuple[float, float, float] | None] = {}
+    with model_server(slots=4096, service_ms=1.0) as server, \
+            tempfile.TemporaryDirectory() as tmp:
+        os.environ["AWS_ENDPOINT_URL"] = server.url  # the runtime paths hit the same server
+        results["wrk (machine limit)"] = wrk_rps_per_core(server.url, args.seconds)
+        results["URL path (FastHttpUser)"] = locust_rps_per_core(
+            server.url, None, args.rate, args.seconds, Path(tmp) / "url")
+        results["signed runtime path"] = locust_rps_per_core(
+            server.url, "signed", args.rate, args.seconds, Path(tmp) / "signed")
+        results["boto3 runtime path"] = locust_rps_per_core(
+            server.url, "boto3", args.rate, args.seconds, Path(tmp) / "boto3")
+
+    wrk = results["wrk (machine limit)"]
+    boto = results["boto3 runtime path"]
+    print(f"{'path':<26} {'answered rps':>12} {'gen CPU %':>9} {'rps/core':>9} "
+          f"{'vs wrk':>7} {'vs boto3':>8}")
+    for name, figures in results.items():
+        if figures is None:
+            print(f"{name:<26} {'(wrk not installed: apt-get install wrk)':>50}")
+            continue
+        rps, cpu, per_core = figures
+        vs_wrk = f"{per_core / wrk[2]:.2f}" if wrk and wrk[2] else "-"
+        vs_boto = f"{per_core / boto[2]:.1f}x" if boto and boto[2] else "-"
+        print(f"{name:<26} {rps:12.0f} {cpu:9.0f} {per_core:9.0f} {vs_wrk:>7} {vs_boto:>8}")
+    url, signed = results["URL path (FastHttpUser)"], results["signed runtime path"]
+    if wrk:
+        print(f"\nURL path at {url[2] / wrk[2]:.0%} of wrk per core (goal >= 50%)")
+    print(f"signed runtime path {signed[2] / boto[2]:.1f}x the boto3 path per core (goal >= 5x)")
+
+
+if __name__ == "__main__":
+    main()
