@@ -8,7 +8,7 @@ export PREFECT_HOME := $(CURDIR)/.state/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-generator clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,7 +30,10 @@ test: lint
 	$(VENV)/bin/pytest
 
 bench: $(STAMP)
-	$(PY) benchmarks/accuracy.py
+	$(PY) benchmarks/accuracy.py --seed 11
+
+bench-generator: $(STAMP)
+	$(PY) benchmarks/generator.py
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .ruff_cache

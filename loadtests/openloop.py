@@ -89,6 +89,17 @@ def load_plan() -> dict[str, Any]:
     return default_plan()
 
 
+def load_runtime_plan() -> dict[str, Any]:
+    """The plan for a runtime-API locustfile; on its own, the target comes from
+    TUNER_ENDPOINT, TUNER_VARIANT and AWS_DEFAULT_REGION."""
+    plan = load_plan()
+    if plan["target"].get("kind") != "sagemaker":
+        plan["target"] = {"kind": "sagemaker", "endpoint": os.environ.get("TUNER_ENDPOINT"),
+                          "variant": os.environ.get("TUNER_VARIANT", "AllTraffic"),
+                          "region": os.environ.get("AWS_DEFAULT_REGION")}
+    return plan
+
+
 def load_payload(plan: dict[str, Any]) -> bytes:
     if plan.get("payload_file"):
         return Path(plan["payload_file"]).read_bytes()

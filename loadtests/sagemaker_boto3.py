@@ -9,20 +9,21 @@ $TUNER_PLAN; on its own set TUNER_ENDPOINT, TUNER_VARIANT and AWS_DEFAULT_REGION
 
 from __future__ import annotations
 
-import os
 import time
 
 import boto3
 from botocore.config import Config
 from locust import User, task
 
-from loadtests.openloop import OpenLoopLane, SearchShape, install, load_payload, load_plan
+from loadtests.openloop import (
+    OpenLoopLane,
+    SearchShape,
+    install,
+    load_payload,
+    load_runtime_plan,
+)
 
-PLAN = load_plan()
-if PLAN["target"].get("kind") != "sagemaker":
-    PLAN["target"] = {"kind": "sagemaker", "endpoint": os.environ.get("TUNER_ENDPOINT"),
-                      "variant": os.environ.get("TUNER_VARIANT", "AllTraffic"),
-                      "region": os.environ.get("AWS_DEFAULT_REGION")}
+PLAN = load_runtime_plan()
 PAYLOAD = load_payload(PLAN)
 install(PLAN)
 

@@ -10,18 +10,18 @@ AWS_DEFAULT_REGION.
 
 from __future__ import annotations
 
-import os
-
 from locust import FastHttpUser, task
 
-from loadtests.openloop import OpenLoopLane, SearchShape, install, load_payload, load_plan
+from loadtests.openloop import (
+    OpenLoopLane,
+    SearchShape,
+    install,
+    load_payload,
+    load_runtime_plan,
+)
 from tuner.sigv4 import InvokeSigner
 
-PLAN = load_plan()
-if PLAN["target"].get("kind") != "sagemaker":
-    PLAN["target"] = {"kind": "sagemaker", "endpoint": os.environ.get("TUNER_ENDPOINT"),
-                      "variant": os.environ.get("TUNER_VARIANT", "AllTraffic"),
-                      "region": os.environ.get("AWS_DEFAULT_REGION")}
+PLAN = load_runtime_plan()
 PAYLOAD = load_payload(PLAN)
 SIGNER = InvokeSigner(PLAN["target"]["endpoint"], PLAN["target"].get("variant"),
                       PLAN["target"]["region"], PLAN["content_type"], PAYLOAD)

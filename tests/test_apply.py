@@ -199,3 +199,16 @@ def test_audit_records_caller_before_after_and_never_credentials(tmp_path, calls
     assert record["after"]["policies"][0]["PolicyName"] == POLICY_NAME
     text = (tmp_path / "audit.jsonl").read_text()
     assert "testing" not in text  # the test credentials
+
+
+def test_dry_run_previews_a_large_change_instead_of_refusing(tmp_path, calls):
+    existing_setup()
+    calls.names.clear()
+    said: list[str] = []
+    target, policy = requests(9000.0)
+    outcome = safe_apply(region="us-east-1", target=target, policy=policy, recommended_at=NOW,
+                         options=ApplyOptions(dry_run=True), audit_path=tmp_path / "a.jsonl",
+                         say=said.append)
+    assert outcome.status == "dry-run" and outcome.exit_code == 0
+    assert any("an apply would be refused" in line and "--force" in line for line in said)
+    assert calls.writes == []

@@ -152,8 +152,14 @@ def safe_apply(*, region: str, target: dict, policy: dict, recommended_at: datet
         plan = make_plan(before.target, before.policies, target, policy, options.replace_custom)
         for line in plan.lines():
             say(line)
-        check_age(recommended_at, datetime.now(UTC), options.max_age, options.force)
-        check_change(before.policies, policy, options.max_change, options.force)
+        try:
+            check_age(recommended_at, datetime.now(UTC), options.max_age, options.force)
+            check_change(before.policies, policy, options.max_change, options.force)
+        except InputError as guard:
+            if not options.dry_run:
+                raise
+            # A dry run previews: it says what an apply would need instead of refusing.
+            say(f"an apply would be refused: {guard}")
     except InputError as exc:
         return finish("refused", error=str(exc), exit_code=2)
     except TunerError as exc:
