@@ -30,6 +30,9 @@ from tuner.loadtest import run_load_test  # noqa: E402
 from tuner.servers import create_endpoint, model_server  # noqa: E402, F401
 
 ENDPOINT = "bench"
+# Concurrent requests per generator, like wrk's 50 connections: offered far beyond what one
+# process can send, an uncapped open-loop generator would spend its time opening sockets.
+IN_FLIGHT = 64
 
 
 def locust_rps_per_core(url: str, runtime_client: str | None, rate: float, seconds: float,
@@ -38,7 +41,8 @@ def locust_rps_per_core(url: str, runtime_client: str | None, rate: float, secon
     flags = {"endpoint": ENDPOINT, "sla_latency_ms": 60_000, "start_rps": rate,
              "max_rps": rate, "max_test_seconds": seconds + 2, "min_step_seconds": seconds,
              "max_step_seconds": seconds, "abort_error_rate": 1.0,
-             "abort_latency_factor": 1000, "max_error_rate": 0.99, "region": "us-east-1"}
+             "abort_latency_factor": 1000, "max_error_rate": 0.99, "region": "us-east-1",
+             "max_in_flight": IN_FLIGHT}
     if runtime_client is None:
         flags["url"] = url
     else:

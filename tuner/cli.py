@@ -109,6 +109,8 @@ def tune(
     expect_workers: Annotated[int | None, Opt(help="workers a --master waits for")] = None,
     master_port: Annotated[int | None, Opt(help="[default: 5557]")] = None,
     request_timeout_seconds: Annotated[float | None, Opt(help="[default: 10x SLA, >= 2 s]")] = None,
+    max_in_flight: Annotated[int | None, Opt(help="cap on concurrent requests per lane "
+                                                   "[default: sized per step, <= 8000]")] = None,
     config: Annotated[Path | None, Opt(help="TOML file with the same keys")] = None,
     reports_dir: Annotated[Path | None, Opt(help="[default: reports]")] = None,
 ) -> None:

@@ -63,6 +63,7 @@ class TuneConfig(BaseModel):
     min_step_seconds: float = 3.0
     max_step_seconds: float = 15.0
     request_timeout_seconds: float | None = None
+    max_in_flight: int = 8000  # per lane; by default Little's law sizes it per step
     abort_error_rate: float = 0.2
     abort_latency_factor: float = 5.0
     processes: int = 1
@@ -123,6 +124,8 @@ def validate(config: TuneConfig) -> TuneConfig:
         (config.request_timeout_seconds is None or config.request_timeout_seconds > 0,
          f"--request-timeout-seconds {config.request_timeout_seconds} must be positive"),
         (1 <= config.processes <= 64, f"--processes {config.processes} must be 1-64"),
+        (1 <= config.max_in_flight <= 10000,
+         f"--max-in-flight {config.max_in_flight} must be 1-10000 (Locust's open-file limit)"),
         (not (config.master and config.processes > 1),
          "--master runs no local workers: start `tuner worker --processes N` on each machine "
          "instead of --processes"),

@@ -27,8 +27,8 @@ from tuner.errors import InputError, RunError
 from tuner.search import SearchSettings
 
 LOADTESTS_DIR = Path(__file__).resolve().parent.parent / "loadtests"
-# Upper bound of concurrent requests per lane (Little's law: rate x timeout); connections
-# are opened lazily, and Locust raises the open-file limit to 10,000.
+# Upper bound of concurrent requests per lane for workers (the master's own comes from
+# --max-in-flight); connections are opened lazily, Locust raises the open-file limit to 10,000.
 MAX_IN_FLIGHT_PER_LANE = 8000
 # How long a master waits for its workers to connect.
 WORKER_WAIT_SECONDS = 120
@@ -86,7 +86,7 @@ def build_plan(config: TuneConfig, output_dir: Path, region: str | None) -> dict
         "search": settings.__dict__,
         "arrivals": config.arrivals,
         "request_timeout_s": config.effective_request_timeout_seconds,
-        "max_in_flight": MAX_IN_FLIGHT_PER_LANE,
+        "max_in_flight": config.max_in_flight,
         "abort": {"error_rate": config.abort_error_rate,
                   "latency_ms": config.abort_latency_factor * config.sla_latency_ms,
                   "after_s": ABORT_AFTER_SECONDS},
