@@ -161,8 +161,9 @@ def render_index(entries: list[RunEntry]) -> str:
 body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px}}
 tr.drift{{background:#fdecea}}img{{max-width:100%}}</style></head><body>
-<h1>endpoint-tuner runs</h1><p>{len(entries)} run{"" if len(entries) == 1 else "s"}. Rows in red drifted more than
-{DRIFT_LIMIT:.0%} in capacity from the previous run of the same endpoint, variant and SLA.</p>
+<h1>endpoint-tuner runs</h1><p>{len(entries)} run{"" if len(entries) == 1 else "s"}.
+Rows in red drifted more than {DRIFT_LIMIT:.0%} in capacity from the previous run of the
+same endpoint, variant and SLA.</p>
 <table><tr><th>started</th><th>endpoint</th><th>variant</th><th>kind</th><th>SLA</th>
 <th>capacity rps</th><th>interval</th><th>target</th><th>drift</th><th>status</th><th></th></tr>
 {''.join(rows)}</table>
