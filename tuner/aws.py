@@ -55,11 +55,13 @@ def explain(error: Exception, action: str) -> str:
     return f"{action}: {error}"
 
 
-def call(action: str, fn, /, *, input_error: bool = False, **kwargs):
+def call(action: str, fn, /, **kwargs):
+    """Call AWS; a missing credential or region is the user's to fix (InputError), any other
+    failure is the run's (RunError). Either way one line that names the IAM action."""
     try:
         return fn(**kwargs)
     except (ClientError, BotoCoreError) as exc:
-        kind = InputError if input_error or isinstance(
+        kind = InputError if isinstance(
             exc, NoCredentialsError | NoRegionError | PartialCredentialsError) else RunError
         raise kind(explain(exc, action)) from None
 

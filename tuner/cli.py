@@ -293,8 +293,8 @@ def worker_command(
     import subprocess
     import tempfile
 
+    from tuner.loadtest import locustfile_for, worker_plan
     from tuner.loadtest import worker_command as command_for
-    from tuner.loadtest import worker_plan
 
     try:
         plan = worker_plan(url, endpoint, variant, region, payload, content_type)
@@ -302,8 +302,6 @@ def worker_command(
         _fail(error)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
         file.write(json.dumps(plan))
-    from tuner.loadtest import locustfile_for
-
     command = command_for(locustfile_for(url, runtime_client), master_host, master_port,
                           processes)
     typer.echo(f"worker: connecting to {master_host}:{master_port}", err=True)

@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tuner.report import _png  # noqa: E402
+from tuner.report import png_bytes  # noqa: E402
 
 DRIFT_LIMIT = 0.10
 INDEX_JSON = "index.json"
@@ -132,7 +132,7 @@ def trend_plot(entries: list[RunEntry]) -> bytes:
     other.set_ylabel("target (dashed)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def render_index(entries: list[RunEntry]) -> str:

@@ -173,7 +173,7 @@ def render_markdown(result: dict, plot_names: dict[str, str] | None = None,
     return "\n".join(lines) + "\n"
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -202,7 +202,7 @@ def plot_latency(result: dict) -> bytes:
     ax.set_title("Latency vs throughput")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_throughput(result: dict) -> bytes:
@@ -227,7 +227,7 @@ def plot_throughput(result: dict) -> bytes:
     ax.set_title("Offered vs achieved load (numbers: step order)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from tuner import aws  # noqa: E402
 from tuner.apply import load_run  # noqa: E402
 from tuner.errors import InputError  # noqa: E402
-from tuner.report import SIMULATION_FILE, SIMULATION_PLOTS, _png, write_report  # noqa: E402
+from tuner.report import SIMULATION_FILE, SIMULATION_PLOTS, png_bytes, write_report  # noqa: E402
 from tuner.result import json_safe  # noqa: E402
 from tuner.simulate import (  # noqa: E402
     ScalingModel,
@@ -98,7 +98,7 @@ def plot_timeline(traffic: Traffic, run: SimulationResult, sla_ms: float) -> byt
     axes[2].legend(fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_sweep(sweep: Sweep, rule_target: float, price: float | None) -> bytes:
@@ -119,7 +119,7 @@ def plot_sweep(sweep: Sweep, rule_target: float, price: float | None) -> bytes:
     ax.legend(fontsize=8, loc="upper center")
     ax.set_title("Cost vs SLA violations by target")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def simulate_run(run_dir: Path, options: SimulationOptions) -> dict:
