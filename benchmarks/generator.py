@@ -7,7 +7,7 @@ CPU, i.e. requests/s per generator core. wrk on the same server (one thread, 50
 connections), when installed (Debian package `wrk`), shows the machine's limit: its total
 rps, which the server bounds (wrk itself idles), is what the generator paths are compared to.
 
-    .venv/bin/python benchmarks/generator.py [--seconds 8] [--rate 6000]
+    .venv/bin/python benchmarks/generator.py [--seconds 8] [--repeat 3]
 
 Goals (issue E): URL path >= 50% of wrk; signed runtime path >= 5x the boto3 path.
 """
@@ -31,6 +31,8 @@ from tuner.loadtest import run_load_test  # noqa: E402
 from tuner.servers import create_endpoint, model_server  # noqa: E402, F401
 
 ENDPOINT = "bench"
+PATHS = {"wrk (machine limit)": "wrk", "URL path (FastHttpUser)": None,
+         "signed runtime path": "signed", "boto3 runtime path": "boto3"}
 # Concurrent requests per generator, like wrk's 50 connections: offered far beyond what one
 # process can send, an uncapped open-loop generator would spend its time opening sockets.
 IN_FLIGHT = 64
@@ -79,6 +81,8 @@ def wrk_rps_per_core(url: str, seconds: float) -> tuple[float, float, float] | N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per path; the median is reported (single runs vary ~10%%)")
     parser.add_argument("--rate", type=float, default=12000.0,
                         help="offered rate, above what one generator process can send")
     args = parser.parse_args()
@@ -88,13 +92,19 @@ def main() -> None:
     with model_server(slots=4096, service_ms=1.0) as server, \
             tempfile.TemporaryDirectory() as tmp:
         os.environ["AWS_ENDPOINT_URL"] = server.url  # the runtime paths hit the same server
-        results["wrk (machine limit)"] = wrk_rps_per_core(server.url, args.seconds)
-        results["URL path (FastHttpUser)"] = locust_rps_per_core(
-            server.url, None, args.rate, args.seconds, Path(tmp) / "url")
-        results["signed runtime path"] = locust_rps_per_core(
-            server.url, "signed", args.rate, args.seconds, Path(tmp) / "signed")
-        results["boto3 runtime path"] = locust_rps_per_core(
-            server.url, "boto3", args.rate, args.seconds, Path(tmp) / "boto3")
+        runs: dict[str, list] = {name: [] for name in PATHS}
+        for round_ in range(args.repeat):  # interleaved, so drift hits every path alike
+            for name, client in PATHS.items():
+                if client == "wrk":
+                    figures = wrk_rps_per_core(server.url, args.seconds)
+                else:
+                    figures = locust_rps_per_core(server.url, client, args.rate, args.seconds,
+                                                  Path(tmp) / f"{client}-{round_}")
+                if figures is not None:
+                    runs[name].append(figures)
+        for name, figures in runs.items():
+            results[name] = (sorted(figures, key=lambda f: f[2])[len(figures) // 2]
+                             if figures else None)
 
     wrk = results["wrk (machine limit)"]
     boto = results["boto3 runtime path"]

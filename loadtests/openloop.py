@@ -184,6 +184,8 @@ class OpenLoopLane:
         abort_reason, aborted_at = None, None
         while intended < duration and abort_reason is None:
             now = time.perf_counter() - t0
+            if now >= duration:
+                break  # the step ends on time; what was not sent by then is counted unsent
             if intended > now:
                 # Wake at most once a millisecond and start every arrival then due: at high
                 # rates one timer per request costs more than the requests' own work. Latency
@@ -195,12 +197,15 @@ class OpenLoopLane:
                 while pool.full() and abort_reason is None:
                     pool.wait_available(timeout=0.25)
                     abort_reason = guard.check(time.perf_counter() - t0)
+                if time.perf_counter() - t0 >= duration:
+                    break
                 if abort_reason is None:
                     pool.spawn(self.send, step["index"], t0, intended, lags, guard.outstanding)
                     intended += rng.expovariate(rate) if poisson else 1.0 / rate
             if abort_reason is not None:
                 aborted_at = time.perf_counter() - t0
         cpu_percent = cpu.cpu_percent()
+        scheduled = _arrivals_due(rate, min(duration, aborted_at or duration), poisson)
         pool.join(timeout=1.0 if abort_reason else timeout + 2)
         pool.kill()
         samples = RECORDER.pop(step["index"])
@@ -210,6 +215,8 @@ class OpenLoopLane:
             "unanswered": max(0, len(lags) - len(samples["ok"])),
             "cpu_percent": cpu_percent,
             "send_lag_p90_ms": _p90_ms(lags),
+            "unsent": max(0, scheduled - len(lags)),
+            "scheduled": scheduled,
             "abort_reason": abort_reason,
             "aborted_at": aborted_at,
         })
@@ -224,11 +231,21 @@ class OpenLoopLane:
             outstanding.pop(intended, None)
 
 
+def _arrivals_due(rate: float, seconds: float, poisson: bool) -> int:
+    """Arrivals a lane should have started in `seconds` (expected count for Poisson)."""
+    return int(rate * seconds) if not poisson else round(rate * seconds)
+
+
 def _p90_ms(values: list[float]) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
     return 1000.0 * ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+
+def _unsent_share(received: list[dict[str, Any]]) -> float:
+    scheduled = sum(r.get("scheduled", 0) for r in received)
+    return sum(r.get("unsent", 0) for r in received) / scheduled if scheduled else 0.0
 
 
 class AbortGuard:
@@ -383,6 +400,7 @@ class SearchController:
             "lanes_reported": len(received),
             "generator_cpu_percent": [r.get("cpu_percent") for r in received],
             "send_lag_p90_ms": [r.get("send_lag_p90_ms") for r in received],
+            "unsent_share": _unsent_share(received),
         })
         self.load_seconds += spec.duration_s
         self.current = None
@@ -395,7 +413,8 @@ class SearchController:
             log.info("step %d left %d requests unanswered: pausing %.1f s", spec.index,
                      unanswered, drain)
         limited = generator_limit(self.step_meta[-1]["generator_cpu_percent"],
-                                  self.step_meta[-1]["send_lag_p90_ms"], self.sla)
+                                  self.step_meta[-1]["send_lag_p90_ms"], self.sla,
+                                  self.step_meta[-1]["unsent_share"])
         if limited and not result.passed:
             self.stop_reason = f"load generator saturated at {spec.offered_rps:g} rps ({limited})"
             log.warning("stopping: %s", self.stop_reason)

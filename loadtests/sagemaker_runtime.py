@@ -39,6 +39,9 @@ class SignedInvokeUser(OpenLoopLane, FastHttpUser):
     network_timeout = PLAN["request_timeout_s"]
     connection_timeout = PLAN["request_timeout_s"]
 
+    def on_start(self) -> None:
+        self.client.client.cookiejar = None  # the runtime API sets no cookies
+
     @task
     def lanes(self) -> None:
         self.run_lanes()

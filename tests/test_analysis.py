@@ -213,3 +213,10 @@ def test_noisy_but_stable_latency_is_not_flagged_unstable():
     ok = np.ones(intended.size, dtype=bool)
     result = summarize_step(spec, intended, intended + latency / 1000, latency, ok, SLA)
     assert not any("unstable" in r for r in result.reasons)
+
+
+def test_unsent_arrivals_mark_the_generator_as_the_limit():
+    from tuner.analysis import generator_limit
+
+    assert "could not send 20%" in generator_limit([60.0], [1.0], SLA, unsent_share=0.2)
+    assert generator_limit([60.0], [1.0], SLA, unsent_share=0.01) is None

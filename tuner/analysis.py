@@ -351,15 +351,22 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
 GENERATOR_CPU_LIMIT = 90.0
 
 
+# A step that could not even start this share of its arrivals on time was generator-bound.
+GENERATOR_UNSENT_LIMIT = 0.05
+
+
 def generator_limit(cpu_percents: list[float | None], send_lag_p90_ms: list[float | None],
-                    sla: Sla) -> str | None:
+                    sla: Sla, unsent_share: float = 0.0) -> str | None:
     """Why a step's load generator, not the endpoint, may have limited it (None: it didn't).
 
     Locust is single-threaded per process: a process near 100% of a core sends late.
-    Requests sent late by more than a fifth of the SLA also show the generator lagging.
+    Requests sent late by more than a fifth of the SLA, or arrivals never sent before the
+    step ended, also show the generator lagging.
     """
     cpu = max((c for c in cpu_percents if c is not None), default=0.0)
     lag = max((g for g in send_lag_p90_ms if g is not None), default=0.0)
+    if unsent_share > GENERATOR_UNSENT_LIMIT:
+        return f"load generator could not send {unsent_share:.0%} of the step's arrivals"
     if cpu >= GENERATOR_CPU_LIMIT:
         return f"load generator CPU at {cpu:.0f}% of a core"
     if lag > 0.2 * sla.latency_ms:

@@ -56,7 +56,8 @@ def generator_problem(output: LoadTestOutput, steps: list[StepResult]) -> str | 
         if step.passed or step.index not in meta:
             continue
         why = generator_limit(meta[step.index].get("generator_cpu_percent", []),
-                              meta[step.index].get("send_lag_p90_ms", []), output.sla)
+                              meta[step.index].get("send_lag_p90_ms", []), output.sla,
+                              meta[step.index].get("unsent_share", 0.0))
         if why:
             return (f"measurement invalid: the load generator, not the endpoint, limited step "
                     f"{step.index} at {step.offered_rps:g} rps ({why}): re-run with "
