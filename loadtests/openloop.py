@@ -48,7 +48,7 @@ from tuner.analysis import (
     generator_limit,
     summarize_step,
 )
-from tuner.search import SearchSettings, next_step
+from tuner.search import SearchSettings, next_step, out_of_budget
 
 PLAN_ENV = "TUNER_PLAN"
 STEP_MESSAGE = "tuner_step"
@@ -353,8 +353,8 @@ class SearchController:
     def start_next(self, lanes: int) -> tuple[int, float] | None:
         spec = next_step(self.results, self.settings, self.load_seconds)
         if spec is None:
-            self.stop_reason = ("budget exhausted" if self.load_seconds + self.settings.warmup_s
-                                + self.settings.min_step_s > self.settings.budget_s
+            self.stop_reason = ("budget exhausted"
+                                if out_of_budget(self.settings, self.load_seconds)
                                 else "search complete")
             self.write_summary(complete=True)
             return None

@@ -138,3 +138,20 @@ def test_validation_fails_a_slower_candidate_with_a_report(tmp_path):
     assert "regressed" in result["validation"]["reasons"][0]
     assert "Validation FAILED" in (tmp_path.joinpath(failure.value.run_dir)
                                    / "report.md").read_text()
+
+
+def test_validation_checks_peak_capacity_before_measuring(tmp_path):
+    import json
+
+    from flows.validate import validate_capacity
+    from tuner.config import ValidateConfig
+
+    baseline = _baseline(tmp_path)
+    result = json.loads((baseline / "result.json").read_text())
+    del result["scalable_target"]
+    (baseline / "result.json").write_text(json.dumps(result))
+    reports = tmp_path / "reports"
+    with pytest.raises(InputError, match="--expected-peak-rps needs --max-capacity"):
+        validate_capacity(ValidateConfig(baseline=baseline, url="http://127.0.0.1:9",
+                                         expected_peak_rps=500, reports_dir=reports))
+    assert not reports.exists()  # refused before any run directory or load test

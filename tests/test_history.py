@@ -46,3 +46,17 @@ def test_half_written_results_are_skipped(tmp_path):
     broken.mkdir()
     (broken / "result.json").write_text("{not json")
     assert [e.run_dir for e in scan(tmp_path)] == ["ep/a"]
+
+
+def test_a_run_about_to_be_reported_gets_its_drift_from_one_read(tmp_path):
+    from tuner.history import entries_with_run
+
+    add_run(tmp_path, "a", "2026-11-01T00:00:00+00:00", 200.0)
+    run_dir = tmp_path / "ep" / "b"  # not on disk yet: its result is still in memory
+    result = {"endpoint": "ep", "variant": "AllTraffic", "started_at": "2026-11-08T00:00:00",
+              "sla": {"percentile": 90, "latency_ms": 100, "max_error_rate": 0.01},
+              "max_sustainable_rps": 150.0, "capacity_ci": [148.0, 152.0]}
+    entries, drift = entries_with_run(tmp_path, run_dir, result)
+    assert [e.run_dir for e in entries] == ["ep/a", "ep/b"]
+    assert drift == {"change": -0.25, "flagged": True, "limit": 0.1, "previous_run": "ep/a",
+                     "previous_capacity_rps": 200.0}

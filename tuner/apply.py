@@ -28,6 +28,7 @@ from tuner.policy import (
     state_fingerprint,
     stored_mismatches,
 )
+from tuner.result import read_result
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def safe_apply(*, region: str, target: dict, policy: dict, recommended_at: datet
         return finish("no-change", after=before)
     try:
         after = write_plan(autoscaling, plan)
-    except (TunerError, Exception) as exc:
+    except Exception as exc:  # any failure mid-write: restore what was there
         reason = str(exc)
         try:
             restore(autoscaling, before, target)
@@ -204,14 +205,7 @@ def parse_age(text: str) -> timedelta:
 
 def load_run(run_dir: Path) -> dict:
     """A run directory's result.json, checked to hold a recommendation to apply."""
-    path = Path(run_dir) / "result.json"
-    if not path.is_file():
-        raise InputError(f"{run_dir} is not a run directory (no result.json): pass the "
-                         "directory `tuner tune` printed last")
-    try:
-        result = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON ({exc})") from None
+    result = read_result(run_dir)
     if not result.get("policy") or not result.get("scalable_target"):
         raise InputError(f"{run_dir} holds no recommendation to apply "
                          f"({result.get('error') or 'no policy in result.json'})")

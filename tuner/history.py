@@ -40,6 +40,8 @@ class RunEntry:
     applied: bool
     error: str | None
     drift: float | None = None  # change of capacity from the previous comparable run
+    previous_run: str | None = None
+    previous_capacity_rps: float | None = None
 
     @property
     def series(self) -> tuple[str, str, str]:
@@ -69,17 +71,19 @@ def with_drift(entries: list[RunEntry]) -> list[RunEntry]:
     out, last = [], {}
     for entry in sorted(entries, key=lambda e: (e.time, e.run_dir)):
         previous = last.get(entry.series)
-        drift = None
-        if previous is not None and entry.capacity_rps and previous.capacity_rps:
-            drift = (entry.capacity_rps - previous.capacity_rps) / previous.capacity_rps
-        out.append(RunEntry(**{**asdict(entry), "drift": drift}))
+        found: dict = {"drift": None, "previous_run": None, "previous_capacity_rps": None}
+        if previous is not None and entry.capacity_rps:
+            found = {"drift": (entry.capacity_rps - previous.capacity_rps)
+                     / previous.capacity_rps, "previous_run": previous.run_dir,
+                     "previous_capacity_rps": previous.capacity_rps}
+        out.append(RunEntry(**{**asdict(entry), **found}))
         if entry.capacity_rps:
             last[entry.series] = entry
     return out
 
 
-def scan(reports_dir: Path) -> list[RunEntry]:
-    """Every run under reports_dir (reports/<endpoint>/<run>/result.json), with drift."""
+def read_entries(reports_dir: Path) -> list[RunEntry]:
+    """Every run under reports_dir (reports/<endpoint>/<run>/result.json), without drift."""
     entries = []
     for path in sorted(Path(reports_dir).glob("*/*/result.json")):
         try:
@@ -87,22 +91,29 @@ def scan(reports_dir: Path) -> list[RunEntry]:
             entries.append(entry_from_result(str(path.parent.relative_to(reports_dir)), result))
         except (json.JSONDecodeError, KeyError):
             continue  # a foreign or half-written file is not a run
-    return with_drift(entries)
+    return entries
 
 
-def drift_for(reports_dir: Path, result: dict, run_dir: Path) -> dict | None:
-    """Capacity change of a run about to be reported from the previous comparable run."""
+def scan(reports_dir: Path) -> list[RunEntry]:
+    """Every run under reports_dir, with drift."""
+    return with_drift(read_entries(reports_dir))
+
+
+def entries_with_run(reports_dir: Path, run_dir: Path,
+                     result: dict) -> tuple[list[RunEntry], dict | None]:
+    """Every run including this one as it is about to be reported, and this run's drift.
+
+    One read of the reports directory serves both the run's report and the index.
+    """
     here = str(Path(run_dir).relative_to(reports_dir))
-    current = entry_from_result(here, result)
-    earlier = [e for e in scan(reports_dir)
-               if e.run_dir != here and e.series == current.series and e.capacity_rps
-               and (e.time, e.run_dir) < (current.time, here)]
-    if not earlier or not current.capacity_rps:
-        return None
-    previous = max(earlier, key=lambda e: (e.time, e.run_dir))
-    change = (current.capacity_rps - previous.capacity_rps) / previous.capacity_rps
-    return {"change": change, "flagged": abs(change) > DRIFT_LIMIT, "limit": DRIFT_LIMIT,
-            "previous_run": previous.run_dir, "previous_capacity_rps": previous.capacity_rps}
+    others = [e for e in read_entries(reports_dir) if e.run_dir != here]
+    entries = with_drift([*others, entry_from_result(here, result)])
+    entry = next(e for e in entries if e.run_dir == here)
+    if entry.drift is None:
+        return entries, None
+    return entries, {"change": entry.drift, "flagged": entry.drifted, "limit": DRIFT_LIMIT,
+                     "previous_run": entry.previous_run,
+                     "previous_capacity_rps": entry.previous_capacity_rps}
 
 
 def trend_plot(entries: list[RunEntry]) -> bytes:
@@ -175,6 +186,12 @@ same endpoint, variant and SLA.</p>
 def update_index(reports_dir: Path) -> list[RunEntry]:
     """Rewrite index.json and index.html from the run directories on disk."""
     entries = scan(reports_dir)
+    write_index(reports_dir, entries)
+    return entries
+
+
+def write_index(reports_dir: Path, entries: list[RunEntry]) -> None:
+    """index.json and index.html, each written whole (temporary file, then rename)."""
     records = [{**asdict(e), "drifted": e.drifted} for e in entries]
     for name, text in ((INDEX_JSON, json.dumps(records, indent=2)),
                        (INDEX_HTML, render_index(entries))):
@@ -182,4 +199,3 @@ def update_index(reports_dir: Path) -> list[RunEntry]:
         tmp = path.with_name(name + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
-    return entries

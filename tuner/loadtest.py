@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +77,10 @@ def build_plan(config: TuneConfig, output_dir: Path, region: str | None) -> dict
     else:
         target = {"kind": "sagemaker", "endpoint": config.endpoint,
                   "variant": config.variant, "region": region}
-    settings = search_settings_of(config)
-    sla = sla_of(config)
     return {
         "output_dir": str(output_dir),
-        "sla": {"percentile": sla.percentile, "latency_ms": sla.latency_ms,
-                "max_error_rate": sla.max_error_rate, "confidence": sla.confidence},
-        "search": settings.__dict__,
+        "sla": asdict(sla_of(config)),
+        "search": asdict(search_settings_of(config)),
         "arrivals": config.arrivals,
         "request_timeout_s": config.effective_request_timeout_seconds,
         "max_in_flight": config.max_in_flight,

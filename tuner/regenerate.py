@@ -16,7 +16,7 @@ from pathlib import Path
 from tuner.aws import ScalingState
 from tuner.config import TuneConfig
 from tuner.errors import InputError
-from tuner.history import drift_for, update_index
+from tuner.history import entries_with_run, write_index
 from tuner.loadtest import read_load_test
 from tuner.measure import analyse_output
 from tuner.report import write_report
@@ -62,7 +62,7 @@ def regenerate_report(run_dir: Path) -> dict:
         result["error"] = old.get("error")
     result["run_dir"] = str(run_dir)
     reports_dir = run_dir.parent.parent
-    result["drift"] = drift_for(reports_dir, result, run_dir)
+    entries, result["drift"] = entries_with_run(reports_dir, Path(run_dir), result)
     write_report(run_dir, result)
-    update_index(reports_dir)
+    write_index(reports_dir, entries)
     return result

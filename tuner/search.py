@@ -49,17 +49,20 @@ def step_duration(rate: float, settings: SearchSettings) -> float:
     return settings.warmup_s + measure
 
 
+def out_of_budget(settings: SearchSettings, used_s: float) -> bool:
+    """Too little load budget left for even the shortest step."""
+    return settings.budget_s - used_s < settings.warmup_s + settings.min_step_s
+
+
 def next_step(history: list[StepResult], settings: SearchSettings,
               used_s: float) -> StepSpec | None:
     """The next step to run, or None when the search is done or out of budget."""
     rate = _next_rate(history, settings)
     if rate is None:
         return None
-    remaining = settings.budget_s - used_s
-    duration = step_duration(rate, settings)
-    if remaining < settings.warmup_s + settings.min_step_s:
+    if out_of_budget(settings, used_s):
         return None
-    duration = min(duration, remaining)
+    duration = min(step_duration(rate, settings), settings.budget_s - used_s)
     return StepSpec(index=len(history), offered_rps=round(rate, 3), duration_s=duration,
                     warmup_s=settings.warmup_s, phase=_phase(history, settings))
 

@@ -18,19 +18,23 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tuner import aws
-from tuner.analysis import (
-    Recommendation,
-)
+from tuner.analysis import Recommendation
 from tuner.apply import ApplyOptions, ApplyOutcome, safe_apply
 from tuner.config import TuneConfig, ValidateConfig, validate
 from tuner.errors import InputError
-from tuner.history import drift_for, update_index
+from tuner.history import entries_with_run, write_index
 from tuner.loadtest import LoadTestOutput, run_load_test
 from tuner.measure import Analysis, analyse_output
-from tuner.policy import resolve_capacity, scalable_target_request, scaling_policy_request
+from tuner.policy import (
+    resolve_capacity,
+    resource_id,
+    scalable_target_request,
+    scaling_policy_request,
+)
 from tuner.progress import live_progress
 from tuner.regenerate import RUN_FILE
 from tuner.report import render_markdown, steps_frame, write_report
+from tuner.result import read_result
 from tuner.validate import ValidationVerdict, judge
 
 
@@ -50,15 +54,21 @@ class Preflight:
 def preflight(config: TuneConfig) -> Preflight:
     """Endpoint exists and is InService; capacity bounds resolved; nothing written yet."""
     region = aws.resolve_region(config.region)
-    sagemaker = aws.client("sagemaker", region)
-    variant = aws.describe_variant(sagemaker, config.endpoint, config.variant)
-    scaling = aws.read_scaling_state(aws.client("application-autoscaling", region),
-                                     config.resource_id)
+    variant, scaling = inspect_variant(region, config.endpoint, config.variant)
     low, high = resolve_capacity(config.min_capacity, config.max_capacity, scaling.target)
     instances = (config.instances or 1) if config.url else variant.current_instance_count
     get_run_logger().info("preflight ok: %s/%s InService, %d instance(s) under test, "
                           "capacity %d-%d", config.endpoint, config.variant, instances, low, high)
     return Preflight(region, instances, variant.current_instance_count, scaling, low, high)
+
+
+def inspect_variant(region: str, endpoint: str,
+                    variant: str) -> tuple[aws.VariantState, aws.ScalingState]:
+    """The variant as it stands (InService, instance count) and its scaling configuration."""
+    state = aws.describe_variant(aws.client("sagemaker", region), endpoint, variant)
+    scaling = aws.read_scaling_state(aws.client("application-autoscaling", region),
+                                     resource_id(endpoint, variant))
+    return state, scaling
 
 
 def create_run_dir(reports_dir: Path, endpoint: str, suffix: str = "") -> Path:
@@ -159,7 +169,7 @@ def publish_report(run_dir: Path, result: dict[str, Any]) -> Path:
     reports directory's index.json / index.html are rebuilt to include it.
     """
     reports_dir = Path(run_dir).parent.parent
-    result["drift"] = drift_for(reports_dir, result, run_dir)
+    entries, result["drift"] = entries_with_run(reports_dir, Path(run_dir), result)
     if result["drift"] and result["drift"]["flagged"]:
         get_run_logger().warning("capacity drift %+.1f%% from %s", 100 * result["drift"]["change"],
                                  result["drift"]["previous_run"])
@@ -170,7 +180,7 @@ def publish_report(run_dir: Path, result: dict[str, Any]) -> Path:
     if result["steps"]:
         rows = steps_frame(result).fillna("").to_dict(orient="records")
         create_table_artifact(rows, key=key + "-steps", description="Load test steps")
-    update_index(reports_dir)
+    write_index(reports_dir, entries)
     get_run_logger().info("report: %s", paths["html"])
     return paths["html"]
 
@@ -195,30 +205,39 @@ def validate_preflight(config: ValidateConfig) -> Preflight:
                          1, 1)
     assert config.endpoint is not None
     region = aws.resolve_region(config.region)
-    variant = aws.describe_variant(aws.client("sagemaker", region), config.endpoint,
-                                   config.variant)
-    scaling = aws.read_scaling_state(aws.client("application-autoscaling", region),
-                                     f"endpoint/{config.endpoint}/variant/{config.variant}")
+    variant, scaling = inspect_variant(region, config.endpoint, config.variant)
     count = variant.current_instance_count
     return Preflight(region, count, count, scaling, 1, 1)
 
 
 def read_baseline(run_dir: Path) -> dict:
     """A baseline run's result.json, checked to hold a measured capacity."""
-    path = Path(run_dir) / "result.json"
-    if not path.is_file():
-        raise InputError(f"--baseline {run_dir} is not a run directory (no result.json)")
-    result = json.loads(path.read_text())
+    result = read_result(run_dir, "--baseline")
     if not result.get("capacity_ci"):
         raise InputError(f"--baseline {run_dir} has no measured capacity "
                          f"({result.get('error') or 'no capacity_ci'})")
     return result
 
 
+def baseline_rps_per_instance(baseline: dict) -> float:
+    """The baseline's figure targets rest on: its capacity interval's lower end."""
+    return baseline["capacity_ci"][0] / baseline["instances_under_test"]
+
+
+def peak_max_capacity(config: ValidateConfig, baseline: dict) -> int | None:
+    """The instances that must serve the expected peak: --max-capacity, else the baseline's."""
+    return config.max_capacity or (baseline.get("scalable_target") or {}).get("MaxCapacity")
+
+
 def candidate_tune_config(config: ValidateConfig, baseline: dict) -> TuneConfig:
-    """Measure the candidate with exactly the baseline's SLA; never apply anything."""
+    """Measure the candidate with exactly the baseline's SLA; never apply anything.
+
+    Inputs that depend on the baseline are checked here, before anything is measured.
+    """
+    if config.expected_peak_rps is not None and peak_max_capacity(config, baseline) is None:
+        raise InputError("--expected-peak-rps needs --max-capacity (the baseline has none)")
     sla = baseline["sla"]
-    per_instance = baseline["capacity_ci"][0] / baseline["instances_under_test"]
+    per_instance = baseline_rps_per_instance(baseline)
     instances = config.instances or 1
     return validate(TuneConfig(
         endpoint=config.endpoint or baseline["endpoint"], variant=config.variant,
@@ -236,14 +255,9 @@ def judge_candidate(config: ValidateConfig, baseline: dict, analysis: Analysis,
                     instances: int) -> ValidationVerdict | None:
     if analysis.capacity is None:
         return None
-    base = baseline["capacity_ci"][0] / baseline["instances_under_test"]
     candidate = analysis.capacity.last_pass_rps / instances
-    max_capacity = config.max_capacity or (baseline.get("scalable_target") or {}).get(
-        "MaxCapacity")
-    if config.expected_peak_rps is not None and max_capacity is None:
-        raise InputError("--expected-peak-rps needs --max-capacity (the baseline has none)")
-    verdict = judge(base, candidate, config.max_regression, config.expected_peak_rps,
-                    max_capacity)
+    verdict = judge(baseline_rps_per_instance(baseline), candidate, config.max_regression,
+                    config.expected_peak_rps, peak_max_capacity(config, baseline))
     get_run_logger().info("validation %s: %s", "passed" if verdict.passed else "FAILED",
                           "; ".join(verdict.reasons) or f"change {verdict.change:+.1%}")
     return verdict
