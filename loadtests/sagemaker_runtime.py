@@ -10,8 +10,10 @@ AWS_DEFAULT_REGION.
 
 from __future__ import annotations
 
+import gevent.ssl
 from locust import FastHttpUser, task
 
+from loadtests.fastpost import FastPost
 from loadtests.openloop import (
     OpenLoopLane,
     SearchShape,
@@ -30,6 +32,12 @@ install(PLAN)
 __all__ = ["SignedInvokeUser", "SearchShape"]
 
 
+def verified_tls_context(cafile: str | None = None) -> gevent.ssl.SSLContext:
+    """TLS verified as boto3 verifies it: against $AWS_CA_BUNDLE (or the profile's
+    `ca_bundle`) when set, otherwise against the CA bundle geventhttpclient passes in."""
+    return gevent.ssl.create_default_context(cafile=SIGNER.ca_bundle or cafile)
+
+
 class SignedInvokeUser(OpenLoopLane, FastHttpUser):
     """One lane of arrivals sending SigV4-signed InvokeEndpoint calls over fast HTTP."""
 
@@ -38,14 +46,16 @@ class SignedInvokeUser(OpenLoopLane, FastHttpUser):
     concurrency = PLAN["max_in_flight"]
     network_timeout = PLAN["request_timeout_s"]
     connection_timeout = PLAN["request_timeout_s"]
+    # Signed requests travel over verified TLS only, with the CAs boto3 would trust.
+    insecure = False
+    ssl_context_factory = staticmethod(verified_tls_context)
 
     def on_start(self) -> None:
-        self.client.client.cookiejar = None  # the runtime API sets no cookies
+        self.post = FastPost(self, SIGNER.url, PAYLOAD, SIGNER.headers, name="InvokeEndpoint")
 
     @task
     def lanes(self) -> None:
         self.run_lanes()
 
     def invoke(self, tag: tuple[int, float, float]) -> None:
-        self.client.request("POST", SIGNER.path, data=PAYLOAD, headers=SIGNER.sign(),
-                            name="InvokeEndpoint", context={"tuner": tag})
+        self.post.send({"tuner": tag}, headers=SIGNER.sign())

@@ -84,7 +84,7 @@ def test_tune_applies_the_builtin_policy_and_the_aws_cli_reads_it_back(
 
 
 def test_runtime_api_path_signs_and_invokes_through_aws_endpoint_url(tmp_path, local_aws):
-    """No --url: load goes through InvokeEndpoint (boto3 in Locust) to the moto server."""
+    """No --url: SigV4-signed InvokeEndpoint calls over FastHttpUser reach the moto server."""
     done = run(["tune", "--endpoint", "cli-ep", "--sla-latency-ms", "1000", "--start-rps", "10",
                 "--max-rps", "40", "--max-test-seconds", "15", "--dry-run",
                 "--min-capacity", "1", "--max-capacity", "2",

@@ -28,6 +28,8 @@ def test_defaults_are_the_documented_ones():
     ({"payload": Path("/nonexistent/payload.json")}, "--payload"),
     ({"search": "random"}, "--search"),
     ({"processes": 0}, "--processes"),
+    ({"content_type": "json"}, "--content-type 'json' is not a media type"),
+    ({"content_type": "text/csv\r\nX-Injected: 1"}, "--content-type"),
 ])
 def test_bad_inputs_name_the_flag_in_one_line(override, fragment):
     with pytest.raises(InputError) as error:

@@ -29,7 +29,9 @@ def test_finds_known_capacity_within_15_percent(measured, server_200):
 def test_raw_data_is_on_disk_and_reanalysis_matches_the_live_verdicts(measured):
     config, output, _ = measured
     assert (output.directory / "samples.csv").stat().st_size > 0
-    assert (output.directory / "locust.json").exists()
+    # Locust's own statistics see every request the open-loop recorder filed.
+    locust_stats = json.loads((output.directory / "locust.json").read_text())
+    assert sum(entry["num_requests"] for entry in locust_stats) == len(output.samples)
     live = json.loads((output.directory / "loadtest.json").read_text())["results"]
     again = summarize_samples(output.specs, output.samples, sla_of(config))
     assert [s["verdict"] for s in live] == [s.verdict for s in again]
@@ -57,6 +59,8 @@ def test_failing_endpoint_is_aborted_and_the_run_still_ends_cleanly(tmp_path):
     assert first.duration_s < 4.0  # cut short, not run to its planned length
     steps = summarize_samples(output.specs, output.samples, sla_of(config))
     assert all(s.verdict == "fail" for s in steps)
+    failures = (tmp_path / "locust_failures.csv").read_text()
+    assert "HTTP 500" in failures  # status failures reach Locust's statistics by name
 
 
 def test_progress_reports_every_step_as_it_runs(measured):

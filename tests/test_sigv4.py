@@ -5,7 +5,7 @@ import re
 import botocore.session
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from tuner.sigv4 import InvokeSigner
 
@@ -55,6 +55,40 @@ def test_signature_verifies_against_botocore_with_known_credentials(monkeypatch)
 def test_endpoint_url_is_honoured_and_signatures_are_reused_within_a_second(monkeypatch):
     s = signer(monkeypatch, endpoint_url="http://127.0.0.1:9999")
     assert s.base_url == "http://127.0.0.1:9999"
-    assert s.path == "/endpoints/my-endpoint/invocations"
+    assert s.url == "http://127.0.0.1:9999/endpoints/my-endpoint/invocations"
     first = s.sign()
     assert s.sign() is first or s.sign()["X-Amz-Date"] != first["X-Amz-Date"]
+
+
+class RotatingSession:
+    """A botocore session whose credentials change on every refresh, as a role's do."""
+
+    def __init__(self) -> None:
+        self.real = botocore.session.Session()
+        self.refreshes = 0
+
+    def get_credentials(self):
+        return self
+
+    def get_frozen_credentials(self):
+        self.refreshes += 1
+        return ReadOnlyCredentials(f"AKID{self.refreshes}", SECRET, TOKEN)
+
+    def create_client(self, *args, **kwargs):
+        return self.real.create_client(*args, **kwargs)
+
+    def get_config_variable(self, name):
+        return self.real.get_config_variable(name)
+
+
+def test_credentials_are_read_again_each_second_and_new_keys_sign(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    session = RotatingSession()
+    s = InvokeSigner("e", None, "eu-west-1", "application/json", b"{}", session=session)
+    clock = iter([1000.2, 1000.7, 1001.1])
+    monkeypatch.setattr("tuner.sigv4.time.time", lambda: next(clock))
+    first, same_second, next_second = s.sign(), s.sign(), s.sign()
+    assert same_second is first and session.refreshes == 2
+    assert "Credential=AKID1/" in first["Authorization"]
+    assert "Credential=AKID2/" in next_second["Authorization"]

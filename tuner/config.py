@@ -8,6 +8,7 @@ not AWS's: moto (and sometimes AWS) accepts values that make no sense, such as m
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,15 @@ from tuner.errors import InputError
 
 POLICY_NAME = "SageMakerEndpointInvocationScalingPolicy"
 PREDEFINED_METRIC = "SageMakerVariantInvocationsPerInstance"
+# type/subtype with optional parameters (RFC 9110), nothing that could end the header line.
+MEDIA_TYPE = re.compile(r"[\w!#$%&'*+.^`|~-]+/[\w!#$%&'*+.^`|~-]+([ \t]*;[ -~]*)?", re.ASCII)
+
+
+def content_type_problem(content_type: str) -> str | None:
+    if MEDIA_TYPE.fullmatch(content_type):
+        return None
+    return (f"--content-type {content_type!r} is not a media type: give one like "
+            "application/json or text/csv")
 
 
 class TuneConfig(BaseModel):
@@ -150,7 +160,8 @@ def validate(config: TuneConfig) -> TuneConfig:
          f"--max-capacity {config.max_capacity} is below --min-capacity {config.min_capacity}: "
          "raise max or lower min"),
     ]
-    for ok, message in checks:
+    problem = content_type_problem(config.content_type)
+    for ok, message in [*checks, (problem is None, problem or "")]:
         if not ok:
             raise InputError(message)
     if config.url is not None and not config.url.startswith(("http://", "https://")):
@@ -246,6 +257,8 @@ def validate_validation(config: ValidateConfig) -> ValidateConfig:
          f"--url {config.url!r} must start with http:// or https://"),
         (config.payload is None or config.payload.is_file(),
          f"--payload {config.payload} is not a readable file"),
+        (content_type_problem(config.content_type) is None,
+         content_type_problem(config.content_type) or ""),
     ]
     for ok, message in checks:
         if not ok:

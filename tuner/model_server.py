@@ -105,9 +105,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="time each request occupies a slot")
     parser.add_argument("--error-rate", type=float, default=0.0,
                         help="share of invocations answered with HTTP 500 (for tests)")
+    parser.add_argument("--certfile", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--keyfile", help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
     uvicorn.run(make_app(args.slots, args.service_ms, args.error_rate), host=args.host,
-                port=args.port, log_level="warning", access_log=False, backlog=4096)
+                port=args.port, log_level="warning", access_log=False, backlog=4096,
+                ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
 
 
 if __name__ == "__main__":

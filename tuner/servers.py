@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -28,11 +29,13 @@ def free_port() -> int:
 
 def _wait_http(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
+    # Only "does it answer?": a test server's self-signed certificate is not checked here.
+    unverified = ssl._create_unverified_context()
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RunError(f"server for {url} exited with code {process.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=1):
+            with urllib.request.urlopen(url, timeout=1, context=unverified):
                 return
         except OSError:
             time.sleep(0.1)
@@ -68,14 +71,17 @@ class ModelServer:
 
 
 @contextlib.contextmanager
-def model_server(slots: int = 4, service_ms: float = 20.0,
-                 error_rate: float = 0.0) -> Iterator[ModelServer]:
-    """The bundled model server of known capacity (slots x 1000 / service_ms rps)."""
+def model_server(slots: int = 4, service_ms: float = 20.0, error_rate: float = 0.0,
+                 tls: tuple[str, str] | None = None) -> Iterator[ModelServer]:
+    """The bundled model server of known capacity (slots x 1000 / service_ms rps); with
+    `tls` (certificate and key files), over HTTPS."""
     port = free_port()
     command = [sys.executable, "-m", "tuner.model_server", "--port", str(port),
                "--slots", str(slots), "--service-ms", str(service_ms),
                "--error-rate", str(error_rate)]
-    url = f"http://127.0.0.1:{port}"
+    if tls:
+        command += ["--certfile", tls[0], "--keyfile", tls[1]]
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     with _process(command, url + "/ping"):
         yield ModelServer(url, slots, service_ms)
 

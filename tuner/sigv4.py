@@ -3,7 +3,8 @@
 boto3 inside Locust manages ~550 requests/s per core; most of that is boto3, not HTTP. The
 fast path signs the request with botocore's own SigV4 signer (credentials from the standard
 chain, refreshed when they expire) and sends it with Locust's FastHttpUser. The payload is
-the same for every request, so one signature serves every request within the same second.
+the same for every request, so one signature serves every request within the same second
+(SigV4 signs to the second).
 The runtime URL is resolved exactly as boto3 resolves it (honouring $AWS_ENDPOINT_URL and
 $AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME).
 
@@ -31,6 +32,8 @@ class InvokeSigner:
             raise RuntimeError("no AWS credentials found: set AWS_PROFILE or "
                                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
         base = session.create_client("sagemaker-runtime", region_name=region).meta.endpoint_url
+        # Verify TLS as boto3 does: the system's CAs, or $AWS_CA_BUNDLE / `ca_bundle`.
+        self.ca_bundle: str | None = session.get_config_variable("ca_bundle")
         self.region = region
         self.payload = payload
         self.url = f"{base.rstrip('/')}/endpoints/{quote(endpoint, safe='')}/invocations"
@@ -38,7 +41,6 @@ class InvokeSigner:
         if variant:
             self.headers["X-Amzn-SageMaker-Target-Variant"] = variant
         self._second = -1
-        self._key: tuple | None = None
         self._signed: dict[str, str] = {}
 
     @property
@@ -46,20 +48,17 @@ class InvokeSigner:
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.netloc}"
 
-    @property
-    def path(self) -> str:
-        return urlsplit(self.url).path
-
     def sign(self) -> dict[str, str]:
         """Headers for one request now: Authorization, X-Amz-Date and, if any, the token."""
-        frozen = self.credentials.get_frozen_credentials()  # refreshes expiring credentials
         second = int(time.time())
-        key = (frozen.access_key, frozen.secret_key, frozen.token)
-        if second == self._second and key == self._key:
+        if second == self._second:
             return self._signed
+        # Once a second: freezing refreshable credentials checks their expiry (and refreshes
+        # them ahead of it), which costs more than sending a request.
+        frozen = self.credentials.get_frozen_credentials()
         request = AWSRequest(method="POST", url=self.url, data=self.payload,
                              headers=dict(self.headers))
         SigV4Auth(frozen, SIGNING_NAME, self.region).add_auth(request)
-        self._second, self._key = second, key
+        self._second = second
         self._signed = dict(request.headers.items())
         return self._signed

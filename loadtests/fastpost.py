@@ -1,0 +1,71 @@
+"""One fixed POST, sent through a FastHttpUser's own HTTP client without per-request wrapping.
+
+Why: at open-loop rates a generator process is bound by its CPU per request.
+`FastHttpSession.request` spends about 60 of its ~155 µs per request (measured on this
+project's bundled server) on work a fixed POST never needs: building the URL, merging the
+headers three times, the cookie jar, redirects, gzip, wrapping the response. `FastPost`
+resolves the path and headers once and calls the same `HTTPClient.request` that
+FastHttpSession ends in, taken from the user's own client pool, so every FastHttpUser
+setting (concurrency, timeouts, TLS verification, proxy) holds. It then reports the request
+on `events.request` as FastHttpSession does, so Locust's statistics and tuner's recorder
+both see it. `benchmarks/generator.py` measures the difference.
+
+Imported only by locustfiles (inside the gevent-patched Locust process).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from geventhttpclient.url import URL
+from locust import FastHttpUser
+from locust.contrib.fasthttp import FAILURE_EXCEPTIONS
+
+from tuner.errors import RunError
+
+
+class HTTPStatusError(Exception):
+    """A response outside 2xx, reported to Locust as the request's failure."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        detail = body[:200].decode("utf-8", errors="replace").strip()
+        super().__init__(f"HTTP {status}" + (f": {detail}" if detail else ""))
+        self.status = status
+
+
+class FastPost:
+    def __init__(self, user: FastHttpUser, url: str, body: bytes, headers: dict[str, str],
+                 name: str) -> None:
+        target = URL(url)
+        if target.scheme not in ("http", "https"):
+            raise RunError(f"cannot send to {url!r}: the URL must start with http:// or "
+                           "https://")
+        self.http = user.client.client.clientpool.get_client(target)
+        self.path = target.request_uri
+        self.url = url
+        self.body = body
+        self.headers = headers
+        self.name = name
+        self.fire = user.environment.events.request.fire
+
+    def send(self, context: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        """POST the body (with `headers` instead of the fixed ones, if given), read the whole
+        response, and report it; a status outside 2xx or a network error is a failure."""
+        start_time = time.time()
+        started = time.perf_counter()
+        length, exception = 0, None
+        try:
+            with self.http.request("POST", self.path, body=self.body,
+                                   headers=headers or self.headers) as response:
+                content = response.read()
+                length = len(content)
+                if not 200 <= response.status_code < 300:
+                    exception = HTTPStatusError(response.status_code, content)
+        except FAILURE_EXCEPTIONS as error:
+            exception = error
+        self.fire(request_type="POST", name=self.name, context=context, response=None,
+                  exception=exception, start_time=start_time, url=self.url,
+                  response_time=(time.perf_counter() - started) * 1000.0,
+                  response_length=length)
+
