@@ -35,6 +35,8 @@ class HTTPStatusError(Exception):
 
 
 class FastPost:
+    """One user's fixed POST to one URL; `send` is safe to call from many greenlets."""
+
     def __init__(self, user: FastHttpUser, url: str, body: bytes, headers: dict[str, str],
                  name: str) -> None:
         target = URL(url)
@@ -42,7 +44,7 @@ class FastPost:
             raise RunError(f"cannot send to {url!r}: the URL must start with http:// or "
                            "https://")
         self.http = user.client.client.clientpool.get_client(target)
-        self.path = target.request_uri
+        self.path = target.quoted_uri  # percent-encoded, as FastHttpSession sends it
         self.url = url
         self.body = body
         self.headers = headers
