@@ -23,11 +23,17 @@ PREDEFINED_METRIC = "SageMakerVariantInvocationsPerInstance"
 MEDIA_TYPE = re.compile(r"[\w!#$%&'*+.^`|~-]+/[\w!#$%&'*+.^`|~-]+([ \t]*;[ -~]*)?", re.ASCII)
 
 
-def content_type_problem(content_type: str) -> str | None:
-    if MEDIA_TYPE.fullmatch(content_type):
-        return None
-    return (f"--content-type {content_type!r} is not a media type: give one like "
-            "application/json or text/csv")
+def request_checks(url: str | None, payload: Path | None,
+                    content_type: str) -> list[tuple[bool, str]]:
+    """What is sent, and where to: the same rules for `tune` and `validate`."""
+    return [
+        (url is None or url.startswith(("http://", "https://")),
+         f"--url {url!r} must start with http:// or https://"),
+        (payload is None or payload.is_file(), f"--payload {payload} is not a readable file"),
+        (MEDIA_TYPE.fullmatch(content_type) is not None,
+         f"--content-type {content_type!r} is not a media type: give one like "
+         "application/json or text/csv"),
+    ]
 
 
 class TuneConfig(BaseModel):
@@ -160,14 +166,10 @@ def validate(config: TuneConfig) -> TuneConfig:
          f"--max-capacity {config.max_capacity} is below --min-capacity {config.min_capacity}: "
          "raise max or lower min"),
     ]
-    problem = content_type_problem(config.content_type)
-    for ok, message in [*checks, (problem is None, problem or "")]:
+    checks += request_checks(config.url, config.payload, config.content_type)
+    for ok, message in checks:
         if not ok:
             raise InputError(message)
-    if config.url is not None and not config.url.startswith(("http://", "https://")):
-        raise InputError(f"--url {config.url!r} must start with http:// or https://")
-    if config.payload is not None and not config.payload.is_file():
-        raise InputError(f"--payload {config.payload} is not a readable file")
     return config
 
 
@@ -253,12 +255,7 @@ def validate_validation(config: ValidateConfig) -> ValidateConfig:
         (config.instances is None or config.instances >= 1, "--instances must be at least 1"),
         (config.max_test_seconds >= 10, "--max-test-seconds must be at least 10"),
         (1 <= config.processes <= 64, "--processes must be 1-64"),
-        (config.url is None or config.url.startswith(("http://", "https://")),
-         f"--url {config.url!r} must start with http:// or https://"),
-        (config.payload is None or config.payload.is_file(),
-         f"--payload {config.payload} is not a readable file"),
-        (content_type_problem(config.content_type) is None,
-         content_type_problem(config.content_type) or ""),
+        *request_checks(config.url, config.payload, config.content_type),
     ]
     for ok, message in checks:
         if not ok:

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from tuner.analysis import Sla, StepSpec
-from tuner.config import TuneConfig
+from tuner.config import TuneConfig, request_checks
 from tuner.errors import InputError, RunError
 from tuner.search import SearchSettings
 
@@ -217,8 +217,9 @@ def worker_plan(url: str | None, endpoint: str | None, variant: str, region: str
     timeouts, abort thresholds, SLA) comes from the master with each step."""
     if (url is None) == (endpoint is None):
         raise InputError("give exactly one of --url or --endpoint, the same as the master's")
-    if payload is not None and not payload.is_file():
-        raise InputError(f"--payload {payload} is not a readable file")
+    for ok, message in request_checks(url, payload, content_type):
+        if not ok:
+            raise InputError(message)
     if url is not None:
         target: dict[str, Any] = {"kind": "url", "url": url}
     else:
