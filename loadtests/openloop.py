@@ -48,12 +48,11 @@ from tuner.analysis import (
     generator_limit,
     summarize_step,
 )
-from tuner.search import SearchSettings, next_step, out_of_budget
+from tuner.search import SearchSettings, drain_seconds, next_step, out_of_budget
 
 PLAN_ENV = "TUNER_PLAN"
 STEP_MESSAGE = "tuner_step"
 DONE_MESSAGE = "tuner_step_done"
-MAX_DRAIN_SECONDS = 30.0
 ARRIVAL_TICK_S = 0.001
 log = logging.getLogger("tuner.openloop")
 
@@ -70,7 +69,7 @@ def default_plan() -> dict[str, Any]:
         "search": {"start_rps": float(env("TUNER_START_RPS", "10")),
                    "budget_s": float(env("TUNER_MAX_TEST_SECONDS", "120")),
                    "percentile": float(env("TUNER_SLA_PERCENTILE", "90"))},
-        "arrivals": env("TUNER_ARRIVALS", "uniform"),
+        "arrivals": env("TUNER_ARRIVALS", "poisson"),
         "request_timeout_s": float(env("TUNER_REQUEST_TIMEOUT_S", "10")),
         "max_in_flight": int(env("TUNER_MAX_IN_FLIGHT", "8000")),
         "abort": {"error_rate": float(env("TUNER_ABORT_ERROR_RATE", "0.2")),
@@ -205,18 +204,27 @@ class OpenLoopLane:
             if abort_reason is not None:
                 aborted_at = time.perf_counter() - t0
         cpu_percent = cpu.cpu_percent()
-        scheduled = _arrivals_due(rate, min(duration, aborted_at or duration), poisson)
+        # Arrivals the step scheduled but never sent: the same sequence drawn on to the end.
+        end = min(duration, aborted_at or duration)
+        unsent = 0
+        while intended < end:
+            unsent += 1
+            intended += rng.expovariate(rate) if poisson else 1.0 / rate
         pool.join(timeout=1.0 if abort_reason else timeout + 2)
         pool.kill()
         samples = RECORDER.pop(step["index"])
+        timeout_ms = timeout * 1000.0
         self.environment.runner.send_message(DONE_MESSAGE, {
             "index": step["index"],
             "samples": samples,
-            "unanswered": max(0, len(lags) - len(samples["ok"])),
+            # Timed out or killed: the client gave up, the endpoint may still be at them.
+            "unanswered": sum(1 for ok, ms in zip(samples["ok"], samples["latency_ms"],
+                                                  strict=True) if not ok and ms >= timeout_ms)
+            + max(0, len(lags) - len(samples["ok"])),
             "cpu_percent": cpu_percent,
             "send_lag_p90_ms": _p90_ms(lags),
-            "unsent": max(0, scheduled - len(lags)),
-            "scheduled": scheduled,
+            "unsent": unsent,
+            "scheduled": len(lags) + unsent,
             "abort_reason": abort_reason,
             "aborted_at": aborted_at,
         })
@@ -227,13 +235,14 @@ class OpenLoopLane:
         outstanding[intended] = True
         try:
             self.invoke((step, t0, intended))
+        except gevent.GreenletExit:
+            # Killed unanswered at the step's end: an error like a timeout, so the step's
+            # counts cover every request it sent.
+            RECORDER.on_request(context={"tuner": (step, t0, intended)},
+                                exception="abandoned at the end of the step")
+            raise
         finally:
             outstanding.pop(intended, None)
-
-
-def _arrivals_due(rate: float, seconds: float, poisson: bool) -> int:
-    """Arrivals a lane should have started in `seconds` (expected count for Poisson)."""
-    return int(rate * seconds) if not poisson else round(rate * seconds)
 
 
 def _p90_ms(values: list[float]) -> float | None:
@@ -358,6 +367,7 @@ class SearchController:
                                 else "search complete")
             self.write_summary(complete=True)
             return None
+        spec = replace(spec, timeout_s=self.plan["request_timeout_s"])
         self.current, self.current_lanes = spec, lanes
         self.started_at = time.monotonic()
         # Workers on other machines know only their target: the lane settings travel with
@@ -408,7 +418,7 @@ class SearchController:
         if unanswered:
             # Abandoned requests are still queued at the endpoint: wait for it to catch up,
             # or the next step measures this one's backlog.
-            drain = min(MAX_DRAIN_SECONDS, 1.0 + unanswered / max(result.achieved_rps, 1.0))
+            drain = drain_seconds(unanswered, result.achieved_rps)
             self.resume_at = time.monotonic() + drain
             log.info("step %d left %d requests unanswered: pausing %.1f s", spec.index,
                      unanswered, drain)

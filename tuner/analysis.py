@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
 
 from tuner.errors import NoPassingStepError
-from tuner.stats import percentile_refuted, percentile_supported
+from tuner.stats import (
+    binom_sf,
+    exceedance_lower_bound,
+    exceedance_upper_bound,
+    percentile_refuted,
+    percentile_supported,
+)
 
 ACHIEVED_FRACTION_REQUIRED = 0.95
 # A load is sustainable only if it could go on: latency still rising at the step's end
@@ -51,44 +58,209 @@ class StepSpec:
     # Set when the step was cut short to protect the endpoint; duration_s is then the
     # time it actually ran.
     abort_reason: str | None = None
+    # A request not answered within this is a timeout (an error, and abandoned by the
+    # client, though still queued at the endpoint).
+    timeout_s: float = 10.0
 
     @property
     def window_s(self) -> float:
         return max(0.0, self.duration_s - self.warmup_s)
 
 
+class Verdict(StrEnum):
+    """What a step (or all steps at one rate, pooled) showed about the SLA."""
+
+    PASS = "pass"  # the SLA percentile is statistically supported, errors and trend fine
+    FAIL = "fail"  # a limit is clearly broken: slow share, errors, instability, abort
+    INCONCLUSIVE = "inconclusive"  # neither yet: more requests needed, never a bound
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The counts one or more steps at the same rate showed: everything a verdict needs.
+
+    All counts are over the same requests: those *sent* (by intended time) in the
+    measurement window, answered whenever they finished, up to the request timeout. An
+    error or timeout is slower than any SLA.
+
+    Requests that queue behind each other are not independent: near saturation a slow
+    request is followed by more slow ones. The binomial tests therefore count *effective*
+    requests, the raw counts divided by the latency series' integrated autocorrelation time
+    (`autocorrelation_time`): independent requests count fully, a queue's clusters as few.
+    """
+
+    requests: int
+    slow: int  # slower than the SLA, errors included
+    errors: int
+    answered: int  # got any answer within the timeout
+    unstable: str | None = None  # why latency looked like a growing queue
+    abort_reason: str | None = None
+    effective_requests: float = -1.0  # -1: as many as `requests`
+    effective_slow: float = -1.0
+    looks: int = 1  # steps pooled: each is one more look at the same question
+
+    def __post_init__(self) -> None:
+        if self.effective_requests < 0:
+            object.__setattr__(self, "effective_requests", float(self.requests))
+        if self.effective_slow < 0:
+            object.__setattr__(self, "effective_slow", float(self.slow))
+
+    def __add__(self, other: Evidence) -> Evidence:
+        return Evidence(self.requests + other.requests, self.slow + other.slow,
+                        self.errors + other.errors, self.answered + other.answered,
+                        self.unstable or other.unstable, self.abort_reason or other.abort_reason,
+                        self.effective_requests + other.effective_requests,
+                        self.effective_slow + other.effective_slow, self.looks + other.looks)
+
+    @property
+    def correlation(self) -> float:
+        """Raw requests per effective one (>= 1)."""
+        return self.requests / self.effective_requests if self.effective_requests else 1.0
+
+    def test_confidence(self, confidence: float) -> float:
+        """The confidence each test on this evidence is held to: the error rate is spent
+        over the looks (alpha/2, alpha/4, ...), so that extending an inconclusive rate
+        and testing again cannot add up to more than alpha of false verdicts."""
+        return 1.0 - (1.0 - confidence) / 2 ** self.looks
+
+    @property
+    def slow_share(self) -> float:
+        return self.slow / self.requests if self.requests else math.nan
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def answered_share(self) -> float:
+        return self.answered / self.requests if self.requests else 0.0
+
+    @property
+    def test_counts(self) -> tuple[int, int]:
+        """(slow, requests) for the binomial tests: the effective counts, rounded."""
+        if not self.requests:
+            return 0, 0
+        n = max(1, round(self.effective_requests))
+        return min(n, round(self.effective_slow)), n
+
+    def slow_share_bounds(self, confidence: float) -> tuple[float, float]:
+        """Two-sided Clopper-Pearson interval of the share of slow requests."""
+        tail = 1 - (1 - confidence) / 2
+        slow, n = self.test_counts
+        return (exceedance_lower_bound(slow, n, tail), exceedance_upper_bound(slow, n, tail))
+
+
+def autocorrelation_time(values: np.ndarray) -> float:
+    """Integrated autocorrelation time of a series (>= 1), on ranks so that heavy tails
+    and infinities do not dominate; Sokal's adaptive window (stop at lag >= 5 tau)."""
+    n = values.size
+    if n < 20:
+        return 1.0
+    # Average ranks: tied latencies (a constant service time) carry no order.
+    _, position, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[position]
+    centred = ranks - ranks.mean()
+    if not centred.any():
+        return 1.0
+    size = 1 << (2 * n - 1).bit_length()
+    spectrum = np.fft.rfft(centred, size)
+    acf = np.fft.irfft(spectrum * np.conjugate(spectrum), size)[:n]
+    acf /= acf[0]
+    tau = 1.0
+    for lag in range(1, n):
+        tau += 2 * acf[lag]
+        if lag >= 5 * tau:
+            break
+    return float(min(max(tau, 1.0), n))
+
+
+def judge(evidence: Evidence, sla: Sla) -> tuple[Verdict, tuple[str, ...]]:
+    """The one place a verdict is derived: fail on clear evidence, pass on statistical
+    support for the SLA, inconclusive otherwise (more requests needed)."""
+    q = sla.quantile
+    slow, n = evidence.test_counts
+    confidence = evidence.test_confidence(sla.confidence)
+    counted = (f"{evidence.slow} of {evidence.requests} requests slower than "
+               f"{sla.latency_ms:g} ms, errors included ({n} effective)")
+    reasons: list[str] = []
+    if evidence.abort_reason:
+        reasons.append(f"aborted {evidence.abort_reason}")
+    if evidence.requests == 0:
+        reasons.append("no requests were sent in the measurement window")
+    if evidence.requests and evidence.answered_share < ACHIEVED_FRACTION_REQUIRED:
+        reasons.append(f"saturated: {evidence.answered_share:.1%} of the requests sent were "
+                       "answered within the timeout")
+    if evidence.requests and evidence.errors and (
+            sla.max_error_rate == 0 or binom_sf(evidence.errors, evidence.requests,
+                                                sla.max_error_rate) <= 1 - confidence):
+        reasons.append(f"error rate {evidence.error_rate:.2%} above {sla.max_error_rate:.2%}")
+    if evidence.unstable:
+        reasons.append(evidence.unstable)
+    if n and percentile_refuted(slow, n, q, confidence):
+        reasons.append(f"{counted}: p{sla.percentile:g} over the SLA")
+    if reasons:
+        return Verdict.FAIL, tuple(reasons)
+    if evidence.error_rate > sla.max_error_rate:
+        return Verdict.INCONCLUSIVE, (
+            f"error rate {evidence.error_rate:.2%} above {sla.max_error_rate:.2%}, "
+            "not yet significantly",)
+    if percentile_supported(slow, n, q, confidence):
+        return Verdict.PASS, ()
+    return Verdict.INCONCLUSIVE, (
+        f"{counted} do not yet show p{sla.percentile:g} within the SLA at "
+        f"{confidence:.1%} confidence",)
+
+
 @dataclass(frozen=True)
 class StepResult:
-    """What one step measured and whether it met the SLA.
-
-    verdict is "pass" (the SLA is statistically supported), "fail" (a limit is clearly
-    broken: saturation, errors, instability, or a percentile significantly over the SLA) or
-    "inconclusive" (too few requests to support the SLA, with no evidence against it).
-    """
+    """What one step measured and what it showed (see `Evidence` and `judge`)."""
 
     index: int
     phase: str
     offered_rps: float
-    achieved_rps: float
+    achieved_rps: float  # good answers to the window's requests, per second of window
     requests: int
     errors: int
     error_rate: float
-    p50_ms: float
+    p50_ms: float  # percentiles count errors and timeouts as infinitely slow
     p90_ms: float
     p99_ms: float
     sla_percentile_ms: float
     slow_requests: int
     duration_s: float
     warmup_s: float
-    verdict: str
+    verdict: Verdict
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    answered: int = -1  # -1: an old record without it (then: requests)
+    slow_share_low: float = math.nan
+    slow_share_high: float = math.nan
+    trend_ms_per_s: float = math.nan
+    unstable: str | None = None
+    abort_reason: str | None = None
+    # Answers that arrived inside the window, per second: what the endpoint got through.
+    # Below the offered rate, a lower bound on its saturation throughput.
+    completed_rps: float = math.nan
+    autocorrelation_time: float = 1.0  # of the window's latencies, in requests
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verdict", Verdict(self.verdict))
+        if self.answered < 0:
+            object.__setattr__(self, "answered", self.requests)
 
     @property
     def passed(self) -> bool:
-        return self.verdict == "pass"
+        return self.verdict is Verdict.PASS
+
+    @property
+    def evidence(self) -> Evidence:
+        tau = max(1.0, self.autocorrelation_time)
+        return Evidence(self.requests, self.slow_requests, self.errors, self.answered,
+                        self.unstable, self.abort_reason, self.requests / tau,
+                        self.slow_requests / tau)
 
     def to_dict(self) -> dict:
         row = asdict(self)
+        row["verdict"] = str(self.verdict)
         row["reasons"] = list(self.reasons)
         row["passed"] = self.passed
         return row
@@ -107,7 +279,7 @@ class LatencyTrend:
 
 
 def latency_trend(intended_s: np.ndarray, latency_ms: np.ndarray,
-                  spec: StepSpec) -> LatencyTrend | None:
+                  spec: StepSpec, autocorrelation: float = 1.0) -> LatencyTrend | None:
     """Median latency per quarter of the window, and whether it climbs: a growing queue.
 
     Offered load above capacity makes the queue, and so latency, grow by (rate - capacity) /
@@ -122,7 +294,9 @@ def latency_trend(intended_s: np.ndarray, latency_ms: np.ndarray,
             return None
         q25, q50, q75 = np.percentile(values, [25, 50, 75])
         medians.append(float(q50))
-        errors.append(1.2533 * (q75 - q25) / 1.349 / math.sqrt(values.size))
+        # Correlated latencies (a queue) carry fewer independent values than requests.
+        independent = max(1.0, values.size / max(1.0, autocorrelation))
+        errors.append(1.2533 * (q75 - q25) / 1.349 / math.sqrt(independent))
         middles.append((low + high) / 2)
     rise = medians[-1] - medians[0]
     noise = math.hypot(errors[0], errors[-1])
@@ -133,7 +307,9 @@ def latency_trend(intended_s: np.ndarray, latency_ms: np.ndarray,
 
 
 def _pct(values: np.ndarray, q: float) -> float:
-    return float(np.percentile(values, q)) if values.size else math.nan
+    """Nearest-rank percentile (no interpolation, so an infinite error latency stays a
+    clean infinity rather than NaN)."""
+    return float(np.percentile(values, q, method="inverted_cdf")) if values.size else math.nan
 
 
 def summarize_step(
@@ -144,7 +320,12 @@ def summarize_step(
     ok: np.ndarray,
     sla: Sla,
 ) -> StepResult:
-    """Judge one step from its requests (times are seconds from the step's start)."""
+    """Judge one step from its requests (times are seconds from the step's start).
+
+    Every count is over the requests *sent* in the window (by intended time), answered
+    whenever they finished: a slow model's answers that arrive after the window closes
+    still count for the window's requests.
+    """
     intended_s = np.asarray(intended_s, dtype=float)
     completed_s = np.asarray(completed_s, dtype=float)
     latency_ms = np.asarray(latency_ms, dtype=float)
@@ -153,62 +334,32 @@ def summarize_step(
     in_window = (intended_s >= spec.warmup_s) & (intended_s < spec.duration_s)
     requests = int(in_window.sum())
     errors = int((in_window & ~ok).sum())
-    error_rate = errors / requests if requests else 0.0
-    good = latency_ms[in_window & ok]
-    finished_in_window = (completed_s >= spec.warmup_s) & (completed_s < spec.duration_s)
-    # Answers of any kind show the endpoint keeping up; only good ones count as throughput.
-    answered_in_window = int(finished_in_window.sum())
-    achieved_rps = (int((ok & finished_in_window).sum()) / spec.window_s
-                    if spec.window_s > 0 else 0.0)
+    answered = int((in_window & (latency_ms < spec.timeout_s * 1000.0)).sum())
+    good = in_window & ok
+    achieved_rps = int(good.sum()) / spec.window_s if spec.window_s > 0 else 0.0
+    finished = (completed_s >= spec.warmup_s) & (completed_s < spec.duration_s) & ok
+    completed_rps = int(finished.sum()) / spec.window_s if spec.window_s > 0 else 0.0
+    # An error or timeout is no fast answer: it counts as slower than any SLA, in the
+    # test and in every reported percentile.
+    effective = np.where(ok, latency_ms, math.inf)[in_window]
+    slow = int((effective > sla.latency_ms).sum())
 
-    slow = int((good > sla.latency_ms).sum()) + errors  # an error is no fast answer either
-    sla_pct = _pct(good, sla.percentile)
-    reasons: list[str] = []
-    hard_fail = False
-
-    if spec.abort_reason:
-        reasons.append(f"aborted after {spec.duration_s:.1f} s: {spec.abort_reason}")
-        hard_fail = True
-    if requests == 0:
-        reasons.append("no requests were sent in the measurement window")
-        hard_fail = True
-    # Saturation: the endpoint completed clearly fewer requests than were offered. Compare
-    # with the requests actually scheduled in the window (which removes Poisson noise) and
-    # allow a small boundary slack for requests straddling the window's edges.
-    if requests and answered_in_window < ACHIEVED_FRACTION_REQUIRED * requests - 3:
-        answered_rps = answered_in_window / spec.window_s
-        reasons.append(
-            f"saturated: answered {answered_rps:.1f} rps of {spec.offered_rps:.1f} offered"
-        )
-        hard_fail = True
-    if requests and error_rate > sla.max_error_rate:
-        reasons.append(f"error rate {error_rate:.2%} above {sla.max_error_rate:.2%}")
-        hard_fail = True
-    trend = latency_trend(intended_s[in_window & ok], latency_ms[in_window & ok], spec)
+    # The correlation that matters is the queue's near the SLA: latencies below half of
+    # it are flattened (ties), so that harmless jitter at low load shows no clustering,
+    # while a queue's slow episodes near the SLA do, even before any request breaks it.
+    order = np.argsort(intended_s[in_window], kind="stable")
+    tau = autocorrelation_time(np.maximum(effective[order], sla.latency_ms / 2))
+    trend = latency_trend(intended_s[good], latency_ms[good], spec, tau)
+    unstable = None
     if trend is not None and trend.growing and trend.projected_ms > sla.latency_ms:
-        reasons.append(
-            f"unstable: latency rising {trend.slope_ms_per_s:.0f} ms/s "
-            f"({trend.first_ms:.0f} -> {trend.last_ms:.0f} ms), a queue building up")
-        hard_fail = True
-    n = requests
-    if n and percentile_refuted(slow, n, sla.quantile, sla.confidence):
-        reasons.append(
-            f"p{sla.percentile:g} {sla_pct:.0f} ms over the {sla.latency_ms:g} ms SLA "
-            f"({slow} of {n} requests slower)"
-        )
-        hard_fail = True
-
-    if hard_fail:
-        verdict = "fail"
-    elif percentile_supported(slow, n, sla.quantile, sla.confidence):
-        verdict = "pass"
-    else:
-        verdict = "inconclusive"
-        reasons.append(
-            f"{n} requests with {slow} slower than {sla.latency_ms:g} ms do not show "
-            f"p{sla.percentile:g} within the SLA at {sla.confidence:.0%} confidence"
-        )
-
+        unstable = (f"unstable: latency rising {trend.slope_ms_per_s:.0f} ms/s "
+                    f"({trend.first_ms:.0f} -> {trend.last_ms:.0f} ms), a queue building up")
+    abort = (f"after {spec.duration_s:.1f} s: {spec.abort_reason}" if spec.abort_reason
+             else None)
+    evidence = Evidence(requests, slow, errors, answered, unstable, abort, requests / tau,
+                        slow / tau)
+    verdict, reasons = judge(evidence, sla)
+    low, high = evidence.slow_share_bounds(sla.confidence)
     return StepResult(
         index=spec.index,
         phase=spec.phase,
@@ -216,16 +367,24 @@ def summarize_step(
         achieved_rps=achieved_rps,
         requests=requests,
         errors=errors,
-        error_rate=error_rate,
-        p50_ms=_pct(good, 50),
-        p90_ms=_pct(good, 90),
-        p99_ms=_pct(good, 99),
-        sla_percentile_ms=sla_pct,
+        error_rate=evidence.error_rate,
+        p50_ms=_pct(effective, 50),
+        p90_ms=_pct(effective, 90),
+        p99_ms=_pct(effective, 99),
+        sla_percentile_ms=_pct(effective, sla.percentile),
         slow_requests=slow,
         duration_s=spec.duration_s,
         warmup_s=spec.warmup_s,
         verdict=verdict,
-        reasons=tuple(reasons),
+        reasons=reasons,
+        answered=answered,
+        slow_share_low=low,
+        slow_share_high=high,
+        trend_ms_per_s=trend.slope_ms_per_s if trend else math.nan,
+        unstable=unstable,
+        abort_reason=abort,
+        completed_rps=completed_rps,
+        autocorrelation_time=tau,
     )
 
 
@@ -249,61 +408,114 @@ def summarize_samples(specs: list[StepSpec], samples: pd.DataFrame, sla: Sla) ->
     return results
 
 
-def _crossing(r1: float, v1: float, r2: float, v2: float, limit: float) -> float | None:
-    """Where a metric rising from v1 (at r1) to v2 (at r2) reaches its limit, linearly."""
-    if not (math.isfinite(v1) and math.isfinite(v2)) or v2 <= limit or v1 > limit or v2 <= v1:
-        return None
-    return r1 + (limit - v1) / (v2 - v1) * (r2 - r1)
+@dataclass(frozen=True)
+class RateEvidence:
+    """Every step offered at one rate, pooled: repeated steps add up their requests."""
+
+    offered_rps: float
+    evidence: Evidence
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    achieved_rps: float  # request-weighted over the steps
+    steps: tuple[int, ...]
 
 
-def _limit_crossings(last_pass: StepResult, first_fail: StepResult, sla: Sla) -> list[float]:
-    """For each limit the failing step broke, the load at which it was reached."""
-    r1, r2 = last_pass.offered_rps, first_fail.offered_rps
-    found = [
-        _crossing(r1, last_pass.sla_percentile_ms, r2, first_fail.sla_percentile_ms,
-                  sla.latency_ms),
-        _crossing(r1, last_pass.error_rate, r2, first_fail.error_rate, sla.max_error_rate),
-        _crossing(r1, 1 - last_pass.achieved_rps / r1, r2, 1 - first_fail.achieved_rps / r2,
-                  1 - ACHIEVED_FRACTION_REQUIRED),
-    ]
-    return [c for c in found if c is not None]
+# A queue started from empty needs this many relaxation times to look like its steady state.
+SETTLE_RELAXATIONS = 2.0
+# Variance of the queue's net input per arriving request: Poisson arrivals (1) plus service
+# times with a squared coefficient of variation up to 2.
+QUEUE_VARIANCE_FACTOR = 3.0
 
 
-def bounds_capacity(step: StepResult) -> bool:
-    """A step that shows the load is too high: it failed, or it was inconclusive with
-    evidence against the SLA (some slow requests)."""
-    if step.verdict == "fail":
-        return True
-    return step.verdict == "inconclusive" and step.slow_requests > 0
+def saturation_estimate(steps: list[StepResult]) -> float | None:
+    """A lower bound on the endpoint's saturation throughput: the most answers per second
+    any failing step got through (None before any step failed)."""
+    values = [s.completed_rps for s in steps
+              if s.verdict is Verdict.FAIL and math.isfinite(s.completed_rps)]
+    return max(values) if values else None
 
 
-def bracket_steps(steps: list[StepResult]) -> tuple[StepResult | None, StepResult | None]:
-    """(last pass, first bound): the steps that bracket the capacity.
+def settle_time_s(rate_rps: float, saturation_rps: float | None) -> float:
+    """How long a queue at `rate_rps` needs, from empty, to reach its steady state.
 
-    The first bound is the lowest-rate step that did not pass, ignoring inconclusive steps
-    with no slow request below every pass (too few requests at a low warm-up rate). The last
-    pass is the highest statistically supported pass below it, so the lower end of the
-    bracket is never more than the test showed.
+    Near saturation a queue's backlog behaves like a reflected random walk with drift
+    -(saturation - rate) and variance about QUEUE_VARIANCE_FACTOR x rate per second; it
+    relaxes in variance / drift^2 seconds. A step measured sooner sees a queue still
+    filling: latency lower than the rate will bring, an optimistic verdict.
     """
-    pass_rates = [s.offered_rps for s in steps if s.passed]
-    lowest_pass = min(pass_rates) if pass_rates else math.inf
-    bounds = [s for s in steps
-              if not s.passed and (bounds_capacity(s) or s.offered_rps > lowest_pass)]
-    first_bound = min(bounds, key=lambda s: s.offered_rps) if bounds else None
-    ceiling = first_bound.offered_rps if first_bound else math.inf
-    below = [s for s in steps if s.passed and s.offered_rps < ceiling]
-    last_pass = max(below, key=lambda s: s.offered_rps) if below else None
-    return last_pass, first_bound
+    if saturation_rps is None:
+        return 0.0
+    if rate_rps >= saturation_rps:
+        return math.inf
+    relax = QUEUE_VARIANCE_FACTOR * rate_rps / (saturation_rps - rate_rps) ** 2
+    return SETTLE_RELAXATIONS * relax
+
+
+def pool_by_rate(steps: list[StepResult], sla: Sla) -> list[RateEvidence]:
+    """One pooled verdict per offered rate, lowest rate first.
+
+    Evidence against the SLA counts from every step; evidence for it only from steps that
+    warmed up long enough for the queue to settle at that rate (`settle_time_s`, with the
+    saturation throughput the failing steps showed): a queue still filling passes loads
+    it could not sustain.
+    """
+    saturation = saturation_estimate(steps)
+    groups: dict[float, list[StepResult]] = {}
+    for step in steps:
+        groups.setdefault(step.offered_rps, []).append(step)
+    pooled = []
+    for rate in sorted(groups):
+        members = groups[rate]
+        evidence = _sum_evidence(members)
+        verdict, reasons = judge(evidence, sla)
+        if verdict is Verdict.PASS:
+            settle = settle_time_s(rate, saturation)
+            settled = [s for s in members if s.warmup_s >= settle]
+            if len(settled) < len(members):
+                verdict, reasons = judge(_sum_evidence(settled), sla) if settled else (
+                    Verdict.INCONCLUSIVE, ())
+                if verdict is not Verdict.PASS:
+                    verdict = Verdict.INCONCLUSIVE
+                    reasons = (f"the queue may not have settled: {rate:g} rps needs "
+                               f"{settle:.0f} s of warm-up near the {saturation:.0f} rps "
+                               "the failing steps got through",)
+        weight = sum(max(1, s.requests) for s in members)
+        achieved = sum(s.achieved_rps * max(1, s.requests) for s in members) / weight
+        pooled.append(RateEvidence(rate, evidence, verdict, reasons, achieved,
+                                   tuple(s.index for s in members)))
+    return pooled
+
+
+def _sum_evidence(steps: list[StepResult]) -> Evidence:
+    evidence = steps[0].evidence
+    for other in steps[1:]:
+        evidence = evidence + other.evidence
+    return evidence
+
+
+def bracket(rates: list[RateEvidence]) -> tuple[RateEvidence | None, RateEvidence | None]:
+    """(last pass, first fail): the rates that bracket the capacity.
+
+    The first fail is the lowest rate with clear evidence against the SLA; the last pass
+    the highest rate below it whose pooled requests statistically support the SLA.
+    Inconclusive rates bound nothing: they only say that more requests are needed.
+    """
+    fails = [r for r in rates if r.verdict is Verdict.FAIL]
+    first_fail = min(fails, key=lambda r: r.offered_rps) if fails else None
+    ceiling = first_fail.offered_rps if first_fail else math.inf
+    passes = [r for r in rates if r.verdict is Verdict.PASS and r.offered_rps < ceiling]
+    last_pass = max(passes, key=lambda r: r.offered_rps) if passes else None
+    return last_pass, first_fail
 
 
 @dataclass(frozen=True)
 class CapacityEstimate:
-    """The highest load that met the SLA, and the steps that bracket it.
+    """The highest load that met the SLA, and the rates that bracket it.
 
-    The capacity lies in [last_pass_rps, first_fail_rps] at the step verdicts' confidence:
-    the last pass statistically supports the SLA, and the first fail statistically (or by
-    saturation) breaks it. `ci` is that interval, the upper end tightened to what the
-    failing step achieved; the target is derived from its lower end.
+    The capacity lies in [last_pass_rps, first_fail_rps] at the verdicts' confidence: the
+    last pass statistically supports the SLA, the first fail statistically breaks it. `ci`
+    is that interval; the target is derived from its lower end. The point estimate is where
+    the share of slow requests (errors included) reaches 1 - q between the measured rates.
     """
 
     max_sustainable_rps: float
@@ -317,34 +529,62 @@ class CapacityEstimate:
         return (self.last_pass_rps, self.ci_high_rps)
 
 
-def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
-    """Highest passing load, interpolated toward the first failing load above it.
+def _crossing(r1: float, v1: float, r2: float, v2: float, limit: float) -> float | None:
+    """Where a metric rising from v1 (at r1) to v2 (at r2) reaches its limit, linearly."""
+    if not (math.isfinite(v1) and math.isfinite(v2)) or v2 <= limit or v1 > limit or v2 <= v1:
+        return None
+    return r1 + (limit - v1) / (v2 - v1) * (r2 - r1)
 
-    The first failing load bounds the capacity: a pass above it is treated as noise, not
-    capacity. Between the last pass below it and that failure, the load where the first limit
-    (latency percentile, error rate, achieved share) was reached is interpolated linearly,
-    and never put above what the failing step actually achieved.
+
+def _first_crossing(points: list[tuple[float, float]], limit: float) -> float | None:
+    for (r1, v1), (r2, v2) in zip(points, points[1:], strict=False):
+        found = _crossing(r1, v1, r2, v2, limit)
+        if found is not None:
+            return found
+    return None
+
+
+def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
+    """Capacity from the pooled verdicts: bracket, then the point where a limit is reached.
+
+    Between the last pass and the first fail (through any inconclusive rates between
+    them), the load where the slow share reaches 1 - q or the error rate its limit is
+    interpolated linearly; with no such crossing (an instability or an abort) there is no
+    credit beyond the highest rate whose slow share was still within the SLA.
     """
-    last_pass, first_fail = bracket_steps(steps)
+    rates = pool_by_rate(steps, sla)
+    last_pass, first_fail = bracket(rates)
     if last_pass is None:
-        tried = ", ".join(f"{s.offered_rps:g}" for s in sorted(steps, key=lambda s: s.offered_rps))
+        tried = ", ".join(f"{r.offered_rps:g} ({r.verdict})" for r in rates)
         raise NoPassingStepError(
-            f"no load step met the SLA (tried {tried or 'nothing'} rps): lower --start-rps, "
-            "relax the SLA, or check the endpoint's errors; nothing was applied"
-        )
+            f"no load step showed the SLA (tried {tried or 'nothing'} rps): lower "
+            "--start-rps, raise --max-test-seconds, relax the SLA, or check the endpoint's "
+            "errors; nothing was applied")
+    lo = last_pass.offered_rps
     if first_fail is None:
-        return CapacityEstimate(last_pass.offered_rps, last_pass.offered_rps, None,
-                                "highest passing step (no failing load was reached)")
-    r1, r2 = last_pass.offered_rps, first_fail.offered_rps
-    # The first limit reached decides; a failure without a measurable crossing (instability,
-    # too few requests) gives no credit beyond the last pass.
-    crossing = min(_limit_crossings(last_pass, first_fail, sla), default=r1)
-    # A failing step that completed only X rps shows the endpoint cannot serve more than X.
-    crossing = min(crossing, max(r1, first_fail.achieved_rps))
-    crossing = min(max(crossing, r1), r2)
-    high = min(r2, max(r1, first_fail.achieved_rps)) if first_fail.verdict == "fail" else r2
-    return CapacityEstimate(crossing, r1, r2, "interpolated between last pass and first fail",
-                            ci_high_rps=high)
+        return CapacityEstimate(lo, lo, None, "highest passing rate (no failing load reached)")
+    hi = first_fail.offered_rps
+    span = [r for r in rates if lo <= r.offered_rps <= hi]
+    allowed = 1.0 - sla.quantile
+    crossings = [
+        _first_crossing([(r.offered_rps, r.evidence.slow_share) for r in span], allowed),
+        _first_crossing([(r.offered_rps, r.evidence.error_rate) for r in span],
+                        sla.max_error_rate) if sla.max_error_rate > 0 else None,
+    ]
+    within = [r.offered_rps for r in span if r.offered_rps < hi
+              and r.evidence.slow_share <= allowed and r.verdict is not Verdict.FAIL]
+    point = min((c for c in crossings if c is not None), default=max(within, default=lo))
+    # A straight line from a far failing load overshoots a hockey-stick curve: never past
+    # a measured rate whose slow share was already over what the SLA allows.
+    over = [r.offered_rps for r in span if r.offered_rps > lo
+            and r.evidence.slow_share > allowed]
+    # An overloaded step got through about the endpoint's saturation throughput, and a
+    # queue under Poisson arrivals cannot keep up at that rate, let alone above it.
+    through = [s.completed_rps for s in steps if s.verdict is Verdict.FAIL
+               and math.isfinite(s.completed_rps) and s.completed_rps < 0.9 * s.offered_rps]
+    point = max(lo, min(point, hi, min(over, default=hi), min(through, default=hi)))
+    return CapacityEstimate(point, lo, hi, "slow share interpolated between last pass and "
+                            "first fail", ci_high_rps=hi)
 
 
 # A generator process above this CPU share of its core is the bottleneck, not the endpoint.

@@ -100,7 +100,7 @@ def tune(
     max_rps: Annotated[float | None, Opt(help="never offer more than this")] = None,
     precision: Annotated[float | None, Opt(help="bracket width to stop at [default: 0.03]")] = None,
     confidence: Annotated[float | None, Opt(help="[default: 0.95]")] = None,
-    arrivals: Annotated[str | None, Opt(help="uniform | poisson [default: uniform]")] = None,
+    arrivals: Annotated[str | None, Opt(help="poisson | uniform (optimistic) [default: poisson]")] = None,
     processes: Annotated[int | None, Opt(help="Locust worker processes [default: 1]")] = None,
     runtime_client: Annotated[str | None, Opt(help="signed (fast) | boto3 [default: signed]")]
     = None,

@@ -74,10 +74,12 @@ class TuneConfig(BaseModel):
     max_rps: float | None = None
     precision: float = 0.03
     confidence: float = 0.95
-    arrivals: Literal["uniform", "poisson"] = "uniform"
+    # Production traffic from many independent clients is Poisson-like; "uniform" (evenly
+    # spaced arrivals) is optimistic: queues build far less under it.
+    arrivals: Literal["uniform", "poisson"] = "poisson"
     warmup_seconds: float = 1.0
     min_step_seconds: float = 3.0
-    max_step_seconds: float = 15.0
+    max_step_seconds: float = 120.0
     request_timeout_seconds: float | None = None
     max_in_flight: int = 8000  # per lane; by default Little's law sizes it per step
     abort_error_rate: float = 0.2

@@ -66,7 +66,8 @@ def search_settings_of(config: TuneConfig) -> SearchSettings:
         precision=config.precision, percentile=config.sla_percentile,
         confidence=config.confidence, warmup_s=config.warmup_seconds,
         min_step_s=config.min_step_seconds, max_step_s=config.max_step_seconds,
-        budget_s=config.max_test_seconds,
+        budget_s=config.max_test_seconds, max_error_rate=config.max_error_rate,
+        sla_latency_ms=config.sla_latency_ms,
     )
 
 
@@ -230,6 +231,6 @@ def worker_plan(url: str | None, endpoint: str | None, variant: str, region: str
     return {"output_dir": "worker-output", "target": target,
             "payload_file": str(payload.resolve()) if payload else None,
             "content_type": content_type, "max_in_flight": MAX_IN_FLIGHT_PER_LANE,
-            "request_timeout_s": 10.0, "arrivals": "uniform",
+            "request_timeout_s": 10.0, "arrivals": "poisson",
             "sla": {"percentile": 90, "latency_ms": 1000, "max_error_rate": 0.01},
             "search": {}}

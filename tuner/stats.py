@@ -84,3 +84,44 @@ def exceedance_upper_bound(exceedances: int, n: int, confidence: float) -> float
         else:
             hi = mid
     return hi
+
+
+def exceedance_lower_bound(exceedances: int, n: int, confidence: float) -> float:
+    """Clopper-Pearson lower bound of the exceedance probability (bisection on the tail)."""
+    if n == 0 or exceedances == 0:
+        return 0.0
+    alpha = 1.0 - confidence
+    lo, hi = 0.0, exceedances / n
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if binom_sf(exceedances, n, mid) < alpha:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def requests_to_show(share: float, quantile: float, confidence: float) -> int:
+    """About how many requests a step needs to show "q-quantile within the SLA" at
+    `confidence` when the true share of slow requests is `share` (< 1 - q); normal
+    approximation of the one-sided binomial test, never below the zero-exceedance count."""
+    allowed = 1.0 - quantile
+    floor = samples_for_zero_exceedances(quantile, confidence)
+    if share >= allowed:
+        return 10**9
+    z = _z(confidence)
+    gap = allowed - share
+    spread = z * math.sqrt(allowed * (1 - allowed))
+    return max(floor, math.ceil((spread / gap) ** 2))
+
+
+def _z(confidence: float) -> float:
+    """Standard normal quantile by bisection on erf (no SciPy)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < confidence:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2

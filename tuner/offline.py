@@ -1,0 +1,65 @@
+"""The whole capacity search run offline against a simulated endpoint, in virtual time.
+
+The same `search.next_step`, `analysis.summarize_step` and `analysis.estimate_capacity`
+the Locust controller uses, with `queueing.VirtualEndpoint` answering the requests: a run
+of minutes of load takes milliseconds, so the simulation tests can check what the tool's
+statistical claims (pass, fail, interval) are worth over thousands of runs, on servers
+whose true capacity `queueing.capacity_at_sla` knows.
+
+Between steps it pauses as the controller does: lanes wait for their outstanding answers
+(up to the request timeout), and after abandoned requests the search waits for the
+endpoint to drain (`search.drain_seconds`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from tuner.analysis import (
+    CapacityEstimate,
+    Sla,
+    StepResult,
+    StepSpec,
+    estimate_capacity,
+    summarize_step,
+)
+from tuner.errors import NoPassingStepError
+from tuner.queueing import VirtualEndpoint
+from tuner.search import SearchSettings, budget_advice, drain_seconds, next_step
+
+__all__ = ["OfflineRun", "run_offline"]
+
+
+@dataclass(frozen=True)
+class OfflineRun:
+    specs: list[StepSpec]
+    steps: list[StepResult]
+    load_seconds: float
+    capacity: CapacityEstimate | None
+    advice: str | None  # set when the budget did not resolve the capacity
+
+
+def run_offline(endpoint: VirtualEndpoint, settings: SearchSettings, sla: Sla) -> OfflineRun:
+    """Run the search to its end against `endpoint`."""
+    specs: list[StepSpec] = []
+    steps: list[StepResult] = []
+    used = 0.0
+    pause = 0.0
+    while (spec := next_step(steps, settings, used)) is not None:
+        spec = replace(spec, timeout_s=endpoint.timeout_s)
+        samples = endpoint.run_step(spec.offered_rps, spec.duration_s, pause)
+        result = summarize_step(spec, samples["intended_s"], samples["completed_s"],
+                                samples["latency_ms"], samples["ok"], sla)
+        specs.append(spec)
+        steps.append(result)
+        used += spec.duration_s
+        # Lanes wait for their last answers (at most the timeout); abandoned requests are
+        # still queued at the endpoint, which the search lets drain.
+        waited = min(endpoint.backlog_s(), endpoint.timeout_s)
+        abandoned = int((~samples["ok"]).sum())
+        pause = waited + drain_seconds(abandoned, result.achieved_rps)
+    try:
+        capacity = estimate_capacity(steps, sla)
+    except NoPassingStepError:
+        capacity = None
+    return OfflineRun(specs, steps, used, capacity, budget_advice(steps, settings, used))
