@@ -100,7 +100,8 @@ def tune(
     max_rps: Annotated[float | None, Opt(help="never offer more than this")] = None,
     precision: Annotated[float | None, Opt(help="bracket width to stop at [default: 0.03]")] = None,
     confidence: Annotated[float | None, Opt(help="[default: 0.95]")] = None,
-    arrivals: Annotated[str | None, Opt(help="poisson | uniform (optimistic) [default: poisson]")] = None,
+    arrivals: Annotated[str | None, Opt(
+        help="poisson | uniform (optimistic) [default: poisson]")] = None,
     processes: Annotated[int | None, Opt(help="Locust worker processes [default: 1]")] = None,
     runtime_client: Annotated[str | None, Opt(help="signed (fast) | boto3 [default: signed]")]
     = None,
@@ -181,7 +182,7 @@ def simulate_command(
     json_output: Annotated[bool, Opt("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Replay real traffic through target tracking and the measured latency curve."""
-    from tuner.simulate_run import SimulationOptions, simulate_run
+    from tuner.simulate_run import SimulationOptions, recommendation_text, simulate_run
 
     try:
         if price_per_instance_hour is not None and price_per_instance_hour <= 0:
@@ -206,10 +207,7 @@ def simulate_command(
     typer.echo(f"minutes over SLA    {summary['violation_minutes']}")
     typer.echo(f"peak instances      {summary['peak_instances']}")
     typer.echo(f"scaling actions     {summary['scaling_actions']}")
-    recommended = summary["recommended_target"]
-    typer.echo("recommended target  " + (
-        f"{recommended:g} (cheapest with <= {max_violation_minutes} min over SLA)"
-        if recommended is not None else "none keeps violations within budget"))
+    typer.echo("recommended target  " + recommendation_text(record))
     typer.echo(f"report              {run_dir}/report.html")
 
 

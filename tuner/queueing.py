@@ -71,7 +71,8 @@ class ServiceLaw:
         try:
             values = [float(v) for v in raw]
         except ValueError:
-            raise ValueError(f"service-time law {text!r} has a value that is not a number") from None
+            raise ValueError(
+                f"service-time law {text!r} has a value that is not a number") from None
         if kind == "lognormal":
             return cls(kind, values[0], sigma=values[1])
         if kind == "bimodal":

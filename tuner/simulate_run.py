@@ -4,6 +4,11 @@ The shell around `tuner.simulate`: loads the run (latency curve, capacity, scali
 settings), gets traffic from CloudWatch or a CSV, simulates the evaluated target, sweeps
 targets for the cheapest one within the violation budget, and writes `simulation.json` and
 two plots into the run directory, then re-renders the report so it includes them.
+
+The recommendation carries its headroom (share of the per-instance capacity basis an
+instance at the target leaves unused) and the busiest replayed minute's load as a share of
+the basis; `summary["headroom"]` is the recommended target's, `summary["target_headroom"]`
+the evaluated target's (see `tuner.simulate` for the basis and the burst margin).
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from tuner.errors import InputError  # noqa: E402
 from tuner.report import SIMULATION_FILE, SIMULATION_PLOTS, png_bytes, write_report  # noqa: E402
 from tuner.result import json_safe  # noqa: E402
 from tuner.simulate import (  # noqa: E402
+    POISSON_Z_99,
     ScalingModel,
     SimulationResult,
     Sweep,
     curve_from_result,
+    max_admissible_target,
     simulate,
     sweep_targets,
     target_grid,
@@ -46,6 +53,7 @@ class SimulationOptions:
     instance_startup_minutes: int = 5
     price_per_instance_hour: float | None = None
     max_violation_minutes: int = 0
+    burst_z: float = POISSON_Z_99  # quantile of a minute's Poisson count the target must fit
 
 
 def load_traffic(result: dict, options: SimulationOptions) -> Traffic:
@@ -101,7 +109,8 @@ def plot_timeline(traffic: Traffic, run: SimulationResult, sla_ms: float) -> byt
     return png_bytes(fig)
 
 
-def plot_sweep(sweep: Sweep, rule_target: float, price: float | None) -> bytes:
+def plot_sweep(sweep: Sweep, rule_target: float, price: float | None,
+               burst_limit: float) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 4))
     targets = [r.target for r in sweep.results]
     cost = [r.cost(price) if price else r.instance_hours for r in sweep.results]
@@ -113,6 +122,9 @@ def plot_sweep(sweep: Sweep, rule_target: float, price: float | None) -> bytes:
                color="red", label="minutes over SLA")
     other.set_ylabel("minutes over SLA", color="red")
     ax.axvline(rule_target, color="grey", linestyle=":", label=f"0.5 rule {rule_target:g}")
+    if burst_limit < max(targets):
+        ax.axvspan(burst_limit, max(targets), color="orange", alpha=0.15,
+                   label=f"no burst margin (> {burst_limit:,.0f})")
     if sweep.recommended:
         ax.axvline(sweep.recommended.target, color="green", linestyle="--",
                    label=f"recommended {sweep.recommended.target:g}")
@@ -135,12 +147,17 @@ def simulate_run(run_dir: Path, options: SimulationOptions) -> dict:
     rule_target = result["policy"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
     grid = target_grid(curve.capacity_rps_per_instance) + [rule_target, model.target]
     sweep = sweep_targets(traffic.invocations, model, curve, grid,
-                          options.max_violation_minutes)
+                          options.max_violation_minutes, z=options.burst_z)
+    burst_limit = max_admissible_target(curve.capacity_rps_per_instance, options.burst_z)
     chosen = sweep.recommended or evaluated
+    recommended = sweep.recommended
     summary = {
-        **evaluated.summary(),
+        **{key: value for key, value in evaluated.summary().items()
+           if key not in ("headroom", "peak_load_share")},
         "cost": evaluated.cost(options.price_per_instance_hour),
-        "recommended_target": sweep.recommended.target if sweep.recommended else None,
+        "recommended_target": recommended.target if recommended else None,
+        "headroom": round(recommended.headroom, 4) if recommended else None,
+        "target_headroom": round(evaluated.headroom, 4),
     }
     record = {
         "summary": summary,
@@ -149,9 +166,12 @@ def simulate_run(run_dir: Path, options: SimulationOptions) -> dict:
         "rule_target": rule_target,
         "max_violation_minutes": options.max_violation_minutes,
         "price_per_instance_hour": options.price_per_instance_hour,
-        "recommended": None if sweep.recommended is None else {
-            **sweep.recommended.summary(),
-            "cost": sweep.recommended.cost(options.price_per_instance_hour)},
+        "capacity_basis_rps_per_instance": curve.capacity_rps_per_instance,
+        "burst_z": options.burst_z,
+        "max_admissible_target": round(burst_limit, 2),
+        "recommended": None if recommended is None else {
+            **recommended.summary(), "admissible": True,
+            "cost": recommended.cost(options.price_per_instance_hour)},
         "sweep": [{**row, "cost": r.cost(options.price_per_instance_hour)}
                   for row, r in zip(sweep.rows(), sweep.results, strict=True)],
         "timeline": chosen.timeline_rows(),
@@ -160,10 +180,21 @@ def simulate_run(run_dir: Path, options: SimulationOptions) -> dict:
     (run_dir / PLOTS["timeline"]).write_bytes(
         plot_timeline(traffic, chosen, curve.sla_latency_ms))
     (run_dir / PLOTS["sweep"]).write_bytes(
-        plot_sweep(sweep, rule_target, options.price_per_instance_hour))
+        plot_sweep(sweep, rule_target, options.price_per_instance_hour, burst_limit))
     path = run_dir / SIMULATION_FILE
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(json_safe(record), allow_nan=False))
     tmp.replace(path)
     write_report(run_dir, result)
     return record
+
+
+def recommendation_text(record: dict) -> str:
+    """The `recommended target` line of `tuner simulate`'s text output, with the headroom the
+    recommendation leaves: a target is only as safe as the margin it keeps below capacity."""
+    rec = record["recommended"]
+    if rec is None:
+        return "none keeps violations within budget with a burst margin"
+    return (f"{rec['target']:g} (cheapest with <= {record['max_violation_minutes']} min over "
+            f"SLA; headroom {rec['headroom']:.1%} of capacity, busiest minute at "
+            f"{rec['peak_load_share']:.0%} of it)")
