@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tuner.errors import RunError
+from tuner.queueing import ServiceLaw
 
 
 def free_port() -> int:
@@ -61,29 +62,46 @@ def _process(command: list[str], ready_url: str) -> Iterator[subprocess.Popen]:
 
 @dataclass(frozen=True)
 class ModelServer:
+    """A running bundled model server: `service_ms` is its mean service time, `law` the
+    service-time law each request's time is drawn from (e.g. `lognormal:40:1`)."""
+
     url: str
     slots: int
     service_ms: float
+    law: str = ""
 
     @property
     def capacity_rps(self) -> float:
+        """The saturation throughput: slots / mean service time, every slot busy.
+
+        No arrival rate above it can be sustained, but it is not the capacity at a latency
+        SLA: under Poisson arrivals requests queue well before saturation, and the highest
+        rate meeting a percentile SLA is lower (for long-tailed laws or tight SLAs, much
+        lower). `tuner.queueing.capacity_at_sla` computes that one.
+        """
         return self.slots * 1000.0 / self.service_ms
 
 
 @contextlib.contextmanager
 def model_server(slots: int = 4, service_ms: float = 20.0, error_rate: float = 0.0,
-                 tls: tuple[str, str] | None = None) -> Iterator[ModelServer]:
-    """The bundled model server of known capacity (slots x 1000 / service_ms rps); with
-    `tls` (certificate and key files), over HTTPS."""
+                 tls: tuple[str, str] | None = None, law: str | None = None,
+                 seed: int = 0) -> Iterator[ModelServer]:
+    """The bundled model server: `slots` slots, each request served for a time drawn from
+    the service-time `law` (`constant:<service_ms>` when None) with random seed `seed`;
+    with `tls` (certificate and key files), over HTTPS. A bad law raises ValueError before
+    anything starts."""
+    parsed = ServiceLaw.parse(law) if law is not None else ServiceLaw("constant", service_ms)
     port = free_port()
     command = [sys.executable, "-m", "tuner.model_server", "--port", str(port),
-               "--slots", str(slots), "--service-ms", str(service_ms),
-               "--error-rate", str(error_rate)]
+               "--slots", str(slots), "--seed", str(seed), "--error-rate", str(error_rate)]
+    # The caller's own text, not str(parsed): that rounds to 6 significant digits.
+    command += ["--service-law", law.strip()] if law is not None else [
+        "--service-ms", repr(float(service_ms))]
     if tls:
         command += ["--certfile", tls[0], "--keyfile", tls[1]]
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     with _process(command, url + "/ping"):
-        yield ModelServer(url, slots, service_ms)
+        yield ModelServer(url, slots, parsed.average_ms, str(parsed))
 
 
 @contextlib.contextmanager
