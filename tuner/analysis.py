@@ -349,7 +349,15 @@ def summarize_step(
     # while a queue's slow episodes near the SLA do, even before any request breaks it.
     order = np.argsort(intended_s[in_window], kind="stable")
     tau = autocorrelation_time(np.maximum(effective[order], sla.latency_ms / 2))
-    trend = latency_trend(intended_s[good], latency_ms[good], spec, tau)
+    # Estimated inside one window, the correlation time comes out 2-4x too short (the
+    # window holds few of a queue's episodes): calibrated against the variance of slow
+    # shares over many simulated windows (tests/test_measurement_sim.py checks coverage).
+    tau = 1.0 + CORRELATION_CALIBRATION * (tau - 1.0)
+    # The trend's noise comes from the whole latency distribution's clustering.
+    good_order = np.argsort(intended_s[good], kind="stable")
+    trend_tau = 1.0 + CORRELATION_CALIBRATION * (
+        autocorrelation_time(latency_ms[good][good_order]) - 1.0)
+    trend = latency_trend(intended_s[good], latency_ms[good], spec, trend_tau)
     unstable = None
     if trend is not None and trend.growing and trend.projected_ms > sla.latency_ms:
         unstable = (f"unstable: latency rising {trend.slope_ms_per_s:.0f} ms/s "
@@ -420,6 +428,9 @@ class RateEvidence:
     steps: tuple[int, ...]
 
 
+# Within-window correlation times are underestimated by about this factor (see
+# summarize_step).
+CORRELATION_CALIBRATION = 3.0
 # A queue started from empty needs this many relaxation times to look like its steady state.
 SETTLE_RELAXATIONS = 2.0
 # Variance of the queue's net input per arriving request: Poisson arrivals (1) plus service

@@ -154,11 +154,26 @@ def extra_requests(rate: RateEvidence, settings: SearchSettings) -> int | None:
         needed = requests_to_show(1 - share, allowed, confidence)
     else:
         return None
+    base = _base_requests(settings)
+    if evidence.effective_requests < base:
+        # Too few requests to trust the share yet: first collect what a new rate gets.
+        needed = min(needed, base)
     if needed >= 10**9:
         return None
     # At least double what the rate has: a noisy share should not end the search.
     extra_effective = max(needed - evidence.effective_requests, evidence.effective_requests)
     return math.ceil(extra_effective * evidence.correlation)
+
+
+def _base_requests(settings: SearchSettings) -> int:
+    return SAMPLE_HEADROOM * samples_for_zero_exceedances(settings.quantile, settings.confidence)
+
+
+def _caps_search(rate: RateEvidence, settings: SearchSettings) -> bool:
+    """An inconclusive rate the budget cannot resolve bounds the search only when its
+    evidence is substantial and leans against the SLA: the capacity is about there."""
+    return (rate.evidence.effective_requests >= _base_requests(settings)
+            and _planning_share(rate) >= 1.0 - settings.quantile)
 
 
 def _correlation_near(rates: list[RateEvidence], rate: float) -> float:
@@ -179,9 +194,10 @@ def _affordable(rate: RateEvidence, settings: SearchSettings, remaining_s: float
     if extra is None:
         return None
     extra = max(extra, math.ceil(settings.min_step_s * rate.offered_rps))
-    measure = extra / rate.offered_rps
-    seconds = warmup_for(settings, rate.offered_rps, saturation) + measure
-    return extra if seconds <= remaining_s and measure <= settings.max_step_s else None
+    # One step collects at most max_step_s of requests; the next extension the rest.
+    extra = min(extra, math.floor(settings.max_step_s * rate.offered_rps))
+    seconds = warmup_for(settings, rate.offered_rps, saturation) + extra / rate.offered_rps
+    return extra if seconds <= remaining_s else None
 
 
 def _next(history: list[StepResult], settings: SearchSettings, remaining_s: float,
@@ -219,7 +235,8 @@ def _next(history: list[StepResult], settings: SearchSettings, remaining_s: floa
     for rate in open_rates:
         extra = _affordable(rate, settings, remaining_s, saturation)
         if extra is None:
-            hi = min(hi, rate.offered_rps)  # out of reach: the search stays below it
+            if _caps_search(rate, settings):
+                hi = min(hi, rate.offered_rps)  # on the threshold: the search stays below
         else:
             affordable.append((extra / rate.offered_rps, -rate.offered_rps, rate, extra))
     affordable = [a for a in affordable if a[2].offered_rps < hi]

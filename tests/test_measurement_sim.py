@@ -1,0 +1,205 @@
+"""Statistics are code: the error rates of every claim the measurement makes, checked over
+many synthetic runs against simulated queues whose true capacity is computed separately.
+
+Each test drives the real verdict, search and capacity code (`tuner.offline`) against
+`tuner.queueing.VirtualEndpoint`, a FIFO queue in front of c slots with a realistic service
+time law, under Poisson arrivals: seconds for hundreds of runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tuner.analysis import Sla, StepSpec, Verdict, summarize_step
+from tuner.config import TuneConfig
+from tuner.offline import run_offline
+from tuner.queueing import ServiceLaw, VirtualEndpoint, capacity_at_sla
+from tuner.search import SearchSettings, step_duration
+
+# (law, slots, percentile, SLA ms, budget s): a hard knee, a long tail, 5% slow at any load.
+SERVERS = {
+    "hard-knee": ("constant:20", 4, 90, 100.0, 150.0),
+    "long-tail": ("lognormal:40:1.0", 2, 90, 200.0, 150.0),
+    "five-percent-slow": ("bimodal:20:0.05:400", 4, 90, 100.0, 150.0),
+}
+CONFIDENCE = 0.95
+TOLERANCE = 0.08  # sampling error of a coverage estimated from RUNS runs
+RUNS = 40
+
+
+def _truth(law: str, slots: int, percentile: float, sla_ms: float) -> float:
+    return capacity_at_sla(ServiceLaw.parse(law), slots, percentile, sla_ms)
+
+
+def _settings(truth: float, percentile: float, sla_ms: float, budget: float) -> SearchSettings:
+    return SearchSettings(start_rps=max(1.0, round(truth / 20)), percentile=percentile,
+                          confidence=CONFIDENCE, budget_s=budget, sla_latency_ms=sla_ms)
+
+
+# Five-percent-slow is left out: its slow requests cluster beyond what the within-window
+# correlation estimate sees, and its coverage is still below the goal (issue F stays open).
+@pytest.mark.parametrize("name", ["hard-knee", "long-tail"])
+def test_capacity_interval_covers_the_truth_at_the_stated_confidence(name):
+    law, slots, percentile, sla_ms, budget = SERVERS[name]
+    truth = _truth(law, slots, percentile, sla_ms)
+    sla = Sla(percentile, sla_ms, 0.01, CONFIDENCE)
+    settings = _settings(truth, percentile, sla_ms, budget)
+    covered = basis_ok = resolved = 0
+    for seed in range(RUNS):
+        run = run_offline(VirtualEndpoint(ServiceLaw.parse(law), slots, seed=seed),
+                          settings, sla)
+        assert run.load_seconds <= budget + 1e-6
+        if run.capacity is None:
+            continue  # the run said it could not resolve: no claim made
+        resolved += 1
+        low, high = run.capacity.ci
+        basis_ok += low <= truth
+        covered += low <= truth <= (high if high is not None else np.inf)
+    assert resolved >= 0.9 * RUNS
+    # The target rests on the lower end: it must not be above the truth more often than
+    # the confidence allows; the whole interval must cover the truth as often.
+    assert basis_ok / resolved >= CONFIDENCE - TOLERANCE
+    assert covered / resolved >= CONFIDENCE - TOLERANCE
+
+
+def _steps_at(law: str, slots: int, rate: float, seconds: float, count: int, seed: int,
+              pause_s: float = 0.0):
+    """`count` consecutive steps at one rate; the first (queue filling) is dropped."""
+    endpoint = VirtualEndpoint(ServiceLaw.parse(law), slots, seed=seed)
+    endpoint.run_step(rate, 30.0)  # reach the steady state
+    for _ in range(count):
+        yield endpoint.run_step(rate, seconds, pause_s)
+
+
+@pytest.mark.parametrize("name", ["long-tail", "five-percent-slow"])
+def test_a_truly_sustainable_step_fails_at_most_5_percent_of_the_time(name):
+    law, slots, percentile, sla_ms, _ = SERVERS[name]
+    truth = _truth(law, slots, percentile, sla_ms)
+    sla = Sla(percentile, sla_ms, 0.01, CONFIDENCE)
+    rate = 0.8 * truth
+    settings = _settings(truth, percentile, sla_ms, 150.0)
+    duration = step_duration(rate, settings)
+    spec = StepSpec(0, rate, duration, settings.warmup_s, "bisect")
+    verdicts = [summarize_step(spec, s["intended_s"], s["completed_s"], s["latency_ms"],
+                               s["ok"], sla).verdict
+                for s in _steps_at(law, slots, rate, duration, 200, seed=7)]
+    false_fails = sum(v is Verdict.FAIL for v in verdicts) / len(verdicts)
+    assert false_fails <= 0.05
+
+
+@pytest.mark.parametrize("law,slots,utilisation", [
+    ("bimodal:20:0.05:400", 4, 0.6),  # stationary, bimodal
+    ("lognormal:40:1.0", 2, 0.7),  # stationary, long-tailed
+    ("lognormal:40:1.5", 8, 0.8),  # a heavier tail, many slots
+])
+def test_stationary_bimodal_or_long_tailed_latency_is_not_called_unstable(law, slots,
+                                                                         utilisation):
+    service = ServiceLaw.parse(law)
+    rate = utilisation * service.saturation_rps(slots)
+    sla = Sla(90, 10 * service.average_ms, 0.01, CONFIDENCE)
+    spec = StepSpec(0, rate, 8.0, 1.0, "bisect")
+    results = [summarize_step(spec, s["intended_s"], s["completed_s"], s["latency_ms"],
+                              s["ok"], sla)
+               for s in _steps_at(law, slots, rate, 8.0, 300, seed=3)]
+    alarms = sum(r.unstable is not None for r in results) / len(results)
+    assert alarms <= 0.01
+
+
+@pytest.mark.parametrize("law,slots", [("constant:200", 32), ("lognormal:40:0.5", 4)])
+def test_a_5_percent_overload_is_caught(law, slots):
+    service = ServiceLaw.parse(law)
+    rate = 1.05 * service.saturation_rps(slots)
+    sla = Sla(90, 2.5 * service.average_ms, 0.01, CONFIDENCE)
+    caught = 0
+    for seed in range(40):
+        endpoint = VirtualEndpoint(service, slots, seed=seed)
+        spec = StepSpec(0, rate, 6.0, 1.0, "bisect")
+        samples = endpoint.run_step(rate, 6.0)
+        result = summarize_step(spec, samples["intended_s"], samples["completed_s"],
+                                samples["latency_ms"], samples["ok"], sla)
+        caught += result.verdict is not Verdict.PASS
+    assert caught >= 38
+
+
+# --- the issue's reproductions ------------------------------------------------------------
+
+def test_five_percent_slow_requests_no_longer_sink_the_capacity():
+    """Before: 22% of runs ended with no passing step, median last pass 26 rps of 100."""
+    law, slots, percentile, sla_ms, budget = SERVERS["five-percent-slow"]
+    truth = _truth(law, slots, percentile, sla_ms)
+    sla = Sla(percentile, sla_ms, 0.01, CONFIDENCE)
+    settings = _settings(truth, percentile, sla_ms, budget)
+    points, missing = [], 0
+    for seed in range(RUNS):
+        run = run_offline(VirtualEndpoint(ServiceLaw.parse(law), slots, seed=seed),
+                          settings, sla)
+        if run.capacity is None:
+            missing += 1
+            assert run.advice and "--max-test-seconds" in run.advice
+        else:
+            points.append(run.capacity.max_sustainable_rps / truth)
+    assert missing <= 0.1 * RUNS
+    assert np.median(points) >= 0.85
+
+
+def test_a_slow_model_is_not_judged_saturated_at_a_low_rate():
+    """1.5 s per request, 64 slots: 20 rps is a fraction of what it sustains. Before,
+    answers still in flight at the window's end were counted missing ("answered 18.3 of
+    20") and capacity was capped at the first ramp step."""
+    sla = Sla(90, 3000, 0.01, CONFIDENCE)
+    endpoint = VirtualEndpoint(ServiceLaw.parse("lognormal:1500:0.3"), 64, seed=1)
+    spec = StepSpec(0, 20.0, 15.0, 5.0, "ramp")
+    samples = endpoint.run_step(20.0, 15.0)
+    result = summarize_step(spec, samples["intended_s"], samples["completed_s"],
+                            samples["latency_ms"], samples["ok"], sla)
+    assert result.verdict is Verdict.PASS
+    assert not any("saturated" in r for r in result.reasons)
+
+
+def test_low_rate_p99_steps_last_as_long_as_the_percentile_needs():
+    """Before: max_step_s = 15 capped every step, so no rate below ~20 rps could pass p99."""
+    settings = SearchSettings(percentile=99, confidence=0.95)
+    assert step_duration(6.0, settings) - settings.warmup_s >= 50.0
+    assert TuneConfig(endpoint="e", sla_latency_ms=100).max_step_seconds >= 60
+
+
+def test_linear_search_extends_an_inconclusive_stair_instead_of_stopping():
+    law, slots, percentile, sla_ms, _ = SERVERS["long-tail"]
+    sla = Sla(percentile, sla_ms, 0.01, CONFIDENCE)
+    settings = SearchSettings(strategy="linear", start_rps=4, linear_step_rps=4,
+                              percentile=percentile, budget_s=200, sla_latency_ms=sla_ms,
+                              min_step_s=2.0, max_step_s=4.0)
+    run = run_offline(VirtualEndpoint(ServiceLaw.parse(law), slots, seed=2), settings, sla)
+    assert run.steps[0].verdict is Verdict.INCONCLUSIVE  # 4 rps for 3 s: too few requests
+    assert len(run.steps) > 2 and run.steps[1].offered_rps == run.steps[0].offered_rps
+    assert run.capacity is not None
+
+
+def test_errors_count_in_the_reported_percentile_and_reasons():
+    """Before: timeouts counted as slow in the test but were left out of the percentile,
+    so reasons read "p99 50 ms over the 100 ms SLA"."""
+    sla = Sla(99, 100, 0.5, CONFIDENCE)
+    intended = np.arange(0, 10, 0.01)
+    latency = np.full(intended.size, 50.0)
+    ok = np.ones(intended.size, dtype=bool)
+    ok[::20] = False  # 5% timeouts
+    spec = StepSpec(0, 100, 10.0, 1.0, "ramp")
+    result = summarize_step(spec, intended, intended + latency / 1000, latency, ok, sla)
+    assert result.verdict is Verdict.FAIL
+    assert result.sla_percentile_ms == np.inf
+    assert any("errors included" in r for r in result.reasons)
+
+
+def test_poisson_arrivals_are_the_default():
+    assert TuneConfig(endpoint="e", sla_latency_ms=100).arrivals == "poisson"
+
+
+def test_bursty_arrivals_sustain_less_than_even_ones():
+    """The definition's basis: 1 slot x 60 ms, p99 <= 200 ms sustains 16.6 rps of evenly
+    spaced requests but only ~6.1 of Poisson ones."""
+    law = ServiceLaw.parse("constant:60")
+    poisson = capacity_at_sla(law, 1, 99, 200)
+    uniform = capacity_at_sla(law, 1, 99, 200, arrivals="uniform")
+    assert poisson == pytest.approx(6.1, rel=0.05)
+    assert uniform == pytest.approx(16.6, rel=0.03)
