@@ -48,7 +48,13 @@ from tuner.analysis import (
     generator_limit,
     summarize_step,
 )
-from tuner.search import SearchSettings, drain_seconds, next_step, out_of_budget
+from tuner.search import (
+    SearchSettings,
+    budget_advice,
+    drain_seconds,
+    next_step,
+    out_of_budget,
+)
 
 PLAN_ENV = "TUNER_PLAN"
 STEP_MESSAGE = "tuner_step"
@@ -365,6 +371,10 @@ class SearchController:
             self.stop_reason = ("budget exhausted"
                                 if out_of_budget(self.settings, self.load_seconds)
                                 else "search complete")
+            advice = budget_advice(self.results, self.settings, self.load_seconds)
+            if advice:
+                self.stop_reason += f"; {advice}"
+                log.warning("%s", advice)
             self.write_summary(complete=True)
             return None
         spec = replace(spec, timeout_s=self.plan["request_timeout_s"])

@@ -20,7 +20,8 @@ from tuner.analysis import (
 )
 from tuner.config import TuneConfig
 from tuner.errors import NoPassingStepError
-from tuner.loadtest import LoadTestOutput, sla_of
+from tuner.loadtest import LoadTestOutput, search_settings_of, sla_of
+from tuner.search import budget_advice
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_t
     try:
         capacity = estimate_capacity(steps, sla)
     except NoPassingStepError as exc:
-        return Analysis(steps, None, None, str(exc))
+        advice = budget_advice(steps, search_settings_of(config), output.load_seconds)
+        return Analysis(steps, None, None, f"{exc}; {advice}" if advice else str(exc))
     # The target rests on the lower end of the capacity interval: what was shown.
     recommendation = derive_target(capacity.last_pass_rps, instances_under_test,
                                    config.safety_factor)
