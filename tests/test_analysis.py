@@ -106,7 +106,7 @@ def fake(rate, verdict, p90=20.0, achieved=None, errors=0, slow=None, completed=
                       errors=errors, error_rate=errors / requests, p50_ms=p90 / 2, p90_ms=p90,
                       p99_ms=p90 * 2, sla_percentile_ms=p90, slow_requests=slow,
                       duration_s=6, warmup_s=1, verdict=verdict,
-                      completed_rps=rate if completed is None else completed)
+                      completed_rps=2 * rate if completed is None else completed)
 
 
 def test_capacity_interpolates_between_last_pass_and_first_fail():
@@ -173,7 +173,8 @@ def test_capacity_is_capped_by_failing_step_throughput_even_just_above_last_pass
 def test_a_pass_whose_queue_had_no_time_to_settle_is_not_a_pass():
     """Near saturation a queue started from empty takes long to fill: a short warm-up
     passes loads the endpoint cannot sustain."""
-    steps = [fake(200, "pass", p90=25), fake(240, "fail", p90=120, completed=201.0)]
+    steps = [fake(200, "pass", p90=25, completed=200.0),
+             fake(240, "fail", p90=120, completed=201.0)]
     with pytest.raises(NoPassingStepError, match="200 \\(inconclusive\\)"):
         estimate_capacity(steps, SLA)
 

@@ -150,6 +150,13 @@ class Evidence:
         return (exceedance_lower_bound(slow, n, tail), exceedance_upper_bound(slow, n, tail))
 
 
+def calibrated_correlation(window_tau: float) -> float:
+    """Estimated inside one window, a queue's correlation time comes out 2-4x too short
+    (the window holds few of its episodes): scaled up, as calibrated against the variance
+    of slow shares over many simulated windows. Used until the queue model knows better."""
+    return 1.0 + CORRELATION_CALIBRATION * (window_tau - 1.0)
+
+
 def autocorrelation_time(values: np.ndarray) -> float:
     """Integrated autocorrelation time of a series (>= 1), on ranks so that heavy tails
     and infinities do not dominate; Sokal's adaptive window (stop at lag >= 5 tau)."""
@@ -241,6 +248,7 @@ class StepResult:
     # Below the offered rate, a lower bound on its saturation throughput.
     completed_rps: float = math.nan
     autocorrelation_time: float = 1.0  # of the window's latencies, in requests
+    latency_cv2: float = math.nan  # squared coefficient of variation of good latencies
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", Verdict(self.verdict))
@@ -253,7 +261,17 @@ class StepResult:
 
     @property
     def evidence(self) -> Evidence:
-        tau = max(1.0, self.autocorrelation_time)
+        return self.evidence_at(None)
+
+    def evidence_at(self, modelled: float | None) -> Evidence:
+        """The step's evidence, its requests as correlated as the queue model says
+        (`QueueShape.correlation`) or, without a model yet, as the window's own latencies
+        showed (calibrated), and never less than they showed."""
+        measured = max(1.0, self.autocorrelation_time)
+        tau = calibrated_correlation(measured) if modelled is None else max(measured, modelled)
+        if not math.isfinite(tau):
+            return Evidence(self.requests, self.slow_requests, self.errors, self.answered,
+                            self.unstable, self.abort_reason, 0.0, 0.0)
         return Evidence(self.requests, self.slow_requests, self.errors, self.answered,
                         self.unstable, self.abort_reason, self.requests / tau,
                         self.slow_requests / tau)
@@ -348,11 +366,8 @@ def summarize_step(
     # it are flattened (ties), so that harmless jitter at low load shows no clustering,
     # while a queue's slow episodes near the SLA do, even before any request breaks it.
     order = np.argsort(intended_s[in_window], kind="stable")
-    tau = autocorrelation_time(np.maximum(effective[order], sla.latency_ms / 2))
-    # Estimated inside one window, the correlation time comes out 2-4x too short (the
-    # window holds few of a queue's episodes): calibrated against the variance of slow
-    # shares over many simulated windows (tests/test_measurement_sim.py checks coverage).
-    tau = 1.0 + CORRELATION_CALIBRATION * (tau - 1.0)
+    raw_tau = autocorrelation_time(np.maximum(effective[order], sla.latency_ms / 2))
+    tau = calibrated_correlation(raw_tau)
     # The trend's noise comes from the whole latency distribution's clustering.
     good_order = np.argsort(intended_s[good], kind="stable")
     trend_tau = 1.0 + CORRELATION_CALIBRATION * (
@@ -392,8 +407,15 @@ def summarize_step(
         unstable=unstable,
         abort_reason=abort,
         completed_rps=completed_rps,
-        autocorrelation_time=tau,
+        autocorrelation_time=raw_tau,
+        latency_cv2=_cv2(latency_ms[good]),
     )
+
+
+def _cv2(values: np.ndarray) -> float:
+    if values.size < 2 or values.mean() <= 0:
+        return math.nan
+    return float(values.var() / values.mean() ** 2)
 
 
 def summarize_samples(specs: list[StepSpec], samples: pd.DataFrame, sla: Sla) -> list[StepResult]:
@@ -433,63 +455,97 @@ class RateEvidence:
 CORRELATION_CALIBRATION = 3.0
 # A queue started from empty needs this many relaxation times to look like its steady state.
 SETTLE_RELAXATIONS = 2.0
-# Variance of the queue's net input per arriving request: Poisson arrivals (1) plus service
-# times with a squared coefficient of variation up to 2.
-QUEUE_VARIANCE_FACTOR = 3.0
+# Steps whose latencies say less than this about the service time's variability (too few
+# answers) leave the squared coefficient of variation at an exponential's.
+MIN_SERVICE_SAMPLES = 30
 
 
-def saturation_estimate(steps: list[StepResult]) -> float | None:
-    """A lower bound on the endpoint's saturation throughput: the most answers per second
-    any failing step got through (None before any step failed)."""
-    values = [s.completed_rps for s in steps
-              if s.verdict is Verdict.FAIL and math.isfinite(s.completed_rps)]
-    return max(values) if values else None
+@dataclass(frozen=True)
+class QueueShape:
+    """What the steps so far say about the endpoint as a queue.
 
-
-def settle_time_s(rate_rps: float, saturation_rps: float | None) -> float:
-    """How long a queue at `rate_rps` needs, from empty, to reach its steady state.
-
-    Near saturation a queue's backlog behaves like a reflected random walk with drift
-    -(saturation - rate) and variance about QUEUE_VARIANCE_FACTOR x rate per second; it
-    relaxes in variance / drift^2 seconds. A step measured sooner sees a queue still
-    filling: latency lower than the rate will bring, an optimistic verdict.
+    `saturation_rps` is a lower bound on its saturation throughput (the most answers per
+    second any step got through; None before any step was over the SLA) and `service_cv2` the
+    squared coefficient of variation of its service times (latency at the lowest load).
+    Near saturation the backlog behaves like a reflected random walk with drift
+    -(saturation - rate) and variance (1 + cv2) x rate per second: it relaxes in
+    variance / drift^2 seconds, and latencies stay correlated about as long. Both are
+    conservative with a saturation that is a lower bound.
     """
-    if saturation_rps is None:
-        return 0.0
-    if rate_rps >= saturation_rps:
-        return math.inf
-    relax = QUEUE_VARIANCE_FACTOR * rate_rps / (saturation_rps - rate_rps) ** 2
-    return SETTLE_RELAXATIONS * relax
+
+    saturation_rps: float | None
+    service_cv2: float
+
+    def relaxation_s(self, rate_rps: float) -> float:
+        if self.saturation_rps is None:
+            return 0.0
+        if rate_rps >= self.saturation_rps:
+            return math.inf
+        return (1 + self.service_cv2) * rate_rps / (self.saturation_rps - rate_rps) ** 2
+
+    def settle_time_s(self, rate_rps: float) -> float:
+        """How long a queue at this rate needs, from empty, to reach its steady state: a
+        step measured sooner sees a queue still filling, an optimistic verdict."""
+        return SETTLE_RELAXATIONS * self.relaxation_s(rate_rps)
+
+    def correlation(self, rate_rps: float) -> float | None:
+        """Requests per independent one at this rate: 2 x relaxation time x rate (>= 1);
+        None before any step failed or at or above the saturation seen (no model: the
+        window's own correlation counts, and a pass is excluded by `settle_time_s`)."""
+        if self.saturation_rps is None or rate_rps >= self.saturation_rps:
+            return None  # no model there: at or above saturation nothing settles
+        return max(1.0, 2.0 * self.relaxation_s(rate_rps) * rate_rps)
+
+
+def queue_shape(steps: list[StepResult], sla: Sla) -> QueueShape:
+    """The queue the steps show, once some step was over the SLA (failed, or more slow
+    requests than it allows): its saturation at least the most answers per second any
+    step got through; variability from the lowest load."""
+    over = any(s.verdict is Verdict.FAIL or _over_sla(s.evidence, sla) for s in steps)
+    fails = [s.completed_rps for s in steps if over and math.isfinite(s.completed_rps)]
+    measured = [s for s in steps if s.requests - s.errors >= MIN_SERVICE_SAMPLES
+                and math.isfinite(s.latency_cv2)]
+    lowest = min(measured, key=lambda s: s.offered_rps) if measured else None
+    return QueueShape(max(fails) if fails else None,
+                      lowest.latency_cv2 if lowest is not None else 1.0)
+
+
+def _over_sla(evidence: Evidence, sla: Sla) -> bool:
+    """More slow requests than the SLA allows, at the best estimate's confidence."""
+    slow, n = evidence.test_counts
+    return bool(n) and exceedance_lower_bound(slow, n, LEAN_CONFIDENCE) > 1 - sla.quantile
 
 
 def pool_by_rate(steps: list[StepResult], sla: Sla) -> list[RateEvidence]:
     """One pooled verdict per offered rate, lowest rate first.
 
-    Evidence against the SLA counts from every step; evidence for it only from steps that
-    warmed up long enough for the queue to settle at that rate (`settle_time_s`, with the
-    saturation throughput the failing steps showed): a queue still filling passes loads
-    it could not sustain.
+    Each step's requests count as many independent ones as the larger of its measured
+    and its queue's modelled correlation allows (`QueueShape.correlation`). Evidence
+    against the SLA counts from every step; evidence for it only from steps that warmed
+    up long enough for the queue to settle at that rate: a queue still filling passes
+    loads it could not sustain.
     """
-    saturation = saturation_estimate(steps)
+    shape = queue_shape(steps, sla)
     groups: dict[float, list[StepResult]] = {}
     for step in steps:
         groups.setdefault(step.offered_rps, []).append(step)
     pooled = []
     for rate in sorted(groups):
         members = groups[rate]
-        evidence = _sum_evidence(members)
+        correlation = shape.correlation(rate)
+        evidence = _sum_evidence(members, correlation)
         verdict, reasons = judge(evidence, sla)
         if verdict is Verdict.PASS:
-            settle = settle_time_s(rate, saturation)
+            settle = shape.settle_time_s(rate)
             settled = [s for s in members if s.warmup_s >= settle]
             if len(settled) < len(members):
-                verdict, reasons = judge(_sum_evidence(settled), sla) if settled else (
-                    Verdict.INCONCLUSIVE, ())
+                verdict, reasons = (judge(_sum_evidence(settled, correlation), sla)
+                                    if settled else (Verdict.INCONCLUSIVE, ()))
                 if verdict is not Verdict.PASS:
                     verdict = Verdict.INCONCLUSIVE
                     reasons = (f"the queue may not have settled: {rate:g} rps needs "
-                               f"{settle:.0f} s of warm-up near the {saturation:.0f} rps "
-                               "the failing steps got through",)
+                               f"{settle:.0f} s of warm-up near the "
+                               f"{shape.saturation_rps:.0f} rps the failing steps got through",)
         weight = sum(max(1, s.requests) for s in members)
         achieved = sum(s.achieved_rps * max(1, s.requests) for s in members) / weight
         pooled.append(RateEvidence(rate, evidence, verdict, reasons, achieved,
@@ -497,10 +553,10 @@ def pool_by_rate(steps: list[StepResult], sla: Sla) -> list[RateEvidence]:
     return pooled
 
 
-def _sum_evidence(steps: list[StepResult]) -> Evidence:
-    evidence = steps[0].evidence
+def _sum_evidence(steps: list[StepResult], correlation: float | None = None) -> Evidence:
+    evidence = steps[0].evidence_at(correlation)
     for other in steps[1:]:
-        evidence = evidence + other.evidence
+        evidence = evidence + other.evidence_at(correlation)
     return evidence
 
 
@@ -555,13 +611,82 @@ def _first_crossing(points: list[tuple[float, float]], limit: float) -> float | 
     return None
 
 
-def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
-    """Capacity from the pooled verdicts: bracket, then the point where a limit is reached.
+# How sure a best estimate must be of which side of the SLA a rate's slow share lies on
+# before it counts the rate as one side or the other; thinner evidence leaves it unknown,
+# and an unknown rate above the sustainable ones is taken as the limit (conservative).
+LEAN_CONFIDENCE = 0.75
 
-    Between the last pass and the first fail (through any inconclusive rates between
-    them), the load where the slow share reaches 1 - q or the error rate its limit is
-    interpolated linearly; with no such crossing (an instability or an abort) there is no
-    credit beyond the highest rate whose slow share was still within the SLA.
+
+def lean(rate: RateEvidence, sla: Sla) -> Verdict:
+    """Which side of the SLA the evidence points to, significant or not: PASS, FAIL, or
+    INCONCLUSIVE when even that is unclear (the point estimate's view, not a verdict)."""
+    if rate.verdict is not Verdict.INCONCLUSIVE:
+        return rate.verdict
+    slow, n = rate.evidence.test_counts
+    allowed = 1.0 - sla.quantile
+    if n and exceedance_upper_bound(slow, n, LEAN_CONFIDENCE) <= allowed:
+        return Verdict.PASS
+    if n and exceedance_lower_bound(slow, n, LEAN_CONFIDENCE) > allowed:
+        return Verdict.FAIL
+    return Verdict.INCONCLUSIVE
+
+
+def navigation_bracket(rates: list[RateEvidence], sla: Sla
+                       ) -> tuple[RateEvidence | None, RateEvidence | None]:
+    """(highest rate leaning to pass, lowest rate above it leaning to fail or unknown):
+    where the best estimate of the capacity lies."""
+    leans = {r.offered_rps: lean(r, sla) for r in rates}
+    fails = [r for r in rates if leans[r.offered_rps] is Verdict.FAIL]
+    high = min(fails, key=lambda r: r.offered_rps) if fails else None
+    ceiling = high.offered_rps if high else math.inf
+    passes = [r for r in rates if leans[r.offered_rps] is Verdict.PASS
+              and r.offered_rps < ceiling]
+    low = max(passes, key=lambda r: r.offered_rps) if passes else None
+    floor = low.offered_rps if low else 0.0
+    unknown = [r for r in rates if floor < r.offered_rps < ceiling
+               and leans[r.offered_rps] is Verdict.INCONCLUSIVE]
+    if unknown:
+        high = min(unknown, key=lambda r: r.offered_rps)
+    return low, high
+
+
+def best_estimate(rates: list[RateEvidence], sla: Sla) -> float | None:
+    """Where the slow share (or the error rate) reaches its limit, between the highest
+    rate leaning to pass and the lowest above it leaning to fail, linearly; at an unknown
+    rate whose share is still within the SLA, that rate (no credit beyond it)."""
+    low, high = navigation_bracket(rates, sla)
+    if low is None:
+        return None
+    if high is None or high.offered_rps <= low.offered_rps:
+        return low.offered_rps
+    allowed = 1.0 - sla.quantile
+    if lean(high, sla) is Verdict.INCONCLUSIVE and high.evidence.slow_share <= allowed:
+        return high.offered_rps
+    pair = [low, high]
+    crossings = [
+        _first_crossing([(r.offered_rps, r.evidence.slow_share) for r in pair], allowed),
+        _first_crossing([(r.offered_rps, r.evidence.error_rate) for r in pair],
+                        sla.max_error_rate) if sla.max_error_rate > 0 else None,
+    ]
+    point = min((c for c in crossings if c is not None), default=low.offered_rps)
+    return min(max(point, low.offered_rps), high.offered_rps)
+
+
+def _through(steps: list[StepResult], default: float) -> float:
+    """An overloaded step got through about the endpoint's saturation throughput, and a
+    queue under Poisson arrivals cannot keep up at that rate, let alone above it."""
+    through = [s.completed_rps for s in steps if s.verdict is Verdict.FAIL
+               and math.isfinite(s.completed_rps) and s.completed_rps < 0.9 * s.offered_rps]
+    return min(through, default=default)
+
+
+def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
+    """Capacity from the pooled verdicts (the interval) and the best estimate inside it.
+
+    The interval is [last pass, first fail]. The point estimate is where the slow share
+    (or the error rate) reaches its limit between the highest rate leaning to pass and the
+    lowest above it leaning to fail (`navigation_bracket`), interpolated linearly; never
+    past what an overloaded step got through, never below the last pass.
     """
     rates = pool_by_rate(steps, sla)
     last_pass, first_fail = bracket(rates)
@@ -575,27 +700,9 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     if first_fail is None:
         return CapacityEstimate(lo, lo, None, "highest passing rate (no failing load reached)")
     hi = first_fail.offered_rps
-    span = [r for r in rates if lo <= r.offered_rps <= hi]
-    allowed = 1.0 - sla.quantile
-    crossings = [
-        _first_crossing([(r.offered_rps, r.evidence.slow_share) for r in span], allowed),
-        _first_crossing([(r.offered_rps, r.evidence.error_rate) for r in span],
-                        sla.max_error_rate) if sla.max_error_rate > 0 else None,
-    ]
-    within = [r.offered_rps for r in span if r.offered_rps < hi
-              and r.evidence.slow_share <= allowed and r.verdict is not Verdict.FAIL]
-    point = min((c for c in crossings if c is not None), default=max(within, default=lo))
-    # A straight line from a far failing load overshoots a hockey-stick curve: never past
-    # a measured rate whose slow share was already over what the SLA allows.
-    over = [r.offered_rps for r in span if r.offered_rps > lo
-            and r.evidence.slow_share > allowed]
-    # An overloaded step got through about the endpoint's saturation throughput, and a
-    # queue under Poisson arrivals cannot keep up at that rate, let alone above it.
-    through = [s.completed_rps for s in steps if s.verdict is Verdict.FAIL
-               and math.isfinite(s.completed_rps) and s.completed_rps < 0.9 * s.offered_rps]
-    point = max(lo, min(point, hi, min(over, default=hi), min(through, default=hi)))
-    return CapacityEstimate(point, lo, hi, "slow share interpolated between last pass and "
-                            "first fail", ci_high_rps=hi)
+    point = max(lo, min(best_estimate(rates, sla) or lo, hi, _through(steps, hi)))
+    return CapacityEstimate(point, lo, hi, "slow share interpolated where it crosses the SLA",
+                            ci_high_rps=hi)
 
 
 # A generator process above this CPU share of its core is the bottleneck, not the endpoint.

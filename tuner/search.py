@@ -23,17 +23,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from tuner.analysis import (
+    QueueShape,
     RateEvidence,
     Sla,
     StepResult,
     StepSpec,
     Verdict,
+    best_estimate,
     bracket,
+    lean,
+    navigation_bracket,
     pool_by_rate,
-    saturation_estimate,
-    settle_time_s,
+    queue_shape,
 )
 from tuner.stats import requests_to_show, samples_for_zero_exceedances
 
@@ -60,7 +64,18 @@ class Phase(StrEnum):
     BISECT = "bisect"
     EXTEND = "extend"
     PROBE_DOWN = "probe-down"
+    CONFIRM = "confirm"
     LINEAR = "linear"
+
+
+class Choice(NamedTuple):
+    """The next step: its rate, why, how many requests, and a warm-up when it differs from
+    the settled-queue one (`warmup_for`)."""
+
+    rate: float
+    phase: Phase
+    requests: int | None = None
+    warmup_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,22 +105,21 @@ class SearchSettings:
 
 
 def warmup_for(settings: SearchSettings, rate: float = 0.0,
-               saturation_rps: float | None = None) -> float:
+               shape: QueueShape | None = None) -> float:
     """A step's unmeasured start: the configured warm-up, longer for slow models (two SLA
-    latencies, capped), and long enough for the queue to settle at this rate near the
-    saturation throughput seen so far (`analysis.settle_time_s`)."""
+    latencies, capped), and long enough for the queue to settle at this rate
+    (`analysis.QueueShape.settle_time_s`)."""
     base = max(settings.warmup_s, min(WARMUP_CAP_S, 2 * settings.sla_latency_ms / 1000.0))
-    return max(base, settle_time_s(rate, saturation_rps))
+    return max(base, shape.settle_time_s(rate)) if shape is not None else base
 
 
 def step_duration(rate: float, settings: SearchSettings, requests: int | None = None,
-                  saturation_rps: float | None = None) -> float:
+                  shape: QueueShape | None = None) -> float:
     """Warm-up, then long enough to collect `requests` (default: what a new rate needs)."""
     if requests is None:
-        requests = SAMPLE_HEADROOM * samples_for_zero_exceedances(settings.quantile,
-                                                                  settings.confidence)
+        requests = _base_requests(settings)
     measure = min(max(requests / rate, settings.min_step_s), settings.max_step_s)
-    return warmup_for(settings, rate, saturation_rps) + measure
+    return warmup_for(settings, rate, shape) + measure
 
 
 def out_of_budget(settings: SearchSettings, used_s: float) -> bool:
@@ -119,13 +133,19 @@ def next_step(history: list[StepResult], settings: SearchSettings,
     if out_of_budget(settings, used_s):
         return None
     remaining = settings.budget_s - used_s
-    saturation = saturation_estimate(history)
-    choice = _next(history, settings, remaining, saturation)
+    shape = queue_shape(history, settings.sla)
+    choice = _next(history, settings, remaining, shape)
     if choice is None:
         return None
-    rate, phase, requests = choice
-    duration = step_duration(rate, settings, requests, saturation)
-    warmup = warmup_for(settings, rate, saturation)
+    rate, phase, requests, warmup = choice
+    if warmup is None:
+        warmup = warmup_for(settings, rate, shape)
+        if not math.isfinite(warmup):  # at or above saturation: nothing to settle
+            warmup = warmup_for(settings)
+    longest = RAMP_MAX_S if phase is Phase.RAMP else settings.max_step_s
+    measure = min(max((requests or _base_requests(settings)) / rate, settings.min_step_s),
+                  longest)
+    duration = warmup + measure
     if duration > remaining:
         duration = remaining  # the last step: whatever the budget still allows
         if duration - warmup < settings.min_step_s:
@@ -176,6 +196,13 @@ def _caps_search(rate: RateEvidence, settings: SearchSettings) -> bool:
             and _planning_share(rate) >= 1.0 - settings.quantile)
 
 
+def _correlation_at(rates: list[RateEvidence], rate: float, shape: QueueShape) -> float:
+    """Raw requests per independent one to plan a step at `rate` with: the queue model's
+    once it has one, else what the nearest measured rates showed."""
+    modelled = shape.correlation(rate)
+    return modelled if modelled is not None else _correlation_near(rates, rate)
+
+
 def _correlation_near(rates: list[RateEvidence], rate: float) -> float:
     """Raw requests per effective one, as measured at the nearest rates at or above."""
     above = [r for r in rates if r.offered_rps >= rate and r.evidence.requests]
@@ -188,7 +215,7 @@ def _correlation_near(rates: list[RateEvidence], rate: float) -> float:
 
 
 def _affordable(rate: RateEvidence, settings: SearchSettings, remaining_s: float,
-                saturation: float | None) -> int | None:
+                shape: QueueShape) -> int | None:
     """The requests to extend this rate by, if the budget affords them (None: it can't)."""
     extra = extra_requests(rate, settings)
     if extra is None:
@@ -196,72 +223,159 @@ def _affordable(rate: RateEvidence, settings: SearchSettings, remaining_s: float
     extra = max(extra, math.ceil(settings.min_step_s * rate.offered_rps))
     # One step collects at most max_step_s of requests; the next extension the rest.
     extra = min(extra, math.floor(settings.max_step_s * rate.offered_rps))
-    seconds = warmup_for(settings, rate.offered_rps, saturation) + extra / rate.offered_rps
+    seconds = warmup_for(settings, rate.offered_rps, shape) + extra / rate.offered_rps
     return extra if seconds <= remaining_s else None
 
 
 def _next(history: list[StepResult], settings: SearchSettings, remaining_s: float,
-          saturation: float | None) -> tuple[float, Phase, int | None] | None:
+          shape: QueueShape) -> Choice | None:
     cap = settings.max_rps if settings.max_rps is not None else math.inf
     if not history:
-        return min(settings.start_rps, cap), _first_phase(settings), _ramp_requests(settings)
+        return Choice(min(settings.start_rps, cap), _first_phase(settings),
+                      _ramp_requests(settings))
     rates = pool_by_rate(history, settings.sla)
     by_rate = {r.offered_rps: r for r in rates}
     last = by_rate[history[-1].offered_rps]
     if settings.strategy == "linear":
-        return _next_linear(last, settings, remaining_s, cap, saturation)
+        return _next_linear(last, settings, remaining_s, cap, shape)
 
     last_pass, first_fail = bracket(rates)
     if first_fail is None:
         # Ramping. A last step leaning to fail is extended: it decides whether we are over.
         if last.verdict is Verdict.INCONCLUSIVE and _planning_share(last) > 1 - settings.quantile:
-            extra = _affordable(last, settings, remaining_s, saturation)
+            extra = _affordable(last, settings, remaining_s, shape)
             if extra is not None:
-                return last.offered_rps, Phase.EXTEND, extra
+                return Choice(last.offered_rps, Phase.EXTEND, extra)
         if last.offered_rps >= cap:
             if last.verdict is Verdict.INCONCLUSIVE:
-                extra = _affordable(last, settings, remaining_s, saturation)
+                extra = _affordable(last, settings, remaining_s, shape)
                 if extra is not None:
-                    return last.offered_rps, Phase.EXTEND, extra
+                    return Choice(last.offered_rps, Phase.EXTEND, extra)
             return None
-        return (min(last.offered_rps * settings.growth, cap), Phase.RAMP,
-                _ramp_requests(settings))
+        return Choice(min(last.offered_rps * settings.growth, cap), Phase.RAMP,
+                      _ramp_requests(settings))
 
-    lo = last_pass.offered_rps if last_pass else 0.0
-    hi = first_fail.offered_rps
-    open_rates = [r for r in rates if lo < r.offered_rps < hi
-                  and r.verdict is Verdict.INCONCLUSIVE]
-    affordable = []
-    for rate in open_rates:
-        extra = _affordable(rate, settings, remaining_s, saturation)
-        if extra is None:
-            if _caps_search(rate, settings):
-                hi = min(hi, rate.offered_rps)  # on the threshold: the search stays below
-        else:
-            affordable.append((extra / rate.offered_rps, -rate.offered_rps, rate, extra))
-    affordable = [a for a in affordable if a[2].offered_rps < hi]
-    if affordable:
-        _, _, rate, extra = min(affordable, key=lambda a: (a[0], a[1]))
-        return rate.offered_rps, Phase.EXTEND, extra
-    if last_pass is None:
+    return _navigate(rates, last_pass, first_fail, history, settings, remaining_s, shape) \
+        or _confirm(rates, last_pass, first_fail, settings, remaining_s, shape)
+
+
+# How often navigation looks again at a rate it cannot place on either side of the SLA.
+MAX_LOOKS_UNKNOWN = 3
+# Navigation stops while this share of the budget is left, for the confirmation.
+CONFIRM_RESERVE = 0.35
+
+
+def _navigation_warmup(settings: SearchSettings, rate: float, shape: QueueShape,
+                       remaining_s: float) -> float:
+    """Finding where the capacity lies needs no settled queue (only a pass does): a
+    quarter of the spendable budget at most, the bare warm-up at or above saturation."""
+    full = warmup_for(settings, rate, shape)
+    if not math.isfinite(full):
+        return warmup_for(settings)
+    spendable = remaining_s - CONFIRM_RESERVE * settings.budget_s
+    return max(warmup_for(settings), min(full, spendable / 4))
+
+
+def _navigate(rates: list[RateEvidence], last_pass: RateEvidence | None,
+              first_fail: RateEvidence, history: list[StepResult],
+              settings: SearchSettings, remaining_s: float,
+              shape: QueueShape) -> Choice | None:
+    """First, find where the capacity lies (the point estimate): bisect on which side of
+    the SLA each rate's slow share leans (`analysis.navigation_bracket`), keeping a
+    reserve of the budget for the confirmation; near saturation no affordable step can
+    make a verdict significant, but the side it leans to still narrows the estimate."""
+    low, high = navigation_bracket(rates, settings.sla)
+    if low is None:
+        if last_pass is not None:
+            return None
         probes = sum(1 for s in history if s.phase == Phase.PROBE_DOWN)
         if probes >= MAX_PROBES_DOWN:
             return None
-        return min(r.offered_rps for r in rates) / settings.growth, Phase.PROBE_DOWN, None
-    if (hi - lo) / lo <= settings.precision:
+        return Choice(min(r.offered_rps for r in rates) / settings.growth, Phase.PROBE_DOWN)
+    top = high.offered_rps if high is not None else first_fail.offered_rps
+    saturation = shape.saturation_rps or math.inf
+    # No rate at or above the saturation seen can be sustained: none is worth a look.
+    top = min(top, saturation)
+    if (top - low.offered_rps) / low.offered_rps <= settings.precision:
         return None
-    # The middle of the bracket, or, when the queue there would take longer to settle
-    # than the budget has left, the highest rate below it that still fits.
-    candidate = (lo + hi) / 2.0
-    for _ in range(6):
-        requests = math.ceil(SAMPLE_HEADROOM * samples_for_zero_exceedances(
-            settings.quantile, settings.confidence) * _correlation_near(rates, candidate))
-        if step_duration(candidate, settings, requests, saturation) <= remaining_s:
-            return candidate, Phase.BISECT, requests
-        candidate = (lo + candidate) / 2.0
-        if (candidate - lo) / lo <= settings.precision:
-            break
+    spendable = remaining_s - CONFIRM_RESERVE * settings.budget_s
+    if (high is not None and lean(high, settings.sla) is Verdict.INCONCLUSIVE
+            and high.offered_rps < saturation and high.evidence.looks <= MAX_LOOKS_UNKNOWN):
+        # Too little evidence to tell which side it is on: look longer before going below
+        # (a rate still unknown after that sits on the threshold: the estimate's limit).
+        rate = high.offered_rps
+        warmup = _navigation_warmup(settings, rate, shape, remaining_s)
+        correlation = max(high.evidence.correlation, shape.correlation(rate) or 1.0)
+        wanted = max(high.evidence.requests,
+                     math.ceil(_base_requests(settings) * correlation)
+                     - high.evidence.requests)
+        longest = max(settings.min_step_s, (spendable - warmup) / 2)
+        requests = min(wanted, math.floor(longest * rate))
+        if warmup + max(settings.min_step_s, requests / rate) <= spendable:
+            return Choice(rate, Phase.EXTEND, requests, warmup)
+    candidate = (low.offered_rps + top) / 2.0
+    correlation = _correlation_at(rates, candidate, shape)
+    warmup = _navigation_warmup(settings, candidate, shape, remaining_s)
+    longest = max(settings.min_step_s, (spendable - warmup) / 2)
+    requests = min(math.ceil(_base_requests(settings) * correlation),
+                   math.floor(longest * candidate))
+    if warmup + max(settings.min_step_s, requests / candidate) > spendable:
+        return None
+    return Choice(candidate, Phase.BISECT, requests, warmup)
+
+
+# Rates below the navigated capacity a confirmation may try, as fractions of it.
+CONFIRM_FRACTIONS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
+
+
+def _confirm(rates: list[RateEvidence], last_pass: RateEvidence | None,
+             first_fail: RateEvidence, settings: SearchSettings, remaining_s: float,
+             shape: QueueShape) -> Choice | None:
+    """Then spend what is left showing the SLA statistically as close below the navigated
+    capacity as the budget affords: the target rests on the highest rate shown."""
+    low, _ = navigation_bracket(rates, settings.sla)
+    point = best_estimate(rates, settings.sla)
+    if low is None or point is None:
+        return None
+    floor = last_pass.offered_rps if last_pass is not None else 0.0
+    if point <= floor * (1 + settings.precision):
+        return None
+    if low.verdict is Verdict.INCONCLUSIVE and low.offered_rps > floor:
+        extra = _affordable(low, settings, remaining_s, shape)
+        if extra is not None:
+            return Choice(low.offered_rps, Phase.EXTEND, extra)
+    measured = sorted((r.offered_rps, r.evidence.slow_share) for r in rates
+                      if r.evidence.requests)
+    for fraction in CONFIRM_FRACTIONS[1:]:
+        rate = point * fraction
+        if rate <= floor * (1 + settings.precision):
+            return None
+        share = max(_interpolate(measured, rate), 0.5 / max(1, low.evidence.requests))
+        needed = requests_to_show(share, settings.quantile,
+                                  1.0 - (1.0 - settings.confidence) / 2)
+        if needed >= 10**9:
+            continue
+        correlation = _correlation_at(rates, rate, shape)
+        if not math.isfinite(correlation):
+            continue
+        requests = math.ceil(needed * correlation)
+        seconds = warmup_for(settings, rate, shape) + max(settings.min_step_s,
+                                                           requests / rate)
+        if seconds <= remaining_s and requests / rate <= settings.max_step_s:
+            return Choice(rate, Phase.CONFIRM, requests)
     return None
+
+
+def _interpolate(points: list[tuple[float, float]], rate: float) -> float:
+    """The slow share at `rate`, linearly between the measured rates around it."""
+    below = [p for p in points if p[0] <= rate]
+    above = [p for p in points if p[0] > rate]
+    if not below:
+        return above[0][1]
+    if not above:
+        return below[-1][1]
+    (r1, v1), (r2, v2) = below[-1], above[0]
+    return v1 + (v2 - v1) * (rate - r1) / (r2 - r1)
 
 
 def _first_phase(settings: SearchSettings) -> Phase:
@@ -273,14 +387,14 @@ def _ramp_requests(settings: SearchSettings) -> int:
 
 
 def _next_linear(last: RateEvidence, settings: SearchSettings, remaining_s: float,
-                 cap: float, saturation: float | None) -> tuple[float, Phase, int | None] | None:
+                 cap: float, shape: QueueShape) -> Choice | None:
     if last.verdict is Verdict.FAIL:
         return None
     if last.verdict is Verdict.INCONCLUSIVE:
-        extra = _affordable(last, settings, remaining_s, saturation)
-        return None if extra is None else (last.offered_rps, Phase.LINEAR, extra)
+        extra = _affordable(last, settings, remaining_s, shape)
+        return None if extra is None else Choice(last.offered_rps, Phase.LINEAR, extra)
     rate = last.offered_rps + (settings.linear_step_rps or settings.start_rps)
-    return (rate, Phase.LINEAR, None) if rate <= cap else None
+    return Choice(rate, Phase.LINEAR) if rate <= cap else None
 
 
 # After a step whose requests the client abandoned (timeouts, or killed at the step's end),
@@ -300,7 +414,7 @@ def budget_advice(history: list[StepResult], settings: SearchSettings,
     """What budget would resolve the capacity, when this run's did not: None when the run
     found a pass and a bracket narrower than `UNRESOLVED_WIDTH`."""
     rates = pool_by_rate(history, settings.sla)
-    saturation = saturation_estimate(history)
+    shape = queue_shape(history, settings.sla)
     last_pass, first_fail = bracket(rates)
     if last_pass is not None and (first_fail is None or (
             first_fail.offered_rps - last_pass.offered_rps) / last_pass.offered_rps
@@ -313,10 +427,10 @@ def budget_advice(history: list[StepResult], settings: SearchSettings,
     for rate in pending:
         extra = extra_requests(rate, settings)
         if extra is not None:
-            seconds = max(seconds, warmup_for(settings, rate.offered_rps, saturation)
+            seconds = max(seconds, warmup_for(settings, rate.offered_rps, shape)
                           + extra / rate.offered_rps)
     if not seconds:
-        per_step = step_duration(lo or settings.start_rps, settings, None, saturation)
+        per_step = step_duration(lo or settings.start_rps, settings, None, shape)
         seconds = 3 * per_step
     if not math.isfinite(seconds):
         seconds = 3 * settings.budget_s
