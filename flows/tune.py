@@ -47,6 +47,7 @@ def tune_endpoint(config: TuneConfig) -> dict:
         generator=output.summary.get("step_meta"),
         capacity=analysis.capacity, recommendation=analysis.recommendation,
         apply=outcome, before=before.scaling_before, error=analysis.error, started_at=started,
+        queue_model=analysis.queue_model,
     )
     result["run_dir"] = str(run_dir)
     publish_report(run_dir, result)

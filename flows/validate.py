@@ -48,6 +48,7 @@ def validate_capacity(config: ValidateConfig) -> dict:
         generator=output.summary.get("step_meta"), capacity=analysis.capacity,
         recommendation=analysis.recommendation, apply=None, before=before.scaling_before,
         error=analysis.error, started_at=started,
+        queue_model=analysis.queue_model,
     )
     result["run_dir"] = str(run_dir)
     result["validation"] = {"baseline": str(config.baseline),

@@ -48,6 +48,7 @@ from tuner.analysis import (
     generator_limit,
     summarize_step,
 )
+from tuner.pacing import next_arrival, unsent_arrivals
 from tuner.search import (
     SearchSettings,
     budget_advice,
@@ -206,16 +207,13 @@ class OpenLoopLane:
                     break
                 if abort_reason is None:
                     pool.spawn(self.send, step["index"], t0, intended, lags, guard.outstanding)
-                    intended += rng.expovariate(rate) if poisson else 1.0 / rate
+                    intended = next_arrival(intended, rate, poisson, rng)
             if abort_reason is not None:
                 aborted_at = time.perf_counter() - t0
         cpu_percent = cpu.cpu_percent()
         # Arrivals the step scheduled but never sent: the same sequence drawn on to the end.
-        end = min(duration, aborted_at or duration)
-        unsent = 0
-        while intended < end:
-            unsent += 1
-            intended += rng.expovariate(rate) if poisson else 1.0 / rate
+        unsent = unsent_arrivals(intended, min(duration, aborted_at or duration), rate,
+                                 poisson, rng)
         pool.join(timeout=1.0 if abort_reason else timeout + 2)
         pool.kill()
         samples = RECORDER.pop(step["index"])

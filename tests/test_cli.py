@@ -62,7 +62,7 @@ def test_tune_applies_the_builtin_policy_and_the_aws_cli_reads_it_back(
         tmp_path, local_aws, server_200):
     done = run(["tune", "--endpoint", "cli-ep", "--sla-latency-ms", "100", "--url",
                 server_200.url, "--min-capacity", "1", "--max-capacity", "4",
-                "--start-rps", "40", "--max-test-seconds", "20",
+                "--start-rps", "40", "--max-test-seconds", "20", "--arrivals", "uniform",
                 "--reports-dir", str(tmp_path)], env=local_aws)
     assert done.returncode == 0, done.stderr[-2000:]
     run_dir = Path(done.stdout.strip().splitlines()[-1])

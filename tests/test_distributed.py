@@ -19,7 +19,7 @@ def test_master_and_two_workers_measure_capacity_like_one_process(tmp_path):
         try:
             config = build_config({}, {
                 "endpoint": "ep", "url": server.url, "sla_latency_ms": 100, "start_rps": 50,
-                "max_test_seconds": 30, "master": True, "expect_workers": 2,
+                "max_test_seconds": 30, "master": True, "expect_workers": 2, "arrivals": "uniform",
                 "master_port": port})
             output = run_load_test(config, tmp_path, region=None)
         finally:

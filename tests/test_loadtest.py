@@ -12,7 +12,9 @@ from tuner.loadtest import run_load_test, sla_of
 @pytest.fixture(scope="module")
 def measured(server_200, tmp_path_factory):
     config = build_config({}, {"endpoint": "ep", "url": server_200.url, "sla_latency_ms": 100,
-                               "start_rps": 25, "max_test_seconds": 30})
+                               "start_rps": 25, "max_test_seconds": 30,
+                               # deterministic truth for the plumbing (see test_flow.config)
+                               "arrivals": "uniform"})
     lines: list[str] = []
     output = run_load_test(config, tmp_path_factory.mktemp("lt"), region="us-east-1",
                            on_progress=lines.append)

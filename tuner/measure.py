@@ -21,6 +21,7 @@ from tuner.analysis import (
 from tuner.config import TuneConfig
 from tuner.errors import NoPassingStepError
 from tuner.loadtest import LoadTestOutput, search_settings_of, sla_of
+from tuner.queue_model import fit_queue_model, step_samples_from_frame
 from tuner.search import budget_advice
 
 
@@ -30,6 +31,7 @@ class Analysis:
     capacity: CapacityEstimate | None
     recommendation: Recommendation | None
     error: str | None
+    queue_model: dict | None = None  # `QueueModel.to_dict()`, when the run allows a fit
 
 
 def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_test: int,
@@ -37,18 +39,29 @@ def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_t
     """Verdicts from the raw samples, then capacity and the target (from the lower end)."""
     sla = sla_of(config)
     steps = summarize_samples(output.specs, output.samples, sla)
+    model = queue_model_of(config, output)
     invalid_reason = invalid_reason or generator_problem(output, steps)
     if invalid_reason:
-        return Analysis(steps, None, None, invalid_reason)
+        return Analysis(steps, None, None, invalid_reason, model)
     try:
         capacity = estimate_capacity(steps, sla)
     except NoPassingStepError as exc:
         advice = budget_advice(steps, search_settings_of(config), output.load_seconds)
-        return Analysis(steps, None, None, f"{exc}; {advice}" if advice else str(exc))
+        return Analysis(steps, None, None, f"{exc}; {advice}" if advice else str(exc), model)
     # The target rests on the lower end of the capacity interval: what was shown.
     recommendation = derive_target(capacity.last_pass_rps, instances_under_test,
                                    config.safety_factor)
-    return Analysis(steps, capacity, recommendation, None)
+    return Analysis(steps, capacity, recommendation, None, model)
+
+
+def queue_model_of(config: TuneConfig, output: LoadTestOutput) -> dict | None:
+    """The M/G/c view of the measured curve (`tuner.queue_model`), for the report and the
+    simulator; None when the run is too small to fit one."""
+    arrivals = output.summary.get("plan", {}).get("arrivals", config.arrivals)
+    model = fit_queue_model(step_samples_from_frame(output.specs, output.samples),
+                            config.sla_percentile, config.sla_latency_ms,
+                            measured_arrivals=arrivals)
+    return model.to_dict() if model is not None else None
 
 
 def generator_problem(output: LoadTestOutput, steps: list[StepResult]) -> str | None:

@@ -50,7 +50,8 @@ def regenerate_report(run_dir: Path) -> dict:
         generator=output.summary.get("step_meta"), capacity=analysis.capacity,
         recommendation=analysis.recommendation, apply=None,
         before=ScalingState(scaling["scalable_target"], scaling["policies"]),
-        error=analysis.error, started_at=datetime.fromisoformat(run["started_at"]))
+        error=analysis.error, started_at=datetime.fromisoformat(run["started_at"]),
+        queue_model=analysis.queue_model)
     for key in APPLY_FACTS:
         if key in old:
             result[key] = old[key]

@@ -24,8 +24,10 @@ from jinja2 import Environment, FileSystemLoader  # noqa: E402
 from tuner.iac import FILE_NAMES  # noqa: E402
 from tuner.iac import render as render_iac  # noqa: E402
 from tuner.policy import cli_commands  # noqa: E402
+from tuner.queue_model import latency_from_dict  # noqa: E402
 
 SIMULATION_FILE = "simulation.json"
+QUEUE_MODEL_TITLE = "Queue model: latency vs load"
 SIMULATION_PLOTS = {"timeline": "simulation-timeline.png", "sweep": "simulation-sweep.png"}
 IAC_LINKS = [("AWS CLI commands", "aws-cli.sh"), ("Terraform", "scaling.tf"),
              ("CloudFormation", "scaling-cfn.yaml")]
@@ -109,6 +111,102 @@ def simulation_lines(simulation: dict) -> list[str]:
     return lines
 
 
+def target_load_rps(result: dict) -> float | None:
+    """The target's load on the endpoint as tested, in requests/s: invocations per instance
+    per minute / 60 x instances under test. None without a target."""
+    recommendation = result.get("recommendation")
+    target = (recommendation.get("target_invocations_per_instance")
+              if isinstance(recommendation, dict) else None)
+    if target is None:
+        target = result.get("target_invocations_per_instance")
+    if not isinstance(target, int | float) or not math.isfinite(target) or target <= 0:
+        return None
+    return target / 60.0 * (result.get("instances_under_test") or 1)
+
+
+def _fit_quality(fit_error: float | None) -> str:
+    if fit_error is None:
+        return "unknown"
+    if fit_error <= 0.15:
+        return "good"
+    if fit_error <= 0.35:
+        return "fair"
+    return "poor: read the curve as a rough guide"
+
+
+def queue_model_lines(result: dict) -> list[str]:
+    """The report's queue-model section: capacity under Poisson and under even arrivals,
+    the latency expected at the target load, and the fit quality. Empty without a model."""
+    qm = result.get("queue_model")
+    if not qm:
+        return []
+    sla = result["sla"]
+    pct = f"p{sla['percentile']:g}"
+    poisson = qm["poisson_capacity_rps"]
+    uniform = qm["uniform_capacity_rps"]
+    low, high = qm["poisson_capacity_band"]
+    slots = qm["slots"]
+    spread = qm.get("slots_range") or [slots, slots]
+    slot_text = (f"{slots} slots" if spread[0] == spread[1]
+                 else f"{slots} slots, {spread[0]}–{spread[1]} plausible")
+    lines = ["", "## Queue model", "",
+             f"An M/G/c queue ({slot_text}) fitted to the steps: service times are the "
+             f"latencies measured at the lowest load ({qm.get('service_requests', '?')} "
+             f"requests: mean {_fmt(qm['service_mean_ms'])} ms, p50 "
+             f"{_fmt(qm.get('service_p50_ms'))} ms, p99 {_fmt(qm.get('service_p99_ms'))} ms). "
+             f"Fit {_fit_quality(qm.get('fit_error'))} (RMS error "
+             f"{_fmt(100 * qm['fit_error'] if qm.get('fit_error') is not None else None, 0)}% "
+             f"on the steps' {pct} latencies).", "",
+             "| arrivals | capacity at the SLA | band (95%) |", "|---|---|---|",
+             f"| Poisson (the basis) | {_fmt(poisson)} rps | {_fmt(low)}–"
+             f"{_fmt(high) if high is not None else 'unbounded'} rps |",
+             f"| evenly spaced | {_fmt(uniform)} rps | - |", ""]
+    if poisson and uniform:
+        change = 100 * (uniform / poisson - 1)
+        lines.append(f"Even arrivals would allow {abs(change):.0f}% "
+                     f"{'more' if change >= 0 else 'less'}. Poisson is the basis because "
+                     "production traffic from many independent clients arrives Poisson-like, "
+                     "and queues build long before saturation under it; evenly spaced "
+                     "arrivals are optimistic.")
+    else:
+        lines.append("Poisson is the basis because production traffic from many independent "
+                     "clients arrives Poisson-like; evenly spaced arrivals are optimistic.")
+    rate = target_load_rps(result)
+    if rate is not None:
+        expected = latency_from_dict(qm, rate)
+        band = [latency_from_dict(qm, rate, key=k) for k in ("low_ms", "high_ms")]
+        if math.isfinite(expected):
+            verdict = "within" if expected <= sla["latency_ms"] else "**over**"
+            lines += ["", f"At the target load ({_fmt(rate)} rps on "
+                      f"{result.get('instances_under_test') or 1} instance(s)) the model "
+                      f"expects {pct} {_fmt(expected)} ms (band {_fmt(band[0])}–"
+                      f"{_fmt(band[1]) if math.isfinite(band[1]) else 'unbounded'} ms), "
+                      f"{verdict} the {sla['latency_ms']:g} ms SLA."]
+        else:
+            lines += ["", f"At the target load ({_fmt(rate)} rps) the model's queue does not "
+                      "settle: the target is beyond what the model can sustain."]
+    if qm.get("queueing_observed") is False:
+        lines += ["", "No step showed queueing, so the slot count is only a lower bound: the "
+                  "real capacity may be higher than the model's."]
+    if qm.get("measured_arrivals") == "uniform":
+        lines += ["", "The run sent evenly spaced requests; the model replays them that way "
+                  "and predicts Poisson arrivals from the same slots."]
+    return lines
+
+
+def capacity_definition(result: dict) -> str:
+    """What the capacity figure claims, in one sentence (README's definition)."""
+    sla = result["sla"]
+    arrivals = result["search"].get("arrivals", "poisson")
+    basis = ("Poisson arrivals, like production traffic from many independent clients"
+             if arrivals == "poisson" else
+             "evenly spaced arrivals (optimistic: production traffic is burstier)")
+    return (f"the highest mean arrival rate at which p{sla['percentile']:g} latency, from "
+            f"the intended send time with errors and timeouts counted as slower than "
+            f"{sla['latency_ms']:g} ms, stays within the SLA, under {basis}; the target "
+            f"uses the lower end of its {sla['confidence']:.0%} interval")
+
+
 def render_markdown(result: dict, plot_names: dict[str, str] | None = None,
                     simulation: dict | None = None) -> str:
     sla = result["sla"]
@@ -122,6 +220,7 @@ def render_markdown(result: dict, plot_names: dict[str, str] | None = None,
         f"- SLA: p{sla['percentile']:g} ≤ {sla['latency_ms']:g} ms, errors ≤ "
         f"{sla['max_error_rate']:.2%}, at {sla['confidence']:.0%} confidence",
         f"- Instances under test: {result['instances_under_test']}",
+        f"- Capacity means: {capacity_definition(result)}",
         f"- Search: {result['search']['strategy']}, {len(result['steps'])} steps, "
         f"{_fmt(result['load_test_seconds'])} s of load, stopped: "
         f"{result['search']['stop_reason']}",
@@ -157,6 +256,7 @@ def render_markdown(result: dict, plot_names: dict[str, str] | None = None,
     if plot_names:
         lines += ["", "## Plots", ""]
         lines += [f"![{title}]({name})" for title, name in plot_names.items()]
+    lines += queue_model_lines(result)
     if simulation:
         lines += simulation_lines(simulation)
     lines += ["", "## Scaling policy", "", f"Apply: **{result.get('apply_status')}**."]
@@ -230,6 +330,53 @@ def plot_throughput(result: dict) -> bytes:
     return png_bytes(fig)
 
 
+def plot_queue_model(result: dict) -> bytes | None:
+    """The queue model's SLA-percentile curve against load, with its band (Poisson
+    arrivals) and the even-arrivals curve dashed, over the measured steps; the SLA line and
+    the target's load. None when the run has no queue model."""
+    qm = result.get("queue_model")
+    if not qm or not qm.get("curve"):
+        return None
+    sla = result["sla"]
+    pct = f"p{sla['percentile']:g}"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    curve = [p for p in qm["curve"] if p["p_ms"] is not None]
+    rps = [p["rps"] for p in curve]
+    ax.fill_between(rps, [p["low_ms"] or p["p_ms"] for p in curve],
+                    [p["high_ms"] or p["p_ms"] for p in curve], color="tab:blue", alpha=0.2,
+                    label="model band (95%)")
+    ax.plot(rps, [p["p_ms"] for p in curve], color="tab:blue",
+            label=f"model {pct}, Poisson arrivals ({qm['slots']} slots)")
+    uniform = [p for p in qm.get("uniform_curve") or [] if p["p_ms"] is not None]
+    if uniform:
+        ax.plot([p["rps"] for p in uniform], [p["p_ms"] for p in uniform], color="tab:blue",
+                linestyle="--", label=f"model {pct}, evenly spaced arrivals")
+    measured = [s for s in result["steps"] if s.get("sla_percentile_ms") is not None
+                and not math.isnan(s["sla_percentile_ms"]) and s.get("achieved_rps")]
+    if measured:
+        ax.scatter([s["achieved_rps"] for s in measured],
+                   [s["sla_percentile_ms"] for s in measured], color="black", zorder=3,
+                   label=f"measured {pct} per step")
+    ax.axhline(sla["latency_ms"], color="red", linestyle="--",
+               label=f"SLA {pct} {sla['latency_ms']:g} ms")
+    if qm.get("poisson_capacity_rps"):
+        ax.axvline(qm["poisson_capacity_rps"], color="tab:blue", linestyle=":", linewidth=1)
+    rate = target_load_rps(result)
+    if rate is not None:
+        expected = latency_from_dict(qm, rate)
+        ax.axvline(rate, color="green", linestyle=":")
+        if math.isfinite(expected):
+            ax.plot([rate], [expected], marker="*", markersize=14, color="green",
+                    linestyle="none", label=f"target load {rate:.1f} rps: {expected:.0f} ms")
+    ax.set_xlabel("arrival rate / achieved throughput (requests/s)")
+    ax.set_ylabel(f"{pct} latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title("Queue model: latency vs load")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return png_bytes(fig)
+
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 HTML = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True).get_template(
     "report.html.j2")
@@ -237,6 +384,7 @@ HTML = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True).get_temp
 
 def render_html(result: dict, plots: dict[str, bytes], simulation: dict | None = None) -> str:
     return HTML.render(
+        queue_model_md=queue_model_lines(result), definition=capacity_definition(result),
         simulation_md=simulation_lines(simulation) if simulation else [],
         r=result, headline=headline(result).replace("**", ""), fmt=_fmt, iac_links=IAC_LINKS,
         plots={title: base64.b64encode(data).decode() for title, data in plots.items()},
@@ -263,7 +411,11 @@ def write_report(run_dir: Path, result: dict) -> dict[str, Path]:
     if result["steps"]:
         plots = {"Latency vs throughput": plot_latency(result),
                  "Offered vs achieved load": plot_throughput(result)}
-    names = {"Latency vs throughput": "latency.png", "Offered vs achieved load": "throughput.png"}
+    names = {"Latency vs throughput": "latency.png", "Offered vs achieved load": "throughput.png",
+             QUEUE_MODEL_TITLE: "queue-model.png"}
+    model_plot = plot_queue_model(result) if result["steps"] else None
+    if model_plot is not None:
+        plots[QUEUE_MODEL_TITLE] = model_plot
     simulation = None
     if (run_dir / SIMULATION_FILE).exists():
         simulation = json.loads((run_dir / SIMULATION_FILE).read_text())

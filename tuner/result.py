@@ -45,6 +45,7 @@ def build_result(
     before: ScalingState | None,
     error: str | None,
     started_at: datetime,
+    queue_model: dict | None = None,
 ) -> dict[str, Any]:
     plan = apply.plan if apply else None
     result = {
@@ -69,6 +70,7 @@ def build_result(
         "target_basis_rps": None if recommendation is None
         else recommendation.max_sustainable_rps,
         "capacity_method": None if capacity is None else capacity.method,
+        "queue_model": queue_model,
         "max_rps_per_instance": None if recommendation is None
         else recommendation.max_rps_per_instance,
         "safety_factor": config.safety_factor,

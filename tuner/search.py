@@ -241,11 +241,14 @@ def _next(history: list[StepResult], settings: SearchSettings, remaining_s: floa
 
     last_pass, first_fail = bracket(rates)
     if first_fail is None:
-        # Ramping. A last step leaning to fail is extended: it decides whether we are over.
-        if last.verdict is Verdict.INCONCLUSIVE and _planning_share(last) > 1 - settings.quantile:
+        # Ramping. A last step leaning to fail is looked at once more, as briefly as a ramp
+        # step: it decides whether we are over (at a low rate no budget would settle it).
+        if (last.verdict is Verdict.INCONCLUSIVE and last.evidence.looks == 1
+                and _planning_share(last) > 1 - settings.quantile):
             extra = _affordable(last, settings, remaining_s, shape)
             if extra is not None:
-                return Choice(last.offered_rps, Phase.EXTEND, extra)
+                return Choice(last.offered_rps, Phase.EXTEND,
+                              min(extra, math.floor(RAMP_MAX_S * last.offered_rps)))
         if last.offered_rps >= cap:
             if last.verdict is Verdict.INCONCLUSIVE:
                 extra = _affordable(last, settings, remaining_s, shape)

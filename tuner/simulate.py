@@ -108,14 +108,22 @@ def capacity_basis(result: dict) -> float:
 
 
 def curve_from_result(result: dict) -> LatencyCurve:
-    """The latency curve a tuning run measured, per instance, made non-decreasing, with the
-    capacity basis as its capacity."""
+    """The latency curve of a tuning run, per instance, made non-decreasing, with the
+    capacity basis as its capacity: the queue model's (Poisson arrivals) when the run has
+    one, else the measured passing steps'."""
     instances = result["instances_under_test"]
-    points = sorted(
-        (s["achieved_rps"] / instances, s["sla_percentile_ms"]) for s in result["steps"]
-        if s["sla_percentile_ms"] is not None and s["achieved_rps"] > 0
-        and s["verdict"] == "pass"
-    )
+    queue_model = result.get("queue_model")
+    if isinstance(queue_model, dict) and queue_model.get("curve"):
+        # The queue model's curve: latency under Poisson arrivals at each mean rate, the
+        # same view the report shows (the measured passes are a handful of its points).
+        points = sorted((p["rps"] / instances, p["p_ms"]) for p in queue_model["curve"]
+                        if p.get("p_ms") is not None and math.isfinite(p["p_ms"]))
+    else:
+        points = sorted(
+            (s["achieved_rps"] / instances, s["sla_percentile_ms"]) for s in result["steps"]
+            if s["sla_percentile_ms"] is not None and s["achieved_rps"] > 0
+            and s["verdict"] == "pass"
+        )
     if not points:
         raise ValueError("the run has no passing step to build a latency curve from")
     rps = [0.0] + [p[0] for p in points]

@@ -220,8 +220,10 @@ def read_baseline(run_dir: Path) -> dict:
 
 
 def baseline_rps_per_instance(baseline: dict) -> float:
-    """The baseline's figure targets rest on: its capacity interval's lower end."""
-    return baseline["capacity_ci"][0] / baseline["instances_under_test"]
+    """The baseline's best estimate of capacity per instance (runs from before the
+    estimate was recorded: its interval's lower end)."""
+    point = baseline.get("max_sustainable_rps") or baseline["capacity_ci"][0]
+    return point / baseline["instances_under_test"]
 
 
 def peak_max_capacity(config: ValidateConfig, baseline: dict) -> int | None:
@@ -246,6 +248,8 @@ def candidate_tune_config(config: ValidateConfig, baseline: dict) -> TuneConfig:
         content_type=config.content_type, sla_percentile=sla["percentile"],
         sla_latency_ms=sla["latency_ms"], max_error_rate=sla["max_error_rate"],
         confidence=sla.get("confidence", 0.95), dry_run=True,
+        # The same arrival process as the baseline: capacities under different ones differ.
+        arrivals=(baseline.get("search") or {}).get("arrivals", "poisson"),
         max_test_seconds=config.max_test_seconds, processes=config.processes,
         start_rps=max(1.0, round(per_instance * instances / 4, 1)),
         reports_dir=config.reports_dir))
@@ -255,9 +259,12 @@ def judge_candidate(config: ValidateConfig, baseline: dict, analysis: Analysis,
                     instances: int) -> ValidationVerdict | None:
     if analysis.capacity is None:
         return None
-    candidate = analysis.capacity.last_pass_rps / instances
+    # Best estimates compare like with like (two lower ends would fail equal candidates
+    # whenever one interval came out wider); the peak must be served by what was shown.
+    candidate = analysis.capacity.max_sustainable_rps / instances
     verdict = judge(baseline_rps_per_instance(baseline), candidate, config.max_regression,
-                    config.expected_peak_rps, peak_max_capacity(config, baseline))
+                    config.expected_peak_rps, peak_max_capacity(config, baseline),
+                    candidate_shown_rps_per_instance=analysis.capacity.last_pass_rps / instances)
     get_run_logger().info("validation %s: %s", "passed" if verdict.passed else "FAILED",
                           "; ".join(verdict.reasons) or f"change {verdict.change:+.1%}")
     return verdict

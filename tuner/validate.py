@@ -1,8 +1,9 @@
 """Pre-release capacity validation: does a candidate hold the baseline's capacity?
 
-Pure judgement over two measured per-instance capacities (the lower ends of their
-intervals, the figures targets rest on). A CI job can use `tuner validate` as a gate; it
-never writes a scaling policy.
+Pure judgement over two measured per-instance capacities: a regression compares the two
+best estimates; the expected peak must be served by the candidate's capacity interval's
+lower end (what the test showed). A CI job can use `tuner validate` as a gate; it never
+writes a scaling policy.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ class ValidationVerdict:
 
 def judge(baseline_rps_per_instance: float, candidate_rps_per_instance: float,
           max_regression: float, expected_peak_rps: float | None = None,
-          max_capacity: int | None = None) -> ValidationVerdict:
+          max_capacity: int | None = None,
+          candidate_shown_rps_per_instance: float | None = None) -> ValidationVerdict:
     """Fail on a per-instance regression beyond `max_regression`, or when max capacity
-    instances of the candidate cannot serve the expected peak."""
+    instances of the candidate cannot serve the expected peak at the capacity it was shown
+    to sustain (`candidate_shown_rps_per_instance`, default the estimate itself)."""
     change = (candidate_rps_per_instance - baseline_rps_per_instance) / baseline_rps_per_instance
     reasons = []
     if -change > max_regression:
@@ -37,12 +40,14 @@ def judge(baseline_rps_per_instance: float, candidate_rps_per_instance: float,
             f"per-instance capacity regressed {-change:.1%} ({baseline_rps_per_instance:.1f} -> "
             f"{candidate_rps_per_instance:.1f} rps), more than the allowed {max_regression:.0%}")
     if expected_peak_rps is not None and max_capacity is not None:
-        servable = max_capacity * candidate_rps_per_instance
+        shown = (candidate_shown_rps_per_instance if candidate_shown_rps_per_instance
+                 is not None else candidate_rps_per_instance)
+        servable = max_capacity * shown
         if servable < expected_peak_rps:
             reasons.append(
-                f"{max_capacity} instances x {candidate_rps_per_instance:.1f} rps = "
+                f"{max_capacity} instances x {shown:.1f} rps = "
                 f"{servable:.1f} rps cannot serve the expected peak of {expected_peak_rps:g} "
                 f"rps: raise --max-capacity to at least "
-                f"{-(-expected_peak_rps // candidate_rps_per_instance):.0f}")
+                f"{-(-expected_peak_rps // shown):.0f}")
     return ValidationVerdict(not reasons, baseline_rps_per_instance,
                              candidate_rps_per_instance, change, tuple(reasons))
