@@ -244,7 +244,7 @@ def _next(history: list[StepResult], settings: SearchSettings, remaining_s: floa
         # Ramping. A last step leaning to fail is looked at once more, as briefly as a ramp
         # step: it decides whether we are over (at a low rate no budget would settle it).
         if (last.verdict is Verdict.INCONCLUSIVE and last.evidence.looks == 1
-                and _planning_share(last) > 1 - settings.quantile):
+                and last.evidence.slow_share > 1 - settings.quantile):
             extra = _affordable(last, settings, remaining_s, shape)
             if extra is not None:
                 return Choice(last.offered_rps, Phase.EXTEND,
@@ -268,6 +268,12 @@ MAX_LOOKS_UNKNOWN = 3
 CONFIRM_RESERVE = 0.35
 
 
+def _spendable(remaining_s: float, settings: SearchSettings) -> float:
+    """What navigation may spend of the budget left: a share of the whole budget stays
+    for confirming a pass."""
+    return remaining_s - CONFIRM_RESERVE * settings.budget_s
+
+
 def _navigation_warmup(settings: SearchSettings, rate: float, shape: QueueShape,
                        remaining_s: float) -> float:
     """Finding where the capacity lies needs no settled queue (only a pass does): a
@@ -275,8 +281,26 @@ def _navigation_warmup(settings: SearchSettings, rate: float, shape: QueueShape,
     full = warmup_for(settings, rate, shape)
     if not math.isfinite(full):
         return warmup_for(settings)
-    spendable = remaining_s - CONFIRM_RESERVE * settings.budget_s
+    spendable = _spendable(remaining_s, settings)
     return max(warmup_for(settings), min(full, spendable / 4))
+
+
+def _look_again(rate: RateEvidence, rates: list[RateEvidence], settings: SearchSettings,
+                remaining_s: float, shape: QueueShape, reserve: bool = True) -> Choice | None:
+    """Another navigation step at a rate whose side of the SLA is still unknown: as many
+    requests again as it has, up to a new rate's worth, within the spendable budget (all
+    of it when nothing leans to pass: a confirmation would have nothing to confirm)."""
+    offered = rate.offered_rps
+    spendable = _spendable(remaining_s, settings) if reserve else remaining_s
+    warmup = _navigation_warmup(settings, offered, shape, remaining_s)
+    correlation = max(rate.evidence.correlation, shape.correlation(offered) or 1.0)
+    wanted = max(rate.evidence.requests,
+                 math.ceil(_base_requests(settings) * correlation) - rate.evidence.requests)
+    longest = max(settings.min_step_s, (spendable - warmup) / 2)
+    requests = min(wanted, math.floor(longest * offered))
+    if warmup + max(settings.min_step_s, requests / offered) > spendable:
+        return None
+    return Choice(offered, Phase.EXTEND, requests, warmup)
 
 
 def _navigate(rates: list[RateEvidence], last_pass: RateEvidence | None,
@@ -291,6 +315,16 @@ def _navigate(rates: list[RateEvidence], last_pass: RateEvidence | None,
     if low is None:
         if last_pass is not None:
             return None
+        unknown = [r for r in rates if r.offered_rps < first_fail.offered_rps
+                   and lean(r, settings.sla) is Verdict.INCONCLUSIVE
+                   and r.evidence.looks <= MAX_LOOKS_UNKNOWN]
+        if unknown:
+            # Below the failing load nothing leans either way yet: look again where the
+            # measured share is lowest among the highest rates (the capacity is above it
+            # if anywhere), before probing lower.
+            rate = max(unknown, key=lambda r: (r.evidence.slow_share <= 1 - settings.quantile,
+                                               r.offered_rps))
+            return _look_again(rate, rates, settings, remaining_s, shape, reserve=False)
         probes = sum(1 for s in history if s.phase == Phase.PROBE_DOWN)
         if probes >= MAX_PROBES_DOWN:
             return None
@@ -301,21 +335,14 @@ def _navigate(rates: list[RateEvidence], last_pass: RateEvidence | None,
     top = min(top, saturation)
     if (top - low.offered_rps) / low.offered_rps <= settings.precision:
         return None
-    spendable = remaining_s - CONFIRM_RESERVE * settings.budget_s
+    spendable = _spendable(remaining_s, settings)
     if (high is not None and lean(high, settings.sla) is Verdict.INCONCLUSIVE
             and high.offered_rps < saturation and high.evidence.looks <= MAX_LOOKS_UNKNOWN):
         # Too little evidence to tell which side it is on: look longer before going below
         # (a rate still unknown after that sits on the threshold: the estimate's limit).
-        rate = high.offered_rps
-        warmup = _navigation_warmup(settings, rate, shape, remaining_s)
-        correlation = max(high.evidence.correlation, shape.correlation(rate) or 1.0)
-        wanted = max(high.evidence.requests,
-                     math.ceil(_base_requests(settings) * correlation)
-                     - high.evidence.requests)
-        longest = max(settings.min_step_s, (spendable - warmup) / 2)
-        requests = min(wanted, math.floor(longest * rate))
-        if warmup + max(settings.min_step_s, requests / rate) <= spendable:
-            return Choice(rate, Phase.EXTEND, requests, warmup)
+        choice = _look_again(high, rates, settings, remaining_s, shape)
+        if choice is not None:
+            return choice
     candidate = (low.offered_rps + top) / 2.0
     correlation = _correlation_at(rates, candidate, shape)
     warmup = _navigation_warmup(settings, candidate, shape, remaining_s)
@@ -426,18 +453,22 @@ def budget_advice(history: list[StepResult], settings: SearchSettings,
     lo = last_pass.offered_rps if last_pass else 0.0
     hi = first_fail.offered_rps if first_fail else math.inf
     pending = [r for r in rates if lo < r.offered_rps < hi and r.verdict is Verdict.INCONCLUSIVE]
-    seconds = 0.0
+    # The cheapest rate to show a pass at: the least load among those leaning to pass.
+    options = []
     for rate in pending:
+        if not rate.evidence.slow_share < 1 - settings.quantile:
+            continue
         extra = extra_requests(rate, settings)
-        if extra is not None:
-            seconds = max(seconds, warmup_for(settings, rate.offered_rps, shape)
-                          + extra / rate.offered_rps)
+        warmup = warmup_for(settings, rate.offered_rps, shape)
+        if extra is not None and math.isfinite(warmup):
+            options.append(warmup + extra / rate.offered_rps)
+    seconds = min(options, default=0.0)
     if not seconds:
         per_step = step_duration(lo or settings.start_rps, settings, None, shape)
         seconds = 3 * per_step
     if not math.isfinite(seconds):
         seconds = 3 * settings.budget_s
-    suggestion = math.ceil((used_s + seconds) / 10) * 10
+    suggestion = math.ceil((max(used_s, settings.budget_s) + seconds) / 10) * 10
     where = (f"between {lo:g} and {hi:g} rps" if last_pass and first_fail
              else "at the rates tried")
     return (f"the load budget ({settings.budget_s:g} s) could not resolve "
