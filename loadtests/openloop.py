@@ -215,6 +215,7 @@ class OpenLoopLane:
         unsent = unsent_arrivals(intended, min(duration, aborted_at or duration), rate,
                                  poisson, rng)
         pool.join(timeout=1.0 if abort_reason else timeout + 2)
+        abandoned = len(pool)  # still waiting: killed now, yet still queued at the endpoint
         pool.kill()
         samples = RECORDER.pop(step["index"])
         timeout_ms = timeout * 1000.0
@@ -224,7 +225,7 @@ class OpenLoopLane:
             # Timed out or killed: the client gave up, the endpoint may still be at them.
             "unanswered": sum(1 for ok, ms in zip(samples["ok"], samples["latency_ms"],
                                                   strict=True) if not ok and ms >= timeout_ms)
-            + max(0, len(lags) - len(samples["ok"])),
+            + abandoned,
             "cpu_percent": cpu_percent,
             "send_lag_p90_ms": _p90_ms(lags),
             "unsent": unsent,
