@@ -241,10 +241,13 @@ class OpenLoopLane:
         try:
             self.invoke((step, t0, intended))
         except gevent.GreenletExit:
-            # Killed unanswered at the step's end: an error like a timeout, so the step's
-            # counts cover every request it sent.
-            RECORDER.on_request(context={"tuner": (step, t0, intended)},
-                                exception="abandoned at the end of the step")
+            # Killed unanswered at the step's end: an error like a timeout, reported like
+            # any request, so the step's counts and Locust's own cover every request sent.
+            self.environment.events.request.fire(
+                request_type="POST", name="(abandoned at the step's end)",
+                context={"tuner": (step, t0, intended)}, response=None, response_length=0,
+                exception=RuntimeError("abandoned unanswered at the end of the step"),
+                response_time=(time.perf_counter() - t0 - intended) * 1000.0)
             raise
         finally:
             outstanding.pop(intended, None)
