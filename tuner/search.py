@@ -189,13 +189,6 @@ def _base_requests(settings: SearchSettings) -> int:
     return SAMPLE_HEADROOM * samples_for_zero_exceedances(settings.quantile, settings.confidence)
 
 
-def _caps_search(rate: RateEvidence, settings: SearchSettings) -> bool:
-    """An inconclusive rate the budget cannot resolve bounds the search only when its
-    evidence is substantial and leans against the SLA: the capacity is about there."""
-    return (rate.evidence.effective_requests >= _base_requests(settings)
-            and _planning_share(rate) >= 1.0 - settings.quantile)
-
-
 def _correlation_at(rates: list[RateEvidence], rate: float, shape: QueueShape) -> float:
     """Raw requests per independent one to plan a step at `rate` with: the queue model's
     once it has one, else what the nearest measured rates showed."""
