@@ -362,7 +362,7 @@ def history_command(
 @app.command()
 def demo(
     reports_dir: Annotated[Path, Opt(help="where the report goes")] = Path("reports"),
-    max_test_seconds: Annotated[float, Opt(help="load budget")] = 60.0,
+    max_test_seconds: Annotated[float, Opt(help="load budget")] = 120.0,
 ) -> None:
     """Run the whole flow locally: bundled model server + local moto AWS API."""
     from tuner.demo import run_demo

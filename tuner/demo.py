@@ -23,7 +23,7 @@ DEMO_ENDPOINT = "demo-endpoint"
 DEMO_REGION = "us-east-1"
 
 
-def run_demo(reports_dir: Path, max_test_seconds: float = 60.0) -> dict:
+def run_demo(reports_dir: Path, max_test_seconds: float = 120.0) -> dict:
     from tuner.cli import run_tune
 
     with model_server(slots=4, service_ms=20.0) as server, moto_server() as aws_url:

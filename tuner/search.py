@@ -435,13 +435,16 @@ def drain_seconds(abandoned: int, achieved_rps: float) -> float:
 def budget_advice(history: list[StepResult], settings: SearchSettings,
                   used_s: float) -> str | None:
     """What budget would resolve the capacity, when this run's did not: None when the run
-    found a pass and a bracket narrower than `UNRESOLVED_WIDTH`."""
+    found a pass within `UNRESOLVED_WIDTH` below its best estimate."""
     rates = pool_by_rate(history, settings.sla)
     shape = queue_shape(history, settings.sla)
     last_pass, first_fail = bracket(rates)
-    if last_pass is not None and (first_fail is None or (
-            first_fail.offered_rps - last_pass.offered_rps) / last_pass.offered_rps
-            <= UNRESOLVED_WIDTH):
+    # Resolved: the best estimate lies within UNRESOLVED_WIDTH above what was shown (the
+    # first fail may be a far ramp step; the estimate is what the basis is judged against).
+    point = best_estimate(rates, settings.sla) if first_fail is not None else None
+    upper = (first_fail.offered_rps if point is None else point) if first_fail else None
+    if last_pass is not None and (upper is None or (
+            upper - last_pass.offered_rps) / last_pass.offered_rps <= UNRESOLVED_WIDTH):
         return None
     lo = last_pass.offered_rps if last_pass else 0.0
     hi = first_fail.offered_rps if first_fail else math.inf
