@@ -116,10 +116,16 @@ def warmup_for(settings: SearchSettings, rate: float = 0.0,
 def step_duration(rate: float, settings: SearchSettings, requests: int | None = None,
                   shape: QueueShape | None = None) -> float:
     """Warm-up, then long enough to collect `requests` (default: what a new rate needs)."""
-    if requests is None:
-        requests = _base_requests(settings)
-    measure = min(max(requests / rate, settings.min_step_s), settings.max_step_s)
-    return warmup_for(settings, rate, shape) + measure
+    return warmup_for(settings, rate, shape) + measure_seconds(rate, settings, requests)
+
+
+def measure_seconds(rate: float, settings: SearchSettings, requests: int | None = None,
+                    longest_s: float | None = None) -> float:
+    """The measured part of a step: `requests` (default: what a new rate needs) at `rate`,
+    between the shortest step and `longest_s` (default the longest)."""
+    requests = _base_requests(settings) if requests is None else requests
+    longest_s = settings.max_step_s if longest_s is None else longest_s
+    return min(max(requests / rate, settings.min_step_s), longest_s)
 
 
 def out_of_budget(settings: SearchSettings, used_s: float) -> bool:
@@ -142,10 +148,8 @@ def next_step(history: list[StepResult], settings: SearchSettings,
         warmup = warmup_for(settings, rate, shape)
         if not math.isfinite(warmup):  # at or above saturation: nothing to settle
             warmup = warmup_for(settings)
-    longest = RAMP_MAX_S if phase is Phase.RAMP else settings.max_step_s
-    measure = min(max((requests or _base_requests(settings)) / rate, settings.min_step_s),
-                  longest)
-    duration = warmup + measure
+    duration = warmup + measure_seconds(rate, settings, requests or None,
+                                        RAMP_MAX_S if phase is Phase.RAMP else None)
     if duration > remaining:
         duration = remaining  # the last step: whatever the budget still allows
         if duration - warmup < settings.min_step_s:
