@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from prefect import flow
 
+from tuner import interrupts
 from tuner.config import TuneConfig
 from tuner.errors import InputError, RunError
 from tuner.result import build_result
@@ -22,6 +23,7 @@ from tuner.tasks import (
     preflight,
     publish_report,
     record_run,
+    report_interrupted,
 )
 
 
@@ -31,15 +33,24 @@ def tune_endpoint(config: TuneConfig) -> dict:
 
     Returns the result record with `run_dir`; raises InputError before anything is written
     when the inputs are wrong, and RunError (after writing the report) when the run fails.
+    SIGINT or SIGTERM (a Prefect worker cancelling the run) stop the load test, restore the
+    endpoint's scaling, write a report marked interrupted and re-raise `Interrupted`.
     """
-    started = datetime.now(UTC)
-    before = preflight(config)
-    run_dir = create_run_dir(config.reports_dir, config.endpoint)
-    record_run(run_dir, config, before, started)
-    output = load_test(config, run_dir, before)
-    invalid = instance_change(config, before)
-    analysis = analyse(config, output, before.instances_under_test, invalid)
-    outcome = apply_recommendation(config, before, analysis.recommendation, run_dir)
+    with interrupts.handled():
+        started = datetime.now(UTC)
+        before = preflight(config)
+        run_dir = create_run_dir(config.reports_dir, config.endpoint)
+        interrupts.note_run_dir(run_dir)
+        record_run(run_dir, config, before, started)
+        outcome = None
+        try:
+            output = load_test(config, run_dir, before)
+            invalid = instance_change(config, before)
+            analysis = analyse(config, output, before.instances_under_test, invalid)
+            outcome = apply_recommendation(config, before, analysis.recommendation, run_dir)
+        except KeyboardInterrupt as stop:
+            report_interrupted(run_dir, config, before, started, outcome, stop)
+            raise
     result = build_result(
         config=config, region=before.region,
         instances_under_test=before.instances_under_test, steps=analysis.steps,
@@ -50,6 +61,8 @@ def tune_endpoint(config: TuneConfig) -> dict:
         queue_model=analysis.queue_model,
     )
     result["run_dir"] = str(run_dir)
+    if before.aws_note:
+        result["aws_note"] = before.aws_note
     publish_report(run_dir, result)
     if outcome is not None and outcome.exit_code == 2:
         raise InputError(f"{outcome.error} (report: {run_dir})")

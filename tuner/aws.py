@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
@@ -23,6 +23,7 @@ from botocore.exceptions import (
 )
 
 from tuner.errors import InputError, RunError
+from tuner.interrupts import deferred
 from tuner.policy import NAMESPACE
 
 RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
@@ -134,14 +135,41 @@ def _plain(record: dict) -> dict:
 SUSPEND_ALL = {"DynamicScalingInSuspended": True, "DynamicScalingOutSuspended": True}
 
 
+class SuspensionLog(Protocol):
+    """Where a suspension is recorded durably before it happens (`tuner.suspension`)."""
+
+    def write(self, previous: dict[str, bool]) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+def register_and_verify(autoscaling: Any, key: dict[str, str], state: dict[str, bool]) -> None:
+    """Register `state` as the target's SuspendedState and read it back; RunError if AWS
+    stored something else."""
+    call("application-autoscaling:RegisterScalableTarget",
+         autoscaling.register_scalable_target, **key, SuspendedState=state)
+    targets = call("application-autoscaling:DescribeScalableTargets",
+                   autoscaling.describe_scalable_targets, ServiceNamespace=key["ServiceNamespace"],
+                   ResourceIds=[key["ResourceId"]])["ScalableTargets"]
+    stored = (targets[0].get("SuspendedState") or {}) if targets else None
+    if stored is None or any(bool(stored.get(k, False)) != v for k, v in state.items()):
+        raise RunError(f"setting the SuspendedState of {key['ResourceId']}: AWS reads back "
+                       f"{stored}, not {state}")
+
+
 @contextlib.contextmanager
-def dynamic_scaling_suspended(autoscaling: Any, target: dict | None) -> Iterator[dict | None]:
+def dynamic_scaling_suspended(autoscaling: Any, target: dict | None,
+                              log: SuspensionLog | None = None) -> Iterator[dict | None]:
     """Hold the variant's instance count still for a load test, then restore exactly.
 
     A variant that autoscales would add instances under load and spoil the per-instance
     figure. Dynamic scaling is suspended (scheduled scaling left as it was) and the previous
     SuspendedState is registered again afterwards, whatever ends the test: success, an
-    exception, an abort or Ctrl-C. Yields the state to restore (None: nothing registered).
+    exception, an abort, Ctrl-C or SIGTERM. Before suspending, `log` records the previous
+    state durably (on the endpoint's tags), so that if this process dies no later run is
+    left guessing; the record is cleared only once the restore has been read back. Neither
+    the suspension nor the restore is cut in half by a signal (`interrupts.deferred`).
+    Yields the state to restore (None: nothing registered).
     """
     if target is None or autoscaling is None:
         yield None
@@ -152,12 +180,27 @@ def dynamic_scaling_suspended(autoscaling: Any, target: dict | None) -> Iterator
            "ScalableDimension": target["ScalableDimension"]}
     already = all(previous[k] for k in SUSPEND_ALL)
     if not already:
-        call("application-autoscaling:RegisterScalableTarget",
-              autoscaling.register_scalable_target, **key,
-              SuspendedState={**previous, **SUSPEND_ALL})
+        with deferred():
+            if log is not None:
+                log.write(previous)
+            try:
+                call("application-autoscaling:RegisterScalableTarget",
+                     autoscaling.register_scalable_target, **key,
+                     SuspendedState={**previous, **SUSPEND_ALL})
+            except BaseException:
+                if log is not None:
+                    log.clear()  # nothing was suspended
+                raise
     try:
         yield previous
     finally:
         if not already:
-            call("application-autoscaling:RegisterScalableTarget",
-                  autoscaling.register_scalable_target, **key, SuspendedState=previous)
+            with deferred():
+                try:
+                    register_and_verify(autoscaling, key, previous)
+                except RunError as exc:
+                    raise RunError(f"{exc}; dynamic scaling may still be suspended: run "
+                                   "`tuner recover` (the endpoint's tags record what to "
+                                   "restore)") from None
+                if log is not None:
+                    log.clear()

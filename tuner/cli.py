@@ -60,8 +60,12 @@ def print_summary(result: dict) -> None:
 def run_tune(file_values: dict[str, Any], flag_values: dict[str, Any]) -> dict:
     """Validate, run the flow, print the summary and the run directory (last line)."""
     config = build_config(file_values, flag_values)
+    from tuner.preflight import check_endpoint
+
+    # Local and AWS checks first, in seconds; Prefect loads only once they pass.
+    check_endpoint(config, say=lambda line: typer.echo(line, err=True))
     _quiet_prefect()
-    from flows.tune import tune_endpoint  # Prefect loads only once inputs are valid
+    from flows.tune import tune_endpoint
 
     result = tune_endpoint(config)
     print_summary(result)
@@ -135,14 +139,20 @@ def apply_command(
     max_age: Annotated[str, Opt(help="oldest recommendation without --force")] = "7d",
 ) -> None:
     """Apply a past run's recommendation without re-testing."""
-    from tuner.apply import ApplyOptions, apply_run, parse_age
+    from tuner.apply import ApplyOptions, apply_run, load_run, parse_age
+    from tuner.interrupts import deferred
+    from tuner.suspension import check_markers
 
     try:
         if max_change <= 0:
             raise InputError(f"--max-change {max_change} must be positive, e.g. 0.5")
         options = ApplyOptions(dry_run=dry_run, replace_custom=replace_custom, force=force,
                                max_change=max_change, max_age=parse_age(max_age))
-        outcome = apply_run(run_dir, options, say=typer.echo)
+        run = load_run(run_dir)
+        check_markers(run["region"], run["endpoint"], run["variant"], typer.echo,
+                      write=not dry_run)
+        with deferred():  # an apply that has begun finishes (or rolls back) first
+            outcome = apply_run(run_dir, options, say=typer.echo)
     except TunerError as error:
         _fail(error)
     if outcome.error:
@@ -308,6 +318,29 @@ def worker_command(
     raise typer.Exit(done.returncode)
 
 
+@app.command("recover")
+def recover_command(
+    endpoint: Annotated[str, Opt(help="the endpoint a tuning run was measuring")],
+    variant: Annotated[str | None, Opt(help="only this variant [default: every variant]")]
+    = None,
+    region: Annotated[str | None, Opt(help="AWS region (default: the standard chain)")] = None,
+    force: Annotated[bool, Opt("--force", help="restore even if the run that suspended "
+                                               "scaling may still be alive")] = False,
+) -> None:
+    """Restore dynamic scaling that a killed or crashed run left suspended.
+
+    Runs record every suspension on the endpoint's tags before making it; this reads those
+    records and registers each variant's previous SuspendedState again, verified.
+    """
+    from tuner.aws import resolve_region
+    from tuner.suspension import recover
+
+    try:
+        recover(resolve_region(region), endpoint, variant, force, typer.echo)
+    except TunerError as error:
+        _fail(error)
+
+
 @app.command("report")
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="a run directory")],
@@ -374,11 +407,50 @@ def demo(
 
 
 def main() -> None:
+    """Run the CLI; SIGINT/SIGTERM end it within seconds, scaling restored, 130/143."""
+    from tuner import interrupts
+
     try:
-        app()
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        with interrupts.handled():
+            app()  # typer turns a KeyboardInterrupt into exit 130, whatever the signal
+    except KeyboardInterrupt as stop:
+        _interrupted(stop)
+    except SystemExit:
+        if interrupts.received() is not None:
+            _interrupted(None)
+        raise
+
+
+def _interrupted(stop: BaseException | None) -> None:
+    """Say what an interrupted run left (its report, the scaling as found) and exit with
+    128 + the signal's number."""
+    from tuner import interrupts
+
+    run_dir = interrupts.run_dir()
+    report = f"; report: {run_dir}/report.html" if run_dir else ""
+    typer.echo(f"interrupted by {interrupts.signal_name(stop)}: the endpoint's scaling is as "
+               f"found, nothing applied{report}", err=True)
+    if run_dir:
+        typer.echo(run_dir)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _stop_temporary_prefect_server()
+    # Not sys.exit: at interpreter exit Prefect's log queue could keep draining to the
+    # temporary server, already stopped, and never return.
+    os._exit(interrupts.exit_code(stop))
+
+
+def _stop_temporary_prefect_server() -> None:
+    """Stop the temporary Prefect server a flow started (Prefect stops it at interpreter
+    exit, which `os._exit` skips; left running it would outlive us)."""
+    server = sys.modules.get("prefect.server.api.server")
+    if server is None:
+        return
+    for instance in list(getattr(server.SubprocessASGIServer, "_instances", {}).values()):
+        try:
+            instance.stop()
+        except Exception as exc:  # exiting anyway: say it, do not hang on it
+            typer.echo(f"(could not stop the temporary Prefect server: {exc})", err=True)
 
 
 if __name__ == "__main__":

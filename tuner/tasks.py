@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,58 +16,47 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tuner import aws
+from tuner import aws, interrupts
 from tuner.analysis import Recommendation
 from tuner.apply import ApplyOptions, ApplyOutcome, safe_apply
 from tuner.config import TuneConfig, ValidateConfig, validate
-from tuner.errors import InputError
+from tuner.errors import InputError, TunerError
 from tuner.history import entries_with_run, write_index
-from tuner.loadtest import LoadTestOutput, run_load_test
+from tuner.interrupts import deferred
+from tuner.loadtest import LoadTestOutput, hard_time_limit, read_load_test, run_load_test
 from tuner.measure import Analysis, analyse_output
 from tuner.policy import (
-    resolve_capacity,
+    make_plan,
     resource_id,
     scalable_target_request,
     scaling_policy_request,
 )
+from tuner.preflight import Preflight, check_endpoint, inspect_variant
 from tuner.progress import live_progress
 from tuner.regenerate import RUN_FILE
 from tuner.report import render_markdown, steps_frame, write_report
-from tuner.result import read_result
+from tuner.result import build_result, read_result
+from tuner.suspension import (
+    EndpointTags,
+    SuspensionMarker,
+    SuspensionRecord,
+    check_markers,
+)
 from tuner.validate import ValidationVerdict, judge
-
-
-@dataclass(frozen=True)
-class Preflight:
-    """What was true before the test: checked once, relied on afterwards."""
-
-    region: str
-    instances_under_test: int
-    endpoint_instances: int
-    scaling_before: aws.ScalingState
-    min_capacity: int
-    max_capacity: int
 
 
 @task(name="preflight", cache_policy=NO_CACHE)
 def preflight(config: TuneConfig) -> Preflight:
-    """Endpoint exists and is InService; capacity bounds resolved; nothing written yet."""
-    region = aws.resolve_region(config.region)
-    variant, scaling = inspect_variant(region, config.endpoint, config.variant)
-    low, high = resolve_capacity(config.min_capacity, config.max_capacity, scaling.target)
-    instances = (config.instances or 1) if config.url else variant.current_instance_count
-    get_run_logger().info("preflight ok: %s/%s InService, %d instance(s) under test, "
-                          "capacity %d-%d", config.endpoint, config.variant, instances, low, high)
-    return Preflight(region, instances, variant.current_instance_count, scaling, low, high)
-
-
-def inspect_variant(region: str, endpoint: str,
-                    variant: str) -> tuple[aws.VariantState, aws.ScalingState]:
-    """The variant as it stands (InService, instance count) and its scaling configuration."""
-    state = aws.describe_variant(aws.client("sagemaker", region), endpoint, variant)
-    scaling = aws.read_scaling_state(aws.client("application-autoscaling", region),
-                                     resource_id(endpoint, variant))
-    return state, scaling
+    """Endpoint exists and is InService; stale suspensions restored; capacity bounds
+    resolved; nothing else written (`tuner.preflight.check_endpoint`)."""
+    logger = get_run_logger()
+    before = check_endpoint(config, logger.warning)
+    if before.aws_note:
+        logger.warning(before.aws_note)
+    logger.info("preflight ok: %s/%s, %d instance(s) under test, capacity %d-%d",
+                config.endpoint, config.variant, before.instances_under_test,
+                before.min_capacity, before.max_capacity)
+    return before
 
 
 def create_run_dir(reports_dir: Path, endpoint: str, suffix: str = "") -> Path:
@@ -91,7 +79,8 @@ def load_test(config: TuneConfig, run_dir: Path, before: Preflight) -> LoadTestO
                 config.search, config.start_rps, config.max_test_seconds)
     target = None if config.url else before.scaling_before.target
     autoscaling = aws.client("application-autoscaling", before.region) if target else None
-    with aws.dynamic_scaling_suspended(autoscaling, target) as previous:
+    log = suspension_log(config, before.region, run_dir) if target else None
+    with aws.dynamic_scaling_suspended(autoscaling, target, log) as previous:
         if previous is not None:
             logger.info("dynamic scaling suspended for the test; will restore %s", previous)
         with live_progress(config.max_test_seconds) as show:
@@ -105,10 +94,23 @@ def load_test(config: TuneConfig, run_dir: Path, before: Preflight) -> LoadTestO
     return output
 
 
+# A suspension marker outlives its run's hard time limit by this much before any later run
+# may take it for stale without proof that the run's process is gone.
+MARKER_GRACE_S = 300.0
+
+
+def suspension_log(config: TuneConfig, region: str, run_dir: Path) -> SuspensionRecord:
+    """The durable record of this run's suspension, on the endpoint's tags."""
+    tags = EndpointTags.of(aws.client("sagemaker", region), config.endpoint)
+    expires = datetime.now(UTC) + timedelta(seconds=hard_time_limit(config) + MARKER_GRACE_S)
+    return SuspensionRecord(tags, config.variant, lambda previous: (
+        SuspensionMarker.for_this_process(Path(run_dir).name, previous, expires)))
+
+
 @task(name="check-instances", cache_policy=NO_CACHE)
 def instance_change(config: TuneConfig, before: Preflight) -> str | None:
     """The per-instance figure is only valid if the instance count held during the test."""
-    if config.url:
+    if config.url or not before.aws_consulted:
         return None
     now = aws.describe_variant(aws.client("sagemaker", before.region), config.endpoint,
                                config.variant).current_instance_count
@@ -147,11 +149,18 @@ def apply_recommendation(config: TuneConfig, before: Preflight,
                                     recommendation.target_invocations_per_instance,
                                     config.scale_in_cooldown, config.scale_out_cooldown)
     logger = get_run_logger()
+    if not before.aws_consulted:  # --url --dry-run with no endpoint to compare with
+        plan = make_plan(None, [], target, policy, False)
+        for line in plan.lines():
+            logger.info(line)
+        logger.info("dry run: nothing written (AWS not consulted)")
+        return ApplyOutcome("dry-run", plan, None)
     options = ApplyOptions(dry_run=config.dry_run, replace_custom=config.replace_custom,
                            force=config.force, max_change=config.max_change)
-    outcome = safe_apply(region=before.region, target=target, policy=policy,
-                         recommended_at=datetime.now(UTC), options=options,
-                         audit_path=Path(run_dir).parent / "audit.jsonl", say=logger.info)
+    with deferred():  # an apply that has begun finishes (or rolls back) before a signal acts
+        outcome = safe_apply(region=before.region, target=target, policy=policy,
+                             recommended_at=datetime.now(UTC), options=options,
+                             audit_path=Path(run_dir).parent / "audit.jsonl", say=logger.info)
     if outcome.error:
         logger.error("apply %s: %s", outcome.status, outcome.error)
     return outcome
@@ -185,6 +194,37 @@ def publish_report(run_dir: Path, result: dict[str, Any]) -> Path:
     return paths["html"]
 
 
+def report_interrupted(run_dir: Path, config: TuneConfig, before: Preflight,
+                       started: datetime, outcome: ApplyOutcome | None,
+                       stop: BaseException) -> None:
+    """The report of a run stopped by a signal: what was measured until then, no target,
+    and what happened to the endpoint. Plain functions only (no Prefect API calls): it must
+    be written within seconds of the signal."""
+    signal_name = interrupts.signal_name(stop)
+    scaling = ("dynamic scaling was restored as found" if before.scaling_before.target
+               and not config.url else "its scaling was not touched by the test")
+    applied = (f"the apply had {outcome.status}" if outcome is not None
+               else "nothing was applied")
+    error = f"interrupted by {signal_name}: {scaling}; {applied}"
+    try:
+        output = read_load_test(Path(run_dir) / "locust")
+        analysis = analyse_output(config, output, before.instances_under_test, error)
+        steps, load_s, stop_reason = analysis.steps, output.load_seconds, error
+    except (TunerError, OSError, ValueError, KeyError):
+        steps, load_s, stop_reason = [], 0.0, error  # stopped before any step was written
+    result = build_result(
+        config=config, region=before.region, instances_under_test=before.instances_under_test,
+        steps=steps, load_seconds=load_s, search_stop_reason=stop_reason, capacity=None,
+        recommendation=None, apply=outcome, before=before.scaling_before, error=error,
+        started_at=started)
+    result["run_dir"] = str(run_dir)
+    result["interrupted"] = signal_name
+    reports_dir = Path(run_dir).parent.parent
+    entries, result["drift"] = entries_with_run(reports_dir, Path(run_dir), result)
+    write_report(run_dir, result)
+    write_index(reports_dir, entries)
+
+
 @task(name="record-run", cache_policy=NO_CACHE)
 def record_run(run_dir: Path, config: TuneConfig, before: Preflight, started: datetime) -> None:
     """What the run was asked and found before measuring, so `tuner report` can rebuild the
@@ -205,7 +245,10 @@ def validate_preflight(config: ValidateConfig) -> Preflight:
                          1, 1)
     assert config.endpoint is not None
     region = aws.resolve_region(config.region)
-    variant, scaling = inspect_variant(region, config.endpoint, config.variant)
+    variant, _ = inspect_variant(region, config.endpoint, config.variant)
+    check_markers(region, config.endpoint, config.variant, get_run_logger().warning)
+    scaling = aws.read_scaling_state(aws.client("application-autoscaling", region),
+                                     resource_id(config.endpoint, config.variant))
     count = variant.current_instance_count
     return Preflight(region, count, count, scaling, 1, 1)
 

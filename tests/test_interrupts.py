@@ -1,0 +1,129 @@
+"""Stopping a real `tuner tune` (runtime API path, temporary Prefect server, moto server):
+SIGINT and SIGTERM end it within seconds with the scaling restored and a report marked
+interrupted; after SIGKILL the endpoint's tags say what to restore and `tuner recover`
+restores it exactly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tuner.servers import create_endpoint, moto_server
+
+TUNER = [sys.executable, "-m", "tuner.cli"]
+RID = "endpoint/sig-ep/variant/AllTraffic"
+# Scheduled scaling suspended by its owner: the exact state must come back, not a default.
+FOUND = {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": False,
+         "ScheduledScalingSuspended": True}
+
+
+@pytest.fixture(scope="module")
+def local_aws():
+    with moto_server() as url:
+        old = os.environ.get("AWS_ENDPOINT_URL")
+        os.environ["AWS_ENDPOINT_URL"] = url
+        try:
+            create_endpoint("sig-ep")
+        finally:
+            if old is None:
+                os.environ.pop("AWS_ENDPOINT_URL")
+            else:
+                os.environ["AWS_ENDPOINT_URL"] = old
+        yield url
+
+
+@pytest.fixture
+def autoscaling(local_aws):
+    client = boto3.client("application-autoscaling", region_name="us-east-1",
+                          endpoint_url=local_aws)
+    client.register_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=RID,
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount", MinCapacity=1,
+        MaxCapacity=3, SuspendedState=FOUND)
+    return client
+
+
+def _suspended_state(autoscaling):
+    (target,) = autoscaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[RID])["ScalableTargets"]
+    return target["SuspendedState"]
+
+
+def _markers(local_aws):
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1", endpoint_url=local_aws)
+    arn = sagemaker.describe_endpoint(EndpointName="sig-ep")["EndpointArn"]
+    return [t for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]
+            if t["Key"].startswith("endpoint-tuner:suspended:")]
+
+
+def _start_tune(tmp_path, local_aws):
+    """Output to files: after a SIGKILL, the temporary Prefect server it started still
+    holds inherited pipes open."""
+    out, err = (tmp_path / "stdout").open("w"), (tmp_path / "stderr").open("w")
+    return subprocess.Popen(
+        TUNER + ["tune", "--endpoint", "sig-ep", "--sla-latency-ms", "1000", "--start-rps", "10",
+                 "--max-rps", "40", "--max-test-seconds", "60", "--dry-run",
+                 "--reports-dir", str(tmp_path / "reports")],
+        stdout=out, stderr=err, text=True, env={**os.environ, "AWS_ENDPOINT_URL": local_aws})
+
+
+def _output(tmp_path):
+    return (tmp_path / "stdout").read_text(), (tmp_path / "stderr").read_text()
+
+
+def _wait_until_measuring(process, autoscaling, timeout_s=120.0):
+    """Until dynamic scaling is suspended (the load test is starting), then 2 s more."""
+    deadline = time.monotonic() + timeout_s
+    while not _suspended_state(autoscaling)["DynamicScalingOutSuspended"]:
+        assert process.poll() is None, "tune ended before measuring"
+        assert time.monotonic() < deadline, "the load test never started"
+        time.sleep(0.3)
+    time.sleep(2.0)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_restores_scaling_reports_and_exits_within_10_s(
+        tmp_path, local_aws, autoscaling, signum, code):
+    process = _start_tune(tmp_path, local_aws)
+    _wait_until_measuring(process, autoscaling)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    process.wait(timeout=30)
+    assert time.monotonic() - sent < 10.0
+    stdout, stderr = _output(tmp_path)
+    assert process.returncode == code, stderr[-2000:]
+    assert _suspended_state(autoscaling) == FOUND
+    assert _markers(local_aws) == []
+    assert f"interrupted by {signal.Signals(signum).name}" in stderr
+    run_dir = Path(stdout.strip().splitlines()[-1])
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["interrupted"] == signal.Signals(signum).name
+    assert "restored as found" in result["error"] and not result["applied"]
+    assert (run_dir / "report.html").exists()
+
+
+def test_after_sigkill_the_tags_say_what_to_restore_and_recover_does_it(
+        tmp_path, local_aws, autoscaling):
+    process = _start_tune(tmp_path, local_aws)
+    _wait_until_measuring(process, autoscaling)
+    process.kill()
+    process.wait(timeout=30)
+    assert _suspended_state(autoscaling)["DynamicScalingOutSuspended"]  # left suspended
+    (marker,) = _markers(local_aws)
+    assert f"pid={process.pid}" in marker["Value"]
+
+    done = subprocess.run(TUNER + ["recover", "--endpoint", "sig-ep"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "AWS_ENDPOINT_URL": local_aws})
+    assert done.returncode == 0, done.stderr
+    assert "restored dynamic scaling" in done.stdout
+    assert _suspended_state(autoscaling) == FOUND
+    assert _markers(local_aws) == []
+    again = subprocess.run(TUNER + ["recover", "--endpoint", "sig-ep"], capture_output=True,
+                           text=True, timeout=60, env={**os.environ, "AWS_ENDPOINT_URL": local_aws})
+    assert again.returncode == 0 and "no suspension left" in again.stdout
