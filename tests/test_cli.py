@@ -55,7 +55,24 @@ def test_unknown_endpoint_exits_2(tmp_path, local_aws, server_200):
                 "--reports-dir", str(tmp_path)], env=local_aws)
     assert done.returncode == 2, done.stderr
     assert "endpoint 'nope' not found" in done.stderr
+    assert "temporary server" not in done.stderr  # said before Prefect started
     assert not any(tmp_path.iterdir())
+
+
+def test_url_dry_run_measures_and_recommends_with_no_aws_at_all(tmp_path, server_200):
+    """A container measured before it is deployed: no credentials, no endpoint."""
+    no_aws = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+              "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+              "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true"}
+    done = run(["tune", "--endpoint", "not-deployed-yet", "--sla-latency-ms", "100", "--url",
+                server_200.url, "--dry-run", "--start-rps", "40", "--max-test-seconds", "10",
+                "--arrivals", "uniform", "--reports-dir", str(tmp_path / "reports")],
+               env=no_aws)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((Path(done.stdout.strip().splitlines()[-1]) / "result.json").read_text())
+    assert result["target_invocations_per_instance"] > 0
+    assert "AWS not consulted" in result["aws_note"]
+    assert result["apply_status"] == "dry-run" and not result["applied"]
 
 
 def test_tune_applies_the_builtin_policy_and_the_aws_cli_reads_it_back(

@@ -56,6 +56,8 @@ def ci_text(result: dict) -> str:
 
 
 def headline(result: dict) -> str:
+    if result.get("interrupted"):
+        return f"**Interrupted:** {result['error']}"
     if result.get("error"):
         return f"**Failed:** {result['error']}"
     validation = result.get("validation")
@@ -71,6 +73,8 @@ def headline(result: dict) -> str:
         state = "applied"
     elif result["dry_run"]:
         state = "proposed (dry run, nothing written)"
+        if result.get("aws_note"):
+            state += f"; {result['aws_note']}"
     else:
         state = "unchanged (already in place)"
     return (f"**Target {target} invocations per instance per minute** — {state}. "
