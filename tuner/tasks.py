@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tuner import aws
 from tuner.analysis import Recommendation
-from tuner.apply import ApplyOptions, ApplyOutcome, safe_apply
+from tuner.apply import ApplyOptions, ApplyOutcome, rerun_command, safe_apply
 from tuner.config import TuneConfig, ValidateConfig, validate
 from tuner.errors import InputError
 from tuner.history import entries_with_run, write_index
@@ -151,7 +151,8 @@ def apply_recommendation(config: TuneConfig, before: Preflight,
                            force=config.force, max_change=config.max_change)
     outcome = safe_apply(region=before.region, target=target, policy=policy,
                          recommended_at=datetime.now(UTC), options=options,
-                         audit_path=Path(run_dir).parent / "audit.jsonl", say=logger.info)
+                         audit_path=Path(run_dir).parent / "audit.jsonl", say=logger.info,
+                         rerun=rerun_command(run_dir, options))
     if outcome.error:
         logger.error("apply %s: %s", outcome.status, outcome.error)
     return outcome
