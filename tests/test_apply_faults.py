@@ -246,7 +246,7 @@ def test_a_rollback_that_cannot_finish_says_the_state_is_partial_and_how_to_repa
     assert (outcome.status, outcome.exit_code, outcome.end_state) == ("failed", 1, "partial")
     assert "\n" not in outcome.error
     assert "ROLLBACK FAILED" in outcome.error and "rolled back to" not in outcome.error
-    assert "a mix (read back)" in outcome.error
+    assert "was NOT restored" in outcome.error and "a mix (read back)" in outcome.error
     assert "to repair: re-run `tuner apply reports/ep/RUN`" in outcome.error
     assert any(line.startswith("ROLLBACK FAILED") for line in said)
     record = last_audit(tmp_path)
@@ -256,6 +256,32 @@ def test_a_rollback_that_cannot_finish_says_the_state_is_partial_and_how_to_repa
     assert now.target["MinCapacity"] == 2  # the target was restored, the policy was not
     assert now.policies[0]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 5500.0
     assert faults.count["PutScalingPolicy"] == 1 + apply_module.ROLLBACK_ATTEMPTS
+
+
+def test_a_rollback_whose_checks_fail_is_judged_by_a_last_read(tmp_path, faults):
+    """Every rollback attempt fails on a read, but the restore itself went through: the
+    state read back afterwards is the previous one, and that is what is reported."""
+    existing_setup()
+    before = read_state()
+    faults.fail("DeleteScalingPolicy", 1, lost=True, code="InternalFailure")
+    faults.fail("DescribeScalableTargets", 5, times=apply_module.ROLLBACK_ATTEMPTS)
+    outcome = apply(tmp_path, replace_custom=True)
+    assert fingerprint(read_state()) == fingerprint(before)
+    assert outcome.end_state == "previous" and "rolled back" in outcome.error
+    assert last_audit(tmp_path)["after"] == json.loads(json.dumps(read_state().to_dict()))
+
+
+def test_a_rollback_that_cannot_write_after_a_complete_write_reports_the_new_state(
+        tmp_path, faults):
+    existing_setup()
+    faults.fail("DeleteScalingPolicy", 1, lost=True, code="InternalFailure")
+    faults.fail("RegisterScalableTarget", 2, times=FOREVER)
+    outcome = apply(tmp_path, replace_custom=True)
+    assert (outcome.exit_code, outcome.end_state) == (1, "new")
+    assert "holds exactly the new configuration: nothing to repair" in outcome.error
+    record = last_audit(tmp_path)
+    assert (record["end_state"], record["repair"]) == ("new", None)
+    assert [p["PolicyName"] for p in read_state().policies] == [POLICY_NAME]
 
 
 def test_a_rollback_that_cannot_read_aws_says_the_state_is_unknown(tmp_path, faults):

@@ -245,15 +245,16 @@ END_STATE_TEXT = {
 
 def failed_rollback(reason: str, rollback_error: str, end_state: str, rerun: str,
                     audit_path: Path) -> tuple[str, str | None]:
-    """The one-line error after a rollback that could not be completed, and the repair."""
-    repair = None
-    if end_state in ("partial", "unknown"):
-        repair = (f"re-run `{rerun}` once AWS answers again (it plans against whatever is "
-                  "there and writes the new configuration), or put back the 'before' of "
-                  f"this apply's line in {audit_path}")
-    text = (f"{reason}; ROLLBACK FAILED: {rollback_error}; the variant's scaling was NOT "
-            f"confirmed restored: {END_STATE_TEXT[end_state]}")
-    return (f"{text}; to repair: {repair}" if repair else text), repair
+    """The one-line error after a rollback that could not be completed, and the repair
+    (None when the state read back is exactly the new one: nothing to repair)."""
+    if end_state == "new":
+        return (f"{reason}; the rollback failed too ({rollback_error}), but read back the "
+                "variant holds exactly the new configuration: nothing to repair"), None
+    repair = (f"re-run `{rerun}` once AWS answers again (it plans against whatever is there "
+              "and writes the new configuration), or put back the 'before' of this apply's "
+              f"line in {audit_path}")
+    return (f"{reason}; ROLLBACK FAILED: {rollback_error}; the variant's scaling was NOT "
+            f"restored: {END_STATE_TEXT[end_state]}; to repair: {repair}"), repair
 
 
 def safe_apply(*, region: str, target: dict, policy: dict, recommended_at: datetime,
@@ -320,13 +321,14 @@ def safe_apply(*, region: str, target: dict, policy: dict, recommended_at: datet
     except Exception as exc:  # any failure mid-write: restore what was there
         reason = str(exc) or type(exc).__name__
         restored, rollback_error = roll_back(autoscaling, before, target)
-        if rollback_error is None:
+        end_state = "previous" if rollback_error is None else classify(restored, before, plan)
+        if end_state == "previous":
             say("write failed: the previous scaling configuration was restored and read back")
             return finish("failed", after=restored, exit_code=1, end_state="previous",
                           error=f"{reason}; rolled back to the previous state (read back)")
-        end_state = classify(restored, before, plan)
         error, repair = failed_rollback(reason, rollback_error, end_state, rerun, audit_path)
-        say(f"ROLLBACK FAILED: {END_STATE_TEXT[end_state]}")
+        say(f"ROLLBACK FAILED: {END_STATE_TEXT[end_state]}" if repair else
+            f"write failed, rollback failed: {END_STATE_TEXT[end_state]}")
         return finish("failed", after=restored, error=error, exit_code=1,
                       end_state=end_state, repair=repair)
     say(f"applied and verified {policy['PolicyName']}")
