@@ -72,3 +72,37 @@ def test_cli_commands_reproduce_the_same_calls():
     assert "--policy-name SageMakerEndpointInvocationScalingPolicy" in text
     assert '"TargetValue": 6000.0' in text
     assert "--min-capacity 1 --max-capacity 4" in text
+
+
+def test_suspended_dynamic_scaling_is_planned_as_a_resume_not_as_no_change():
+    from tuner.policy import make_plan
+
+    target, policy = requests()
+    stored = {**target, "SuspendedState": {"DynamicScalingInSuspended": True,
+                                           "DynamicScalingOutSuspended": True,
+                                           "ScheduledScalingSuspended": False}}
+    plan = make_plan(stored, [policy], target, policy, replace_custom=False)
+    assert not plan.no_changes
+    assert plan.resume_scaling == {"DynamicScalingInSuspended": False,
+                                   "DynamicScalingOutSuspended": False,
+                                   "ScheduledScalingSuspended": False}
+    assert any(line.startswith("  ~ resume dynamic scaling: scale-in and scale-out suspended")
+               for line in plan.lines())
+    kept = make_plan(stored, [policy], target, policy, replace_custom=False,
+                     resume_scaling=False)
+    assert kept.no_changes and kept.resume_scaling is None
+    assert any("is suspended: no policy acts" in line for line in kept.lines())
+    assert make_plan(target, [policy], target, policy, replace_custom=False).no_changes
+
+
+def test_state_differences_name_each_change():
+    from tuner.policy import state_differences, state_fingerprint
+
+    target, policy = requests()
+    before = state_fingerprint(target, [policy])
+    assert state_differences(before, before) == []
+    moved = state_fingerprint({**target, "MaxCapacity": 9}, [])
+    assert state_differences(before, moved) == [
+        "MaxCapacity 4 -> 9", f"policy {policy['PolicyName']} removed"]
+    assert state_differences(state_fingerprint(None, []), before)[0] == \
+        "a scalable target was registered"

@@ -137,6 +137,9 @@ def apply_command(
     force: Annotated[bool, Opt("--force", help="override the change and age guards")] = False,
     max_change: Annotated[float, Opt(help="largest target change without --force")] = 0.5,
     max_age: Annotated[str, Opt(help="oldest recommendation without --force")] = "7d",
+    keep_suspended: Annotated[bool, Opt(
+        "--keep-suspended", help="leave suspended dynamic scaling suspended (default: resume "
+        "it, so the policy acts)")] = False,
 ) -> None:
     """Apply a past run's recommendation without re-testing."""
     from tuner.apply import ApplyOptions, apply_run, load_run, parse_age
@@ -147,7 +150,8 @@ def apply_command(
         if max_change <= 0:
             raise InputError(f"--max-change {max_change} must be positive, e.g. 0.5")
         options = ApplyOptions(dry_run=dry_run, replace_custom=replace_custom, force=force,
-                               max_change=max_change, max_age=parse_age(max_age))
+                               max_change=max_change, max_age=parse_age(max_age),
+                               keep_suspended=keep_suspended)
         run = load_run(run_dir)
         check_markers(run["region"], run["endpoint"], run["variant"], typer.echo,
                       write=not dry_run)

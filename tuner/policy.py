@@ -122,14 +122,44 @@ def plan_changes(current_target: dict | None, current_policies: list[dict],
 
 
 def stored_mismatches(stored_target: dict | None, stored_policies: list[dict],
-                      target: dict, policy: dict) -> list[str]:
-    """What AWS reports back that differs from what was sent (empty when all is stored)."""
+                      target: dict, policy: dict,
+                      suspended: dict | None = None) -> list[str]:
+    """What AWS reports back that differs from what was sent (empty when all is stored).
+
+    `suspended` is the SuspendedState sent with the target, if one was.
+    """
     problems = [f"{c['scope']} {c['field']}: stored {c['current']!r}, sent {c['proposed']!r}"
                 for c in plan_changes(stored_target, stored_policies, target, policy)]
+    if suspended is not None and suspended_flags(stored_target) != suspended:
+        problems.append(f"scalable target SuspendedState: stored "
+                        f"{suspended_flags(stored_target)!r}, sent {suspended!r}")
     stored = builtin_policy(stored_policies)
     if stored is not None and stored.get("PolicyType") != "TargetTrackingScaling":
         problems.append(f"policy type is {stored.get('PolicyType')}, not TargetTrackingScaling")
     return problems
+
+
+SUSPEND_KEYS = ("DynamicScalingInSuspended", "DynamicScalingOutSuspended",
+                "ScheduledScalingSuspended")
+
+
+def suspended_flags(target: dict | None) -> dict[str, bool]:
+    """A target's SuspendedState with every flag present (AWS omits nothing, moto may)."""
+    stored = (target or {}).get("SuspendedState") or {}
+    return {key: bool(stored.get(key, False)) for key in SUSPEND_KEYS}
+
+
+def dynamic_suspension(target: dict | None) -> list[str]:
+    """Which directions of dynamic scaling are suspended ('scale-in', 'scale-out')."""
+    flags = suspended_flags(target)
+    return [name for name, key in (("scale-in", "DynamicScalingInSuspended"),
+                                   ("scale-out", "DynamicScalingOutSuspended")) if flags[key]]
+
+
+def resumed_flags(target: dict | None) -> dict[str, bool]:
+    """The SuspendedState that lets target tracking act; scheduled scaling left as it was."""
+    return {**suspended_flags(target), "DynamicScalingInSuspended": False,
+            "DynamicScalingOutSuspended": False}
 
 
 def cli_commands(target: dict, policy: dict, region: str | None) -> str:
@@ -223,6 +253,9 @@ class ApplyPlan:
     changes: list[dict]
     custom_policies: list[dict]
     delete_policies: list[str]
+    # The SuspendedState to register with the target when dynamic scaling is suspended and
+    # the apply resumes it (a policy that never acts is no policy); None: leave it as it is.
+    resume_scaling: dict | None = None
 
     @property
     def no_changes(self) -> bool:
@@ -242,8 +275,15 @@ class ApplyPlan:
         if self.no_changes:
             out.append("  no changes")
         for change in self.changes:
+            if change["field"] == "SuspendedState":
+                out.append(self._resume_line())
+                continue
             out.append(f"  ~ {change['scope']} {change['field']}: {change['current']!r} -> "
                        f"{change['proposed']!r}")
+        paused = dynamic_suspension(current)
+        if paused and self.resume_scaling is None:
+            out.append(f"  ! dynamic scaling ({' and '.join(paused)}) is suspended: no policy "
+                       "acts until it is resumed (kept suspended as asked)")
         if self.custom_policies:
             out.append(f"  ! {len(self.custom_policies)} other policy(ies) on this variant: "
                        "target-tracking policies combine (scale out if any wants to, scale in "
@@ -255,22 +295,37 @@ class ApplyPlan:
                            "is in place")
         return out
 
+    def _resume_line(self) -> str:
+        paused = " and ".join(dynamic_suspension(self.current_target))
+        scheduled = ("stays suspended" if suspended_flags(self.current_target)
+                     ["ScheduledScalingSuspended"] else "stays active")
+        return (f"  ~ resume dynamic scaling: {paused} suspended (since when, AWS does not "
+                "record), so no scaling policy acts; the target is registered again with it "
+                f"resumed (scheduled scaling {scheduled})")
+
     def to_dict(self) -> dict:
         return {"changes": self.changes,
                 "custom_policies": [describe_policy(p) for p in self.custom_policies],
                 "delete_policies": self.delete_policies, "no_changes": self.no_changes,
-                "current_target": self.current_target}
+                "current_target": self.current_target, "resume_scaling": self.resume_scaling}
 
 
 def make_plan(current_target: dict | None, current_policies: list[dict], target: dict,
-              policy: dict, replace_custom: bool) -> ApplyPlan:
+              policy: dict, replace_custom: bool, resume_scaling: bool = True) -> ApplyPlan:
+    """What an apply would write. Suspended dynamic scaling is a change to make (resume it)
+    unless `resume_scaling` is False: the policy is written to act, not to sit idle."""
     customs = [p for p in current_policies if p.get("PolicyName") != POLICY_NAME]
+    changes = plan_changes(current_target, current_policies, target, policy)
+    resume = None
+    if resume_scaling and dynamic_suspension(current_target):
+        resume = resumed_flags(current_target)
+        changes.append({"scope": "scalable target", "field": "SuspendedState",
+                        "current": suspended_flags(current_target), "proposed": resume})
     return ApplyPlan(
         target=target, policy=policy, current_target=current_target,
-        current_policies=current_policies,
-        changes=plan_changes(current_target, current_policies, target, policy),
-        custom_policies=customs,
+        current_policies=current_policies, changes=changes, custom_policies=customs,
         delete_policies=[p["PolicyName"] for p in customs] if replace_custom else [],
+        resume_scaling=resume,
     )
 
 
@@ -292,3 +347,26 @@ def state_fingerprint(target: dict | None, policies: list[dict]) -> dict:
             "SuspendedState": target.get("SuspendedState")},
         "policies": {p["PolicyName"]: policy_put_args(p) for p in policies},
     }
+
+
+def state_differences(before: dict, now: dict) -> list[str]:
+    """How two `state_fingerprint`s differ, one short phrase per difference."""
+    old_target, new_target = before["target"], now["target"]
+    out = []
+    if old_target is None and new_target is not None:
+        out.append("a scalable target was registered")
+    elif old_target is not None and new_target is None:
+        out.append("the scalable target was deregistered")
+    elif old_target is not None and new_target is not None:
+        for key in ("MinCapacity", "MaxCapacity"):
+            if old_target[key] != new_target[key]:
+                out.append(f"{key} {old_target[key]} -> {new_target[key]}")
+        if suspended_flags(old_target) != suspended_flags(new_target):
+            out.append(f"SuspendedState {suspended_flags(old_target)} -> "
+                       f"{suspended_flags(new_target)}")
+    old_policies, new_policies = before["policies"], now["policies"]
+    out += [f"policy {name} added" for name in new_policies if name not in old_policies]
+    out += [f"policy {name} removed" for name in old_policies if name not in new_policies]
+    out += [f"policy {name} changed" for name in old_policies
+            if name in new_policies and old_policies[name] != new_policies[name]]
+    return out

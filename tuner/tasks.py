@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tuner import aws, interrupts
 from tuner.analysis import Recommendation
-from tuner.apply import ApplyOptions, ApplyOutcome, safe_apply
+from tuner.apply import ApplyOptions, ApplyOutcome, rerun_command, safe_apply
 from tuner.config import TuneConfig, ValidateConfig, validate
 from tuner.errors import InputError, TunerError
 from tuner.history import entries_with_run, write_index
@@ -160,7 +160,8 @@ def apply_recommendation(config: TuneConfig, before: Preflight,
     with deferred():  # an apply that has begun finishes (or rolls back) before a signal acts
         outcome = safe_apply(region=before.region, target=target, policy=policy,
                              recommended_at=datetime.now(UTC), options=options,
-                             audit_path=Path(run_dir).parent / "audit.jsonl", say=logger.info)
+                             audit_path=Path(run_dir).parent / "audit.jsonl", say=logger.info,
+                             rerun=rerun_command(run_dir, options))
     if outcome.error:
         logger.error("apply %s: %s", outcome.status, outcome.error)
     return outcome
