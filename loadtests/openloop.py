@@ -29,6 +29,7 @@ path, generator CPU).
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
 import logging
@@ -515,6 +516,15 @@ class SearchController:
             log.warning("stopping: %s", self.stop_reason)
             self.write_summary(complete=False)
 
+    def on_exit(self) -> None:
+        """A master that gave up waiting for its workers exits without Locust's quitting
+        event: still say why, and which workers were refused."""
+        self.on_stopping()
+        if self.stop_reason is None and not self.specs:
+            self.stop_reason = (f"{len(self.greetings)} of {self.expect_workers} workers "
+                                "connected and were accepted" + self.refused_note())
+            self.write_summary(complete=False)
+
     def start_next(self, lane_ids: dict[str, str]) -> tuple[int, float] | None:
         lanes = len(lane_ids)
         spec = next_step(self.results, self.settings, self.load_seconds)
@@ -656,6 +666,7 @@ def install(plan: dict[str, Any]) -> None:
             runner.register_message(DONE_MESSAGE, CONTROLLER.on_done)
         if isinstance(runner, MasterRunner):
             runner.register_message(HELLO_MESSAGE, CONTROLLER.on_hello)
+            atexit.register(CONTROLLER.on_exit)
 
     @events.test_stopping.add_listener
     def _on_stopping(environment, **_: Any) -> None:

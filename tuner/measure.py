@@ -45,7 +45,7 @@ def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_t
     steps = summarize_samples(specs, output.samples, sla)
     model = queue_model_of(config, output, specs)
     invalid_reason = (invalid_reason or lost_lane_problem(specs)
-                      or generator_problem(output, steps))
+                      or refused_problem(output, steps) or generator_problem(output, steps))
     if invalid_reason:
         return Analysis(steps, None, None, invalid_reason, model)
     try:
@@ -75,6 +75,16 @@ def lost_lane_problem(specs: list[StepSpec]) -> str | None:
         return None
     return (f"measurement incomplete: {lost[0].invalid_reason}; the steps before it are in "
             "the report, nothing was applied: re-run with every worker up")
+
+
+def refused_problem(output: LoadTestOutput, steps: list[StepResult]) -> str | None:
+    """Workers were refused (another version or body) and nothing was measured without
+    them: say so, rather than that no step showed the SLA."""
+    refused = output.summary.get("refused_workers") or []
+    if not refused or steps:
+        return None
+    why = output.summary.get("stop_reason") or "refused " + "; ".join(refused)
+    return f"no load was measured: {why}; nothing was applied"
 
 
 def queue_model_of(config: TuneConfig, output: LoadTestOutput,
