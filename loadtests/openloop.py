@@ -71,6 +71,7 @@ from tuner.lanes import (
     hello,
     lane_label,
     lost_step_reason,
+    wire_version,
 )
 from tuner.pacing import next_arrival, unsent_arrivals
 from tuner.search import (
@@ -93,6 +94,8 @@ SUPERVISOR_POLL_S = 0.5
 MASTER_SILENCE_S = 10.0
 # How long a master waits for its workers to connect and be accepted.
 WORKER_WAIT_S = 120.0
+# A master that has not answered a worker's handshake by then does not speak it.
+WELCOME_WAIT_S = 30.0
 LIVE_WORKER_STATES = (STATE_INIT, STATE_SPAWNING, STATE_RUNNING)
 ARRIVAL_TICK_S = 0.001
 log = logging.getLogger("tuner.openloop")
@@ -693,13 +696,24 @@ def join_master(environment, plan: dict[str, Any]) -> None:
         log.info("accepted by the master (%s)", msg.data.get("version"))
 
     def refused(environment, msg, **_: Any) -> None:
-        sys.stderr.write(f"error: the master refused this worker: {msg.data['error']}\n")
+        leave(f"the master refused this worker: {msg.data['error']}")
+
+    def leave(problem: str) -> None:
+        sys.stderr.write(f"error: {problem}\n")
         sys.stderr.flush()
         environment.process_exit_code = 2
         gevent.spawn(environment.runner.quit)
 
+    def unanswered() -> None:
+        gevent.sleep(WELCOME_WAIT_S)
+        if not BOARD.open:
+            leave(f"the master did not answer this worker's handshake ({wire_version()}) "
+                  f"within {WELCOME_WAIT_S:.0f} s: install the same endpoint-tuner version "
+                  "on the master and every worker")
+
     runner.register_message(WELCOME_MESSAGE, welcomed)
     runner.register_message(REFUSED_MESSAGE, refused)
+    gevent.spawn(unanswered)
     runner.send_message(HELLO_MESSAGE, hello(load_payload(plan), plan.get("content_type", ""),
                                              socket.gethostname(), os.getpid()))
 
