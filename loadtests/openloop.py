@@ -14,7 +14,13 @@ How it fits Locust's protocols:
   (coordinated omission);
 - an `events.request` listener files each request under its step by the intended time,
   and each lane sends its step's samples back (`tuner_step_done`), which works the same
-  on a local runner, with `--processes N`, and across machines.
+  on a local runner, with `--processes N`, and across machines;
+- a step is judged only once every lane it started with reported it: a lane that leaves
+  or stays silent makes the step invalid and ends the run naming the lane (`tuner.lanes`);
+- a worker joins only after a handshake (`tuner_hello`): the same endpoint-tuner and
+  protocol version and the same request body, else it is refused and exits with one line;
+- every Locust process stops within a second when the tuner process that started it is
+  gone (`TUNER_SUPERVISOR_PID`), whatever killed it.
 
 Output (in the plan's output_dir), written as the test goes so a crash keeps what was
 measured: `samples.csv` (one row per request) and `loadtest.json` (steps, verdicts, search
@@ -23,12 +29,15 @@ path, generator CPU).
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
 import logging
 import math
 import os
 import random
+import socket
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -38,7 +47,14 @@ import gevent
 import psutil
 from gevent.pool import Pool
 from locust import LoadTestShape, events
-from locust.runners import MasterRunner, WorkerRunner
+from locust.rpc import Message
+from locust.runners import (
+    STATE_INIT,
+    STATE_RUNNING,
+    STATE_SPAWNING,
+    MasterRunner,
+    WorkerRunner,
+)
 
 from tuner.analysis import (
     SAMPLE_COLUMNS,
@@ -47,6 +63,15 @@ from tuner.analysis import (
     StepSpec,
     generator_limit,
     summarize_step,
+)
+from tuner.lanes import (
+    REPORT_GRACE_S,
+    check_lanes,
+    handshake_problem,
+    hello,
+    lane_label,
+    lost_step_reason,
+    wire_version,
 )
 from tuner.pacing import next_arrival, unsent_arrivals
 from tuner.search import (
@@ -60,6 +85,18 @@ from tuner.search import (
 PLAN_ENV = "TUNER_PLAN"
 STEP_MESSAGE = "tuner_step"
 DONE_MESSAGE = "tuner_step_done"
+HELLO_MESSAGE = "tuner_hello"
+WELCOME_MESSAGE = "tuner_welcome"
+REFUSED_MESSAGE = "tuner_refused"
+SUPERVISOR_ENV = "TUNER_SUPERVISOR_PID"
+SUPERVISOR_POLL_S = 0.5
+# A worker whose master has not answered its heartbeats this long stops sending.
+MASTER_SILENCE_S = 10.0
+# How long a master waits for its workers to connect and be accepted.
+WORKER_WAIT_S = 120.0
+# A master that has not answered a worker's handshake by then does not speak it.
+WELCOME_WAIT_S = 30.0
+LIVE_WORKER_STATES = (STATE_INIT, STATE_SPAWNING, STATE_RUNNING)
 ARRIVAL_TICK_S = 0.001
 log = logging.getLogger("tuner.openloop")
 
@@ -114,13 +151,18 @@ def load_payload(plan: dict[str, Any]) -> bytes:
 
 
 class StepBoard:
-    """The latest step posted to this process; lanes poll it for a step they have not run."""
+    """The latest step posted to this process; lanes poll it for a step they have not run.
+
+    A worker's board stays closed until the master accepted the worker's handshake: a
+    worker sending another body must not run a step, even one broadcast to it."""
 
     def __init__(self) -> None:
         self.latest: dict[str, Any] | None = None
+        self.open = True
 
     def post(self, step: dict[str, Any]) -> None:
-        self.latest = step
+        if self.open:
+            self.latest = step
 
     def wait_newer(self, last_index: int) -> dict[str, Any]:
         while self.latest is None or self.latest["index"] <= last_index:
@@ -321,6 +363,16 @@ class SearchController:
     def __init__(self, environment, plan: dict[str, Any]) -> None:
         self.environment = environment
         self.plan = plan
+        self.identity = hello(load_payload(plan), plan.get("content_type", ""),
+                              socket.gethostname(), os.getpid())
+        self.greetings: dict[str, dict[str, Any]] = {}  # accepted workers' handshakes
+        self.refused: dict[str, str] = {}  # refused workers: why, with their label
+        options = getattr(environment, "parsed_options", None)
+        self.expect_workers = max(1, int(getattr(options, "expect_workers", 1) or 1))
+        self.wait_workers_s = float(plan.get("worker_wait_s", WORKER_WAIT_S))
+        self.waiting_since: float | None = None
+        self.current_lanes_ids: dict[str, str] = {}
+        self.last_tick: tuple[int, float] = (0, 1)
         self.sla = Sla(**plan["sla"])
         self.settings = SearchSettings(**plan["search"])
         self.out = Path(plan["output_dir"])
@@ -340,34 +392,144 @@ class SearchController:
         self.started_wall = time.time()
         self.resume_at = 0.0
 
-    def lanes(self) -> int:
+    def alive_lanes(self) -> set[str]:
+        """The lanes connected now: the local process, or the workers not gone missing."""
         runner = self.environment.runner
         if isinstance(runner, MasterRunner):
-            return max(1, runner.worker_count)
-        return 1
+            return {node.id for node in list(runner.clients.values())
+                    if node.state in LIVE_WORKER_STATES}
+        return {"local"}
+
+    def ready_lanes(self) -> dict[str, str] | None:
+        """The lanes a step can start with (ids to labels), or None while a connected worker
+        is not yet accepted or, before the first step, fewer than expected are."""
+        runner = self.environment.runner
+        if not isinstance(runner, MasterRunner):
+            return {"local": lane_label("local", None)}
+        alive = self.alive_lanes()
+        accepted = {lane: lane_label(lane, self.greetings[lane])
+                    for lane in sorted(alive) if lane in self.greetings}
+        enough = len(accepted) >= (1 if self.specs else self.expect_workers)
+        if enough and len(accepted) == len(alive):
+            self.waiting_since = None
+            return accepted
+        now = time.monotonic()
+        self.waiting_since = self.waiting_since or now
+        if now - self.waiting_since > self.wait_workers_s:
+            self.stop_reason = (f"only {len(accepted)} of {self.expect_workers} workers were "
+                                f"accepted within {self.wait_workers_s:.0f} s"
+                                + self.refused_note())
+            log.warning("stopping: %s", self.stop_reason)
+        return None
+
+    def refused_note(self) -> str:
+        return "; refused " + "; ".join(self.refused.values()) if self.refused else ""
+
+    def on_hello(self, environment=None, msg=None, **_: Any) -> None:
+        """A worker's handshake: accept it, or refuse it (it exits) and carry on without."""
+        runner = self.environment.runner
+        problem = handshake_problem(self.identity, msg.data or {})
+        label = lane_label(msg.node_id, msg.data)
+        if problem is None:
+            self.greetings[msg.node_id] = msg.data
+            runner.send_message(WELCOME_MESSAGE, {"version": self.identity["version"]},
+                                client_id=msg.node_id)
+            return
+        self.refused[msg.node_id] = f"{label}: {problem}"
+        log.warning("refused %s: %s", label, problem)
+        runner.send_message(REFUSED_MESSAGE, {"error": problem}, client_id=msg.node_id)
 
     def on_done(self, environment=None, msg=None, **_: Any) -> None:
-        self.reports.setdefault(msg.data["index"], []).append(msg.data)
+        self.reports.setdefault(msg.data["index"], []).append({**msg.data,
+                                                               "lane": msg.node_id})
+
+    def check_current(self, overdue: bool = False) -> Any:
+        """Where the running step stands with its lanes (`tuner.lanes.check_lanes`)."""
+        assert self.current is not None
+        received = self.reports.get(self.current.index, [])
+        waited = time.monotonic() - self.started_at
+        limit = self.current.duration_s + self.plan["request_timeout_s"] + REPORT_GRACE_S
+        return check_lanes(self.current_lanes_ids, {r["lane"] for r in received},
+                           self.alive_lanes(), overdue or waited >= limit)
 
     def tick(self) -> tuple[int, float] | None:
         if self.stop_reason is not None:
             return None
-        lanes = self.lanes()
         if self.current is not None:
-            received = self.reports.get(self.current.index, [])
-            waited = time.monotonic() - self.started_at
-            limit = self.current.duration_s + self.plan["request_timeout_s"] + 15
-            if len(received) < self.current_lanes and waited < limit:
-                return lanes, lanes
-            self.finish_step(received)
+            check = self.check_current()
+            if check.waiting:
+                return self.last_tick
+            if check.lost:
+                self.lose_step(check.lost)
+                return None
+            self.finish_step(self.reports.get(self.current.index, []))
             if self.stop_reason is not None:
                 self.write_summary(complete=True)
                 return None
         if time.monotonic() < self.resume_at:
-            return lanes, lanes  # let the endpoint drain the previous step's backlog
+            return self.last_tick  # let the endpoint drain the previous step's backlog
+        lanes = self.ready_lanes()
+        if lanes is None:
+            if self.stop_reason is not None:
+                self.write_summary(complete=True)
+                return None
+            return self.last_tick  # no user goes to a worker not yet accepted
         return self.start_next(lanes)
 
-    def start_next(self, lanes: int) -> tuple[int, float] | None:
+    def lose_step(self, lost: tuple[str, ...]) -> None:
+        """End the run at a step some lane never reported: its samples are kept as raw
+        data, but the step is marked invalid, so neither the search nor the analysis judges
+        it on the partial load it got."""
+        spec = self.current
+        assert spec is not None
+        received = self.reports.get(spec.index, [])
+        ran_s = min(spec.duration_s, time.monotonic() - self.started_at)
+        reason = lost_step_reason(spec.index, spec.offered_rps, lost, len(self.current_lanes_ids))
+        spec = replace(spec, duration_s=round(ran_s, 3), invalid_reason=reason)
+        self.append_samples(spec.index, received)
+        self.specs.append(spec)
+        self.step_meta.append({
+            "index": spec.index,
+            "lanes_expected": self.current_lanes,
+            "lanes_reported": len(received),
+            "lanes_lost": list(lost),
+            "invalid_reason": reason,
+            "generator_cpu_percent": [r.get("cpu_percent") for r in received],
+            "send_lag_p90_ms": [r.get("send_lag_p90_ms") for r in received],
+            "unsent_share": _unsent_share(received),
+        })
+        self.load_seconds += spec.duration_s
+        self.current = None
+        self.stop_reason = f"{reason}; the run ended with what was measured before it"
+        log.warning("stopping: %s", self.stop_reason)
+        self.write_summary(complete=True)
+
+    def on_stopping(self) -> None:
+        """Locust stops the test on its own when its last worker quit or went missing:
+        say why, naming the lanes, instead of leaving the run 'interrupted'."""
+        if self.stop_reason is not None:
+            return
+        if self.current is not None:
+            check = self.check_current()
+            if check.lost:
+                self.lose_step(check.lost)
+                return
+        if self.refused and not (self.alive_lanes() & set(self.greetings)):
+            self.stop_reason = "no accepted worker left" + self.refused_note()
+            log.warning("stopping: %s", self.stop_reason)
+            self.write_summary(complete=False)
+
+    def on_exit(self) -> None:
+        """A master that gave up waiting for its workers exits without Locust's quitting
+        event: still say why, and which workers were refused."""
+        self.on_stopping()
+        if self.stop_reason is None and not self.specs:
+            self.stop_reason = (f"{len(self.greetings)} of {self.expect_workers} workers "
+                                "connected and were accepted" + self.refused_note())
+            self.write_summary(complete=False)
+
+    def start_next(self, lane_ids: dict[str, str]) -> tuple[int, float] | None:
+        lanes = len(lane_ids)
         spec = next_step(self.results, self.settings, self.load_seconds)
         if spec is None:
             self.stop_reason = ("budget exhausted"
@@ -380,7 +542,7 @@ class SearchController:
             self.write_summary(complete=True)
             return None
         spec = replace(spec, timeout_s=self.plan["request_timeout_s"])
-        self.current, self.current_lanes = spec, lanes
+        self.current, self.current_lanes, self.current_lanes_ids = spec, lanes, lane_ids
         self.started_at = time.monotonic()
         # Workers on other machines know only their target: the lane settings travel with
         # every step.
@@ -391,7 +553,8 @@ class SearchController:
                  "of load left", spec.index, spec.phase, spec.offered_rps, spec.duration_s,
                  lanes, self.settings.budget_s - self.load_seconds, self.settings.budget_s)
         self.environment.runner.send_message(STEP_MESSAGE, message)
-        return lanes, lanes
+        self.last_tick = (lanes, lanes)
+        return self.last_tick
 
     def finish_step(self, received: list[dict[str, Any]]) -> None:
         spec = self.current
@@ -401,17 +564,8 @@ class SearchController:
             first = min(aborted, key=lambda r: r["aborted_at"])
             spec = replace(spec, duration_s=round(first["aborted_at"], 3),
                            abort_reason=first["abort_reason"])
-        columns = {c: [] for c in ("intended_s", "completed_s", "latency_ms", "ok")}
-        for report in received:
-            for name in columns:
-                columns[name].extend(report["samples"][name])
         # Raw data first, analysis second: what was measured survives any later failure.
-        with self.samples_path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            for row in zip(columns["intended_s"], columns["completed_s"],
-                           columns["latency_ms"], columns["ok"], strict=True):
-                writer.writerow((spec.index, f"{row[0]:.6f}", f"{row[1]:.6f}",
-                                 f"{row[2]:.3f}", int(row[3])))
+        columns = self.append_samples(spec.index, received)
         result = summarize_step(spec, columns["intended_s"], columns["completed_s"],
                                 columns["latency_ms"], columns["ok"], self.sla)
         self.specs.append(spec)
@@ -446,6 +600,21 @@ class SearchController:
                  "; ".join(result.reasons))
         self.write_summary(complete=False)
 
+    def append_samples(self, index: int, received: list[dict[str, Any]]) -> dict[str, list]:
+        """Append the lanes' samples of a step to `samples.csv`; return them as columns."""
+        columns: dict[str, list] = {c: [] for c in ("intended_s", "completed_s", "latency_ms",
+                                                    "ok")}
+        for report in received:
+            for name in columns:
+                columns[name].extend(report["samples"][name])
+        with self.samples_path.open("a", newline="") as f:
+            writer = csv.writer(f)
+            for row in zip(columns["intended_s"], columns["completed_s"],
+                           columns["latency_ms"], columns["ok"], strict=True):
+                writer.writerow((index, f"{row[0]:.6f}", f"{row[1]:.6f}",
+                                 f"{row[2]:.3f}", int(row[3])))
+        return columns
+
     def write_summary(self, complete: bool) -> None:
         summary = {
             "complete": complete,
@@ -457,6 +626,7 @@ class SearchController:
             "steps": [asdict(s) for s in self.specs],
             "results": [r.to_dict() for r in self.results],
             "step_meta": self.step_meta,
+            "refused_workers": list(self.refused.values()),
         }
         tmp = self.out / "loadtest.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2, default=_json_default))
@@ -486,15 +656,103 @@ def install(plan: dict[str, Any]) -> None:
     def _on_init(environment, **_: Any) -> None:
         global CONTROLLER
         runner = environment.runner
+        supervisor = os.environ.get(SUPERVISOR_ENV)
+        if supervisor:
+            gevent.spawn(watch_supervisor, environment, int(supervisor))
         if not isinstance(runner, MasterRunner):
             runner.register_message(STEP_MESSAGE,
                                     lambda environment, msg, **_: BOARD.post(msg.data))
-        if not isinstance(runner, WorkerRunner):
+        if isinstance(runner, WorkerRunner):
+            join_master(environment, plan)
+        else:
             CONTROLLER = SearchController(environment, plan)
             runner.register_message(DONE_MESSAGE, CONTROLLER.on_done)
+        if isinstance(runner, MasterRunner):
+            runner.register_message(HELLO_MESSAGE, CONTROLLER.on_hello)
+            atexit.register(CONTROLLER.on_exit)
+
+    @events.test_stopping.add_listener
+    def _on_stopping(environment, **_: Any) -> None:
+        if CONTROLLER is not None:
+            CONTROLLER.on_stopping()
 
     @events.quitting.add_listener
     def _on_quit(environment, **_: Any) -> None:
         if CONTROLLER is not None and CONTROLLER.stop_reason is None:
+            CONTROLLER.on_stopping()
+        if CONTROLLER is not None and CONTROLLER.stop_reason is None:
             CONTROLLER.stop_reason = "interrupted"
             CONTROLLER.write_summary(complete=False)
+
+
+def join_master(environment, plan: dict[str, Any]) -> None:
+    """The worker's side of the handshake: say who it is and what it sends; run steps only
+    once welcomed; on refusal, one line on stderr and exit code 2."""
+    runner = environment.runner
+    BOARD.open = False
+
+    def welcomed(environment, msg, **_: Any) -> None:
+        BOARD.open = True
+        log.info("accepted by the master (%s)", msg.data.get("version"))
+
+    def refused(environment, msg, **_: Any) -> None:
+        leave(f"the master refused this worker: {msg.data['error']}")
+
+    def leave(problem: str) -> None:
+        sys.stderr.write(f"error: {problem}\n")
+        sys.stderr.flush()
+        environment.process_exit_code = 2
+        gevent.spawn(environment.runner.quit)
+
+    def unanswered() -> None:
+        gevent.sleep(WELCOME_WAIT_S)
+        if not BOARD.open:
+            leave(f"the master did not answer this worker's handshake ({wire_version()}) "
+                  f"within {WELCOME_WAIT_S:.0f} s: install the same endpoint-tuner version "
+                  "on the master and every worker")
+
+    runner.register_message(WELCOME_MESSAGE, welcomed)
+    runner.register_message(REFUSED_MESSAGE, refused)
+    gevent.spawn(unanswered)
+    runner.send_message(HELLO_MESSAGE, hello(load_payload(plan), plan.get("content_type", ""),
+                                             socket.gethostname(), os.getpid()))
+
+
+def supervisor_gone(supervisor_pid: int, parent_pid: int) -> bool:
+    """The process that started this one died: this process was handed to another parent,
+    or the supervisor no longer runs (a zombie counts as gone)."""
+    if os.getppid() != parent_pid:
+        return True
+    try:
+        return psutil.Process(supervisor_pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def master_silent(runner: Any) -> bool:
+    """A worker's master stopped answering heartbeats (killed, or the network is gone)."""
+    last = getattr(runner, "last_heartbeat_timestamp", None)
+    return isinstance(runner, WorkerRunner) and last is not None and (
+        time.time() - last > MASTER_SILENCE_S)
+
+
+def watch_supervisor(environment, supervisor_pid: int) -> None:
+    """Never outlive the supervisor: Locust runs in its own session, so no terminal signal
+    reaches it, and a SIGKILLed tuner cannot stop it. Poll, and once the tuner (or this
+    process's parent, or a worker's master) is gone, tell the workers to quit and exit."""
+    parent_pid = os.getppid()
+    runner = environment.runner
+    while not supervisor_gone(supervisor_pid, parent_pid) and not master_silent(runner):
+        gevent.sleep(SUPERVISOR_POLL_S)
+    log.error("the process supervising this load test (pid %d) or its master is gone: "
+              "stopping the load", supervisor_pid)
+    if CONTROLLER is not None and CONTROLLER.stop_reason is None:
+        CONTROLLER.stop_reason = f"the supervising tuner process (pid {supervisor_pid}) is gone"
+        CONTROLLER.write_summary(complete=False)
+    if isinstance(runner, MasterRunner):
+        with gevent.Timeout(1.0, False):
+            for node in list(runner.clients.values()):
+                runner.server.send_to_client(Message("quit", None, node.id))
+            gevent.sleep(0.2)  # let the quit messages leave
+    logging.shutdown()
+    os._exit(3)

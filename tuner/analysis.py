@@ -61,6 +61,9 @@ class StepSpec:
     # A request not answered within this is a timeout (an error, and abandoned by the
     # client, though still queued at the endpoint).
     timeout_s: float = 10.0
+    # Set when the step is no evidence at all: a lane (worker) never reported it, so the
+    # endpoint got less load than `offered_rps` (`tuner.lanes`). Such a step is not judged.
+    invalid_reason: str | None = None
 
     @property
     def window_s(self) -> float:
@@ -418,12 +421,19 @@ def _cv2(values: np.ndarray) -> float:
     return float(values.var() / values.mean() ** 2)
 
 
+def judged_specs(specs: list[StepSpec]) -> list[StepSpec]:
+    """The steps that are evidence: not those a lane never reported (`invalid_reason`),
+    whose samples show only part of the load the step claims to have offered."""
+    return [spec for spec in specs if not spec.invalid_reason]
+
+
 def summarize_samples(specs: list[StepSpec], samples: pd.DataFrame, sla: Sla) -> list[StepResult]:
-    """Judge every step from a samples frame with columns `SAMPLE_COLUMNS`."""
+    """Judge every valid step from a samples frame with columns `SAMPLE_COLUMNS`; invalid
+    steps (see `judged_specs`) are left out, never judged on partial load."""
     results = []
     groups = dict(tuple(samples.groupby("step"))) if len(samples) else {}
     empty = pd.DataFrame({c: [] for c in SAMPLE_COLUMNS})
-    for spec in specs:
+    for spec in judged_specs(specs):
         frame = groups.get(spec.index, empty)
         results.append(
             summarize_step(

@@ -317,7 +317,8 @@ def worker_command(
     command = command_for(locustfile_for(url, runtime_client), master_host, master_port,
                           processes)
     typer.echo(f"worker: connecting to {master_host}:{master_port}", err=True)
-    done = subprocess.run(command, env={**os.environ, "TUNER_PLAN": file.name})
+    done = subprocess.run(command, env={**os.environ, "TUNER_PLAN": file.name,
+                                        "TUNER_SUPERVISOR_PID": str(os.getpid())})
     os.unlink(file.name)
     raise typer.Exit(done.returncode)
 

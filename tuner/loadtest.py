@@ -91,6 +91,7 @@ def build_plan(config: TuneConfig, output_dir: Path, region: str | None) -> dict
         "payload_file": str(config.payload.resolve()) if config.payload else None,
         "content_type": config.content_type,
         "target": target,
+        "worker_wait_s": WORKER_WAIT_SECONDS,
     }
 
 
@@ -147,7 +148,10 @@ def run_load_test(config: TuneConfig, output_dir: Path, region: str | None,
     output_dir.mkdir(parents=True, exist_ok=True)
     plan_path = output_dir / "plan.json"
     plan_path.write_text(json.dumps(build_plan(config, output_dir, region), indent=2))
-    env = {**os.environ, "TUNER_PLAN": str(plan_path), "PYTHONUNBUFFERED": "1"}
+    # Locust runs in its own session (no terminal signal reaches it): it watches this
+    # process and stops within a second once it is gone, however it died.
+    env = {**os.environ, "TUNER_PLAN": str(plan_path), "PYTHONUNBUFFERED": "1",
+           "TUNER_SUPERVISOR_PID": str(os.getpid())}
     command = locust_command(config, output_dir)
     tail = LogTail(output_dir / "locust.log", on_progress)
     deadline = time.monotonic() + hard_time_limit(config)

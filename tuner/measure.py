@@ -7,19 +7,22 @@ come through `analyse_output`, so a regenerated report shows exactly the live nu
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tuner.analysis import (
     CapacityEstimate,
     Recommendation,
     StepResult,
+    StepSpec,
     derive_target,
     estimate_capacity,
     generator_limit,
+    judged_specs,
     summarize_samples,
 )
 from tuner.config import TuneConfig
 from tuner.errors import NoPassingStepError
+from tuner.lanes import lost_lanes_in_meta
 from tuner.loadtest import LoadTestOutput, search_settings_of, sla_of
 from tuner.queue_model import fit_queue_model, step_samples_from_frame
 from tuner.search import budget_advice
@@ -38,9 +41,11 @@ def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_t
                    invalid_reason: str | None = None) -> Analysis:
     """Verdicts from the raw samples, then capacity and the target (from the lower end)."""
     sla = sla_of(config)
-    steps = summarize_samples(output.specs, output.samples, sla)
-    model = queue_model_of(config, output)
-    invalid_reason = invalid_reason or generator_problem(output, steps)
+    specs = with_lost_lanes(output.specs, output.summary.get("step_meta", []))
+    steps = summarize_samples(specs, output.samples, sla)
+    model = queue_model_of(config, output, specs)
+    invalid_reason = (invalid_reason or lost_lane_problem(specs)
+                      or refused_problem(output, steps) or generator_problem(output, steps))
     if invalid_reason:
         return Analysis(steps, None, None, invalid_reason, model)
     try:
@@ -54,11 +59,41 @@ def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_t
     return Analysis(steps, capacity, recommendation, None, model)
 
 
-def queue_model_of(config: TuneConfig, output: LoadTestOutput) -> dict | None:
+def with_lost_lanes(specs: list[StepSpec], step_meta: list[dict]) -> list[StepSpec]:
+    """The steps with every lost-lane step marked invalid, also in runs recorded before the
+    load test marked them itself (their metadata still counts the lanes that reported)."""
+    reasons = {m.get("index"): lost_lanes_in_meta(m) for m in step_meta}
+    return [spec if spec.invalid_reason or not reasons.get(spec.index)
+            else replace(spec, invalid_reason=reasons[spec.index]) for spec in specs]
+
+
+def lost_lane_problem(specs: list[StepSpec]) -> str | None:
+    """A step some lane never reported ends the measurement: it got less load than it
+    offered, so it is not judged, and the search could not go on from it."""
+    lost = [spec for spec in specs if spec.invalid_reason]
+    if not lost:
+        return None
+    return (f"measurement incomplete: {lost[0].invalid_reason}; the steps before it are in "
+            "the report, nothing was applied: re-run with every worker up")
+
+
+def refused_problem(output: LoadTestOutput, steps: list[StepResult]) -> str | None:
+    """Workers were refused (another version or body) and nothing was measured without
+    them: say so, rather than that no step showed the SLA."""
+    refused = output.summary.get("refused_workers") or []
+    if not refused or steps:
+        return None
+    why = output.summary.get("stop_reason") or "refused " + "; ".join(refused)
+    return f"no load was measured: {why}; nothing was applied"
+
+
+def queue_model_of(config: TuneConfig, output: LoadTestOutput,
+                   specs: list[StepSpec] | None = None) -> dict | None:
     """The M/G/c view of the measured curve (`tuner.queue_model`), for the report and the
-    simulator; None when the run is too small to fit one."""
+    simulator, from the valid steps; None when the run is too small to fit one."""
     arrivals = output.summary.get("plan", {}).get("arrivals", config.arrivals)
-    model = fit_queue_model(step_samples_from_frame(output.specs, output.samples),
+    valid = judged_specs(output.specs if specs is None else specs)
+    model = fit_queue_model(step_samples_from_frame(valid, output.samples),
                             config.sla_percentile, config.sla_latency_ms,
                             measured_arrivals=arrivals)
     return model.to_dict() if model is not None else None

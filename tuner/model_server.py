@@ -126,7 +126,8 @@ def make_app(slots: int, service_ms: float = 20.0, error_rate: float = 0.0,
             return
         path, method = scope["path"], scope["method"]
         if path == "/ping" and method == "GET":
-            await send_json(send, 200, status)
+            # The invocations served so far: tests check that load stops when it must.
+            await send_json(send, 200, {**status, "requests": counter["requests"]})
             return
         # /endpoints/<name>/invocations is the runtime API's path: the same server can stand
         # in for InvokeEndpoint when benchmarking the signed load path.
