@@ -5,6 +5,7 @@ restores it exactly."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,22 @@ def _output(tmp_path):
     return (tmp_path / "stdout").read_text(), (tmp_path / "stderr").read_text()
 
 
+def _stop_orphaned_prefect_server(tmp_path):
+    """A SIGKILLed tuner cannot stop the temporary Prefect server it started (Prefect
+    stops it at interpreter exit): stop it here, found by the port the tuner logged."""
+    found = re.search(r"temporary server on http://127\.0\.0\.1:(\d+)",
+                      _output(tmp_path)[1])
+    if found:
+        subprocess.run(["pkill", "-f", f"prefect.server.api.server:create_app .*--port "
+                        f"{found.group(1)}( |$)"], check=False)
+
+
+def _locust_running(tmp_path):
+    """Any Locust process writing under this test's directory."""
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines() if "locust" in line and str(tmp_path) in line]
+
+
 def _wait_until_measuring(process, autoscaling, timeout_s=120.0):
     """Until dynamic scaling is suspended (the load test is starting), then 2 s more."""
     deadline = time.monotonic() + timeout_s
@@ -114,6 +131,9 @@ def test_after_sigkill_the_tags_say_what_to_restore_and_recover_does_it(
     _wait_until_measuring(process, autoscaling)
     process.kill()
     process.wait(timeout=30)
+    _stop_orphaned_prefect_server(tmp_path)
+    time.sleep(3.0)  # the load generator notices its supervisor is gone and stops
+    assert not _locust_running(tmp_path), "Locust outlived the tuner"
     assert _suspended_state(autoscaling)["DynamicScalingOutSuspended"]  # left suspended
     (marker,) = _markers(local_aws)
     assert f"pid={process.pid}" in marker["Value"]
