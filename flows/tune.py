@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from prefect import flow
 
-from tuner.config import TuneConfig
+from tuner.config import TuneConfig, validate
 from tuner.errors import InputError, RunError
 from tuner.result import build_result
 from tuner.tasks import (
@@ -33,6 +33,7 @@ def tune_endpoint(config: TuneConfig) -> dict:
     when the inputs are wrong, and RunError (after writing the report) when the run fails.
     """
     started = datetime.now(UTC)
+    validate(config)  # again: a deployment's parameters come from the UI, not the CLI
     before = preflight(config)
     run_dir = create_run_dir(config.reports_dir, config.endpoint)
     record_run(run_dir, config, before, started)
