@@ -124,6 +124,9 @@ def reports_checks(reports_dir: Path, endpoint: str | None) -> list[tuple[bool, 
         return [(False, problem)]
     if endpoint is None or sagemaker_name_problem(endpoint, "--endpoint") is not None:
         return []
+    for directory in (Path(reports_dir), Path(reports_dir) / endpoint):
+        if directory.exists() and not directory.is_dir():
+            return [(False, f"--reports-dir: {directory} exists and is not a directory")]
     try:
         inside(reports_dir, Path(reports_dir) / endpoint, "the run directory")
     except InputError as exc:
@@ -249,11 +252,17 @@ def normalise_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
 
 def load_toml_raw(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise InputError(f"--config {path}: no such file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"--config {path}: not valid TOML (not UTF-8 text)") from None
+    except OSError as exc:
+        raise InputError(f"--config {path}: cannot be read ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"--config {path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise InputError(f"--config {path}: not valid TOML (nested too deeply)") from None
 
 
 def load_toml(path: Path) -> dict[str, Any]:

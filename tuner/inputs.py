@@ -95,10 +95,15 @@ class Limit:
         return above and below
 
     def text(self) -> str:
+        low, high = _plain(self.low), _plain(self.high)
         if self.integer:
-            return f"{self.low:g}-{self.high:g}"
-        return (f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
-                f"{')' if self.high_open else ']'}")
+            return f"{low}-{high}"
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def _plain(value: float) -> str:
+    """1000000 rather than 1e+06: ranges are read by people."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def number_problem(value: object, what: str, limit: Limit, hint: str = "") -> str | None:

@@ -23,12 +23,13 @@ from tuner.errors import InputError
 from tuner.history import entries_with_run, write_index
 from tuner.loadtest import LoadTestOutput
 from tuner.measure import analyse_output
-from tuner.report import write_report
+from tuner.report import SIMULATION_FILE, write_report
 from tuner.result import build_result
 from tuner.runfiles import (
     CarriedFacts,
     LoadTestRecord,
     RunRecord,
+    SimulationRecord,
     one_line,
     read_record,
     read_samples,
@@ -51,12 +52,14 @@ def regenerate_report(run_dir: Path) -> dict:
     run = read_record(run_path, RunRecord)
     config = run_config(run["config"], run_path)
     output = read_raw_data(run_dir / "locust")
-    analysis = analyse_output(config, output, run["instances_under_test"])
     old_path = run_dir / "result.json"
     old = read_record(old_path, CarriedFacts) if old_path.is_file() else {}
     for key in ("scalable_target", "policy"):
         if (old.get(key) or {}).get("ResourceId", config.resource_id) != config.resource_id:
             raise InputError(f"{old_path}: {key} is not for this run's {config.resource_id}")
+    if (run_dir / SIMULATION_FILE).exists():  # the report shows it: check it before analysing
+        read_record(run_dir / SIMULATION_FILE, SimulationRecord)
+    analysis = analyse_output(config, output, run["instances_under_test"])
     scaling = run["scaling_before"]
     result = build_result(
         config=config, region=run["region"], instances_under_test=run["instances_under_test"],

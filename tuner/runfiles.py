@@ -203,7 +203,7 @@ class BaselineRecord(Record):
     """What `tuner validate --baseline` uses: the SLA and the measured capacity."""
 
     endpoint: EndpointName
-    variant: VariantName
+    variant: VariantName | None = None  # not used: the candidate's is --variant
     sla: SlaRecord
     instances_under_test: Instances
     capacity_ci: Interval | None = None

@@ -67,8 +67,9 @@ def regularise(timestamps: pd.Series, values: pd.Series, source: str,
         raise InputError(f"{source}: timestamp {show(timestamps.iloc[row])} is not a date/time "
                          f"(row {row + 2}); use ISO 8601, e.g. 2026-11-01T00:00:00Z")
     minutes = times.dt.floor("min")
-    # Python integers: nanoseconds 500 years apart overflow pandas' own timedeltas.
-    span = (int(minutes.max().value) - int(minutes.min().value)) // 60_000_000_000 + 1
+    # Python datetimes: times centuries apart overflow pandas' own nanosecond timedeltas.
+    span = (minutes.max().to_pydatetime() - minutes.min().to_pydatetime()) / timedelta(
+        minutes=1) + 1
     if span > MAX_MINUTES:
         raise InputError(f"{source}: the series spans {span:,.0f} minutes, more than a year: "
                          "give a shorter range")
