@@ -124,10 +124,10 @@ def reports_checks(reports_dir: Path, endpoint: str | None) -> list[tuple[bool, 
         return [(False, problem)]
     if endpoint is None or sagemaker_name_problem(endpoint, "--endpoint") is not None:
         return []
-    for directory in (Path(reports_dir), Path(reports_dir) / endpoint):
-        if directory.exists() and not directory.is_dir():
-            return [(False, f"--reports-dir: {directory} exists and is not a directory")]
     try:
+        for directory in (Path(reports_dir), Path(reports_dir) / endpoint):
+            if directory.exists() and not directory.is_dir():
+                return [(False, f"--reports-dir: {directory} exists and is not a directory")]
         inside(reports_dir, Path(reports_dir) / endpoint, "the run directory")
     except InputError as exc:
         return [(False, str(exc))]

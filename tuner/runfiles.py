@@ -40,8 +40,11 @@ from tuner.inputs import (
 from tuner.policy import DIMENSION, NAMESPACE, resource_id
 
 MAX_RPS = 10_000_000.0
+MIN_RPS = 0.001  # a measured capacity below one request in 1,000 s is not a measurement
+MIN_TARGET = 0.01  # targets are written with two decimals
 MAX_LATENCY_MS = 100_000_000.0
 MAX_TARGET = 1_000_000_000.0
+MAX_SAMPLE_SECONDS_OR_MS = 1e8  # a day of load is 86,400 s; an hour's timeout 3.6e6 ms
 SAMPLE_COLUMNS = ("step", "intended_s", "completed_s", "latency_ms", "ok")
 
 
@@ -81,7 +84,7 @@ RunRegion = Annotated[str, AfterValidator(
 Time = Annotated[str, AfterValidator(_timestamp(aware=False))]
 AwareTime = Annotated[str, AfterValidator(_timestamp(aware=True))]
 Rate = Annotated[float, Field(ge=0, le=MAX_RPS)]
-PositiveRate = Annotated[float, Field(gt=0, le=MAX_RPS)]
+PositiveRate = Annotated[float, Field(ge=MIN_RPS, le=MAX_RPS)]
 Latency = Annotated[float, Field(ge=0, le=MAX_LATENCY_MS)]
 Count = Annotated[int, Field(ge=0, le=10**12)]
 Capacity = Annotated[int, _in(TUNE_LIMITS["max_capacity"][0])]
@@ -145,7 +148,7 @@ class MetricRecord(Exact):
 
 
 class TrackingRecord(Exact):
-    TargetValue: Annotated[float, Field(gt=0, le=MAX_TARGET)]
+    TargetValue: Annotated[float, Field(ge=MIN_TARGET, le=MAX_TARGET)]
     PredefinedMetricSpecification: MetricRecord
     ScaleInCooldown: Cooldown
     ScaleOutCooldown: Cooldown
@@ -502,6 +505,9 @@ def read_samples(path: Path, step_indices: set[int]) -> pd.DataFrame:
     if not np.isfinite(values).all():
         row = int(np.nonzero(~np.isfinite(values).all(axis=1))[0][0])
         raise InputError(f"{label}: row {row + 2} holds a value that is not a finite number")
+    if (np.abs(values[:, 1:4]) > MAX_SAMPLE_SECONDS_OR_MS).any():
+        raise InputError(f"{label}: a time or latency beyond {MAX_SAMPLE_SECONDS_OR_MS:g}: not "
+                         "a sample this tool wrote")
     if (values[:, 3] < 0).any() or not np.isin(values[:, 4], (0, 1)).all():
         raise InputError(f"{label}: latencies must be >= 0 and ok must be 0 or 1")
     steps = values[:, 0]

@@ -65,7 +65,7 @@ class SimulationOptions:
 
 
 SIMULATION_LIMITS: dict[str, tuple[Limit, str]] = {
-    "target": (Limit(0, 1e9, low_open=True), "invocations per instance per minute"),
+    "target": (Limit(0.01, 1e9), "invocations per instance per minute"),
     "min_capacity": TUNE_LIMITS["min_capacity"],
     "max_capacity": TUNE_LIMITS["max_capacity"],
     "days": (Limit(0, CLOUDWATCH_MAX_DAYS, low_open=True),
@@ -75,6 +75,8 @@ SIMULATION_LIMITS: dict[str, tuple[Limit, str]] = {
     "max_violation_minutes": (Limit(0, 10_000_000, integer=True), "minutes"),
 }
 FLAGS = {"instance_startup_minutes": "--instance-startup"}
+# The sweep's lowest target (a tenth of the basis, x 60, two decimals) must not round to 0.
+MIN_RPS_PER_INSTANCE = 0.01
 
 
 def check_options(options: SimulationOptions) -> None:
@@ -180,6 +182,10 @@ def simulate_run(run_dir: Path, options: SimulationOptions) -> dict:
         curve = curve_from_result(result)
     except ValueError as exc:
         raise InputError(f"{run_dir}: {exc}") from None
+    if curve.capacity_rps_per_instance < MIN_RPS_PER_INSTANCE:
+        raise InputError(f"{run_dir}: a capacity basis of {curve.capacity_rps_per_instance:g} rps "
+                         f"per instance is below {MIN_RPS_PER_INSTANCE:g}: too slow for per-minute "
+                         "targets to simulate")
     traffic = load_traffic(result, options)
     evaluated = simulate(traffic.invocations, model, curve)
     rule_target = result["policy"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
