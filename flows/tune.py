@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from prefect import flow
 
 from tuner import interrupts
-from tuner.config import TuneConfig
+from tuner.config import TuneConfig, validate
 from tuner.errors import InputError, RunError
 from tuner.result import build_result
 from tuner.tasks import (
@@ -38,6 +38,7 @@ def tune_endpoint(config: TuneConfig) -> dict:
     """
     with interrupts.handled():
         started = datetime.now(UTC)
+        validate(config)  # again: a deployment's parameters come from the UI, not the CLI
         before = preflight(config)
         run_dir = create_run_dir(config.reports_dir, config.endpoint)
         interrupts.note_run_dir(run_dir)

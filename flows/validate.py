@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from prefect import flow
 
-from tuner.config import ValidateConfig
+from tuner.config import ValidateConfig, validate_validation
 from tuner.errors import RunError
 from tuner.result import build_result
 from tuner.tasks import (
@@ -32,6 +32,7 @@ from tuner.tasks import (
 def validate_capacity(config: ValidateConfig) -> dict:
     """Measure the candidate, compare with the baseline, report; raise if it fails."""
     started = datetime.now(UTC)
+    validate_validation(config)  # again: a deployment's parameters come from the UI
     baseline = read_baseline(config.baseline)
     tune_config = candidate_tune_config(config, baseline)
     before = validate_preflight(config)

@@ -216,6 +216,8 @@ def _measured_run_dir(tmp_path):
 
     result = sample_result()
     result.update(endpoint="cli-ep")
+    for part in ("scalable_target", "policy"):  # the recommendation is for that endpoint too
+        result[part]["ResourceId"] = "endpoint/cli-ep/variant/AllTraffic"
     run_dir = tmp_path / "cli-ep" / "20260101T000000Z"
     run_dir.mkdir(parents=True)
     write_report(run_dir, result)

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from tuner import aws
+from tuner.config import TUNE_LIMITS
 from tuner.errors import InputError, RunError, TunerError
+from tuner.inputs import Limit, number_problem, show
 from tuner.policy import (
     POLICY_NAME,
     ApplyPlan,
@@ -36,6 +38,7 @@ from tuner.policy import (
     suspended_flags,
 )
 from tuner.result import read_result
+from tuner.runfiles import ApplyRecord, checked
 
 # A rollback is retried this often, this far apart, before the state is declared unknown:
 # it reads the state afresh each time, so a retry after a partial restore is safe.
@@ -346,19 +349,33 @@ def parse_age(text: str) -> timedelta:
         else:
             value, unit = float(raw), "days"
     except ValueError:
-        raise InputError(f"--max-age {text!r} is not a duration like 7d, 36h or 90m") from None
-    if value <= 0:
-        raise InputError(f"--max-age {text!r} must be positive")
+        raise InputError(f"--max-age {show(text)} is not a duration like 7d, 36h or 90m"
+                         ) from None
+    days = value / {"days": 1, "hours": 24, "minutes": 1440}[unit]
+    if not MAX_AGE_DAYS.admits(days):
+        raise InputError(f"--max-age {show(text)} must be positive and at most "
+                         f"{MAX_AGE_DAYS.high:g} days")
     return timedelta(**{unit: value})
+
+
+MAX_AGE_DAYS = Limit(0, 3650, low_open=True)
+
+
+def check_options(max_change: float) -> None:
+    """`tuner apply`'s numeric flags (--max-age is checked as it is parsed)."""
+    problem = number_problem(max_change, "--max-change", *TUNE_LIMITS["max_change"])
+    if problem:
+        raise InputError(problem)
 
 
 def load_run(run_dir: Path) -> dict:
     """A run directory's result.json, checked to hold a recommendation to apply."""
     result = read_result(run_dir)
     if not result.get("policy") or not result.get("scalable_target"):
+        error = result.get("error")
         raise InputError(f"{run_dir} holds no recommendation to apply "
-                         f"({result.get('error') or 'no policy in result.json'})")
-    return result
+                         f"({show(error, 200) if error else 'no policy in result.json'})")
+    return checked(ApplyRecord, result, str(Path(run_dir) / "result.json"))
 
 
 def apply_run(run_dir: Path, options: ApplyOptions,

@@ -24,7 +24,8 @@ Opt = typer.Option
 
 
 def _fail(error: TunerError) -> None:
-    typer.echo(f"error: {error}", err=True)
+    # One line whatever the message quotes (a path or a file's content may hold newlines).
+    typer.echo("error: " + " ".join(str(error).splitlines()), err=True)
     if isinstance(error, RunError) and error.run_dir:
         typer.echo(f"report: {error.run_dir}/report.html", err=True)
         typer.echo(error.run_dir)
@@ -142,13 +143,12 @@ def apply_command(
         "it, so the policy acts)")] = False,
 ) -> None:
     """Apply a past run's recommendation without re-testing."""
-    from tuner.apply import ApplyOptions, apply_run, load_run, parse_age
+    from tuner.apply import ApplyOptions, apply_run, check_options, load_run, parse_age
     from tuner.interrupts import deferred
     from tuner.suspension import check_markers
 
     try:
-        if max_change <= 0:
-            raise InputError(f"--max-change {max_change} must be positive, e.g. 0.5")
+        check_options(max_change)
         options = ApplyOptions(dry_run=dry_run, replace_custom=replace_custom, force=force,
                                max_change=max_change, max_age=parse_age(max_age),
                                keep_suspended=keep_suspended)
@@ -199,10 +199,6 @@ def simulate_command(
     from tuner.simulate_run import SimulationOptions, recommendation_text, simulate_run
 
     try:
-        if price_per_instance_hour is not None and price_per_instance_hour <= 0:
-            raise InputError("--price-per-instance-hour must be positive")
-        if max_violation_minutes < 0:
-            raise InputError("--max-violation-minutes must be 0 or more")
         record = simulate_run(run_dir, SimulationOptions(
             traffic=traffic, target=target, min_capacity=min_capacity,
             max_capacity=max_capacity, days=days, instance_startup_minutes=instance_startup,
@@ -248,6 +244,11 @@ def validate_command(
 
     try:
         config = build_validate_config(flags)
+        # The baseline is input too: a corrupt or hostile one is refused before any flow
+        # starts (the flow reads it again).
+        from tuner.tasks import candidate_tune_config, read_baseline
+
+        candidate_tune_config(config, read_baseline(config.baseline))
         _quiet_prefect()
         from flows.validate import validate_capacity
 
@@ -305,10 +306,14 @@ def worker_command(
     import subprocess
     import tempfile
 
+    from tuner.config import check_worker
     from tuner.loadtest import locustfile_for, worker_plan
     from tuner.loadtest import worker_command as command_for
 
     try:
+        check_worker({"master_host": master_host, "master_port": master_port,
+                      "endpoint": endpoint, "variant": variant, "region": region,
+                      "processes": processes, "runtime_client": runtime_client})
         plan = worker_plan(url, endpoint, variant, region, payload, content_type)
     except TunerError as error:
         _fail(error)
@@ -338,9 +343,15 @@ def recover_command(
     records and registers each variant's previous SuspendedState again, verified.
     """
     from tuner.aws import resolve_region
+    from tuner.inputs import region_problem, sagemaker_name_problem
     from tuner.suspension import recover
 
     try:
+        for problem in (sagemaker_name_problem(endpoint, "--endpoint"),
+                        None if variant is None else sagemaker_name_problem(variant, "--variant"),
+                        None if region is None else region_problem(region)):
+            if problem:
+                raise InputError(problem)
         recover(resolve_region(region), endpoint, variant, force, typer.echo)
     except TunerError as error:
         _fail(error)

@@ -7,7 +7,6 @@ not AWS's: moto (and sometimes AWS) accepts values that make no sense, such as m
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from pathlib import Path
@@ -16,6 +15,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tuner.errors import InputError
+from tuner.inputs import (
+    MAX_HEADER_CHARS,
+    Limit,
+    host_problem,
+    inside,
+    number_problem,
+    path_problem,
+    payload_problem,
+    region_problem,
+    sagemaker_name_problem,
+    show,
+    url_problem,
+)
 
 POLICY_NAME = "SageMakerEndpointInvocationScalingPolicy"
 PREDEFINED_METRIC = "SageMakerVariantInvocationsPerInstance"
@@ -23,23 +35,111 @@ PREDEFINED_METRIC = "SageMakerVariantInvocationsPerInstance"
 MEDIA_TYPE = re.compile(r"[\w!#$%&'*+.^`|~-]+/[\w!#$%&'*+.^`|~-]+([ \t]*;[ -~]*)?", re.ASCII)
 
 
+# Sane ranges of every numeric input, finite by construction (README: "Input ranges").
+# Flags and TOML keys of `tune` (also what `validate` measures the candidate with).
+TUNE_LIMITS: dict[str, tuple[Limit, str]] = {
+    "instances": (Limit(1, 1000, integer=True), ""),
+    "sla_percentile": (Limit(0, 100, low_open=True, high_open=True), "e.g. 90 or 99"),
+    "sla_latency_ms": (Limit(0, 300_000, low_open=True), "milliseconds, at most 5 minutes"),
+    "max_error_rate": (Limit(0, 1, high_open=True), "e.g. 0.01 for 1%"),
+    "min_capacity": (Limit(1, 10_000, integer=True), "at least 1 for a real-time endpoint"),
+    "max_capacity": (Limit(1, 10_000, integer=True), ""),
+    "safety_factor": (Limit(0, 1, low_open=True), "AWS starts with 0.5"),
+    "scale_in_cooldown": (Limit(0, 3600, integer=True), "seconds"),
+    "scale_out_cooldown": (Limit(0, 3600, integer=True), "seconds"),
+    "max_change": (Limit(0, 100, low_open=True), "e.g. 0.5 for +-50%"),
+    "max_test_seconds": (Limit(10, 86_400), "seconds of load, at most a day"),
+    "start_rps": (Limit(0, 1_000_000, low_open=True), "requests/s"),
+    "linear_step_rps": (Limit(0, 1_000_000, low_open=True), "requests/s"),
+    "max_rps": (Limit(0, 1_000_000, low_open=True), "requests/s"),
+    "precision": (Limit(0, 1, low_open=True, high_open=True), "e.g. 0.03"),
+    "confidence": (Limit(0.5, 1, high_open=True), "e.g. 0.95"),
+    "warmup_seconds": (Limit(0, 3600), "seconds"),
+    "min_step_seconds": (Limit(0, 3600, low_open=True), "seconds"),
+    "max_step_seconds": (Limit(0, 3600, low_open=True), "seconds"),
+    "request_timeout_seconds": (Limit(0, 3600, low_open=True), "seconds"),
+    "max_in_flight": (Limit(1, 10_000, integer=True), "Locust's open-file limit"),
+    "abort_error_rate": (Limit(0, 1, low_open=True), ""),
+    "abort_latency_factor": (Limit(1, 1000, low_open=True), "times the SLA latency"),
+    "processes": (Limit(1, 64, integer=True), "one per core"),
+    "expect_workers": (Limit(1, 1000, integer=True), ""),
+    "master_port": (Limit(1, 65535, integer=True), "a TCP port"),
+}
+# Flags of `validate` beyond the shared ones.
+VALIDATE_LIMITS: dict[str, tuple[Limit, str]] = {
+    "instances": TUNE_LIMITS["instances"],
+    "max_regression": (Limit(0, 1, high_open=True), "e.g. 0.1"),
+    "expected_peak_rps": (Limit(0, 10_000_000, low_open=True), "requests/s"),
+    "max_capacity": TUNE_LIMITS["max_capacity"],
+    "max_test_seconds": TUNE_LIMITS["max_test_seconds"],
+    "processes": TUNE_LIMITS["processes"],
+}
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def range_checks(values: BaseModel | dict[str, Any],
+                 limits: dict[str, tuple[Limit, str]]) -> list[tuple[bool, str]]:
+    """Every numeric field finite and within its limit (None means "not given")."""
+    get = values.get if isinstance(values, dict) else (lambda key: getattr(values, key))
+    checks = []
+    for key, (limit, hint) in limits.items():
+        problem = number_problem(get(key), _flag(key), limit, hint)
+        checks.append((problem is None, problem or ""))
+    return checks
+
+
+def name_checks(endpoint: str | None, variant: str | None,
+                region: str | None) -> list[tuple[bool, str]]:
+    """AWS's own patterns, checked before any AWS call or any path is built from a name."""
+    problems = [
+        None if endpoint is None else sagemaker_name_problem(endpoint, "--endpoint"),
+        None if variant is None else sagemaker_name_problem(variant, "--variant"),
+        None if region is None else region_problem(region, "--region"),
+    ]
+    return [(p is None, p or "") for p in problems]
+
+
 def request_checks(url: str | None, payload: Path | None,
                     content_type: str) -> list[tuple[bool, str]]:
-    """What is sent, and where to: the same rules for `tune` and `validate`."""
+    """What is sent, and where to: the same rules for `tune`, `validate` and `worker`."""
+    url_error = url_problem(url)
+    payload_error = payload_problem(payload)
     return [
-        (url is None or url.startswith(("http://", "https://")),
-         f"--url {url!r} must start with http:// or https://"),
-        (payload is None or payload.is_file(), f"--payload {payload} is not a readable file"),
-        (MEDIA_TYPE.fullmatch(content_type) is not None,
-         f"--content-type {content_type!r} is not a media type: give one like "
+        (url_error is None, url_error or ""),
+        (payload_error is None, payload_error or ""),
+        (len(content_type) <= MAX_HEADER_CHARS and MEDIA_TYPE.fullmatch(content_type)
+         is not None,
+         f"--content-type {content_type[:80]!r} is not a media type: give one like "
          "application/json or text/csv"),
     ]
+
+
+def reports_checks(reports_dir: Path, endpoint: str | None) -> list[tuple[bool, str]]:
+    """The run directory `<reports>/<endpoint>/` must stay inside --reports-dir."""
+    problem = path_problem(reports_dir, "--reports-dir")
+    if problem is not None:
+        return [(False, problem)]
+    if endpoint is None or sagemaker_name_problem(endpoint, "--endpoint") is not None:
+        return []
+    try:
+        for directory in (Path(reports_dir), Path(reports_dir) / endpoint):
+            if directory.exists() and not directory.is_dir():
+                return [(False, f"--reports-dir: {directory} exists and is not a directory")]
+        inside(reports_dir, Path(reports_dir) / endpoint, "the run directory")
+    except InputError as exc:
+        return [(False, str(exc))]
+    except (OSError, RuntimeError) as exc:  # a symlink loop, an unreadable parent
+        return [(False, f"--reports-dir {reports_dir} cannot be used ({exc})")]
+    return []
 
 
 class TuneConfig(BaseModel):
     """One tuning run: what to test, the SLA, how to search, and what to apply."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # What to test
     endpoint: str
@@ -104,71 +204,34 @@ class TuneConfig(BaseModel):
         return max(2.0, 10 * self.sla_latency_ms / 1000.0)
 
 
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
+def validate(config: TuneConfig, *, check_files: bool = True) -> TuneConfig:
+    """Reject what makes no sense, with one line naming the problem and the fix.
 
-
-def validate(config: TuneConfig) -> TuneConfig:
-    """Reject what makes no sense, with one line naming the problem and the fix."""
+    `check_files` False skips what must exist on this machine now (the payload file, the
+    reports directory), for a config read back from a past run (`tuner report`).
+    """
     checks: list[tuple[bool, str]] = [
-        (bool(config.endpoint.strip()), "--endpoint is empty: name the SageMaker endpoint"),
-        (bool(config.variant.strip()), "--variant is empty: name the production variant"),
-        (0 < config.sla_percentile < 100,
-         f"--sla-percentile {config.sla_percentile} must be between 0 and 100 (e.g. 90 or 99)"),
-        (config.sla_latency_ms > 0 and math.isfinite(config.sla_latency_ms),
-         f"--sla-latency-ms {config.sla_latency_ms} must be a positive number of milliseconds"),
-        (0 <= config.max_error_rate < 1,
-         f"--max-error-rate {config.max_error_rate} must be in [0, 1), e.g. 0.01 for 1%"),
-        (0 < config.safety_factor <= 1,
-         f"--safety-factor {config.safety_factor} must be in (0, 1]; AWS starts with 0.5"),
-        (0 <= config.scale_in_cooldown <= 3600,
-         f"--scale-in-cooldown {config.scale_in_cooldown} must be 0-3600 seconds"),
-        (0 <= config.scale_out_cooldown <= 3600,
-         f"--scale-out-cooldown {config.scale_out_cooldown} must be 0-3600 seconds"),
-        (config.max_change > 0, f"--max-change {config.max_change} must be positive, e.g. 0.5"),
-        (config.max_test_seconds >= 10,
-         f"--max-test-seconds {config.max_test_seconds} is too short: give at least 10"),
-        (config.start_rps > 0, f"--start-rps {config.start_rps} must be positive"),
-        (config.linear_step_rps is None or config.linear_step_rps > 0,
-         f"--linear-step-rps {config.linear_step_rps} must be positive"),
+        *name_checks(config.endpoint, config.variant, config.region),
+        *range_checks(config, TUNE_LIMITS),
         (config.max_rps is None or config.max_rps >= config.start_rps,
          f"--max-rps {config.max_rps} must be at least --start-rps {config.start_rps}"),
-        (0 < config.precision < 1, f"--precision {config.precision} must be in (0, 1), e.g. 0.03"),
-        (0.5 <= config.confidence < 1,
-         f"--confidence {config.confidence} must be in [0.5, 1), e.g. 0.95"),
-        (config.warmup_seconds >= 0, f"--warmup-seconds {config.warmup_seconds} must be >= 0"),
-        (0 < config.min_step_seconds <= config.max_step_seconds,
-         "--min-step-seconds must be positive and not above --max-step-seconds"),
-        (config.request_timeout_seconds is None or config.request_timeout_seconds > 0,
-         f"--request-timeout-seconds {config.request_timeout_seconds} must be positive"),
-        (1 <= config.processes <= 64, f"--processes {config.processes} must be 1-64"),
-        (1 <= config.max_in_flight <= 10000,
-         f"--max-in-flight {config.max_in_flight} must be 1-10000 (Locust's open-file limit)"),
+        (config.min_step_seconds <= config.max_step_seconds,
+         "--min-step-seconds must not be above --max-step-seconds"),
         (not (config.master and config.processes > 1),
          "--master runs no local workers: start `tuner worker --processes N` on each machine "
          "instead of --processes"),
-        (1 <= config.expect_workers <= 1000,
-         f"--expect-workers {config.expect_workers} must be 1-1000"),
-        (1 <= config.master_port <= 65535, f"--master-port {config.master_port} is not a port"),
-        (0 < config.abort_error_rate <= 1,
-         f"--abort-error-rate {config.abort_error_rate} must be in (0, 1]"),
-        (config.abort_latency_factor > 1,
-         f"--abort-latency-factor {config.abort_latency_factor} must be above 1"),
-        (config.instances is None or config.instances >= 1,
-         f"--instances {config.instances} must be at least 1"),
         (config.instances is None or config.url is not None,
          "--instances only applies with --url; with the runtime API the count comes from "
          "DescribeEndpoint"),
-        (config.min_capacity is None or config.min_capacity >= 1,
-         f"--min-capacity {config.min_capacity} must be at least 1 for a real-time endpoint"),
-        (config.max_capacity is None or config.max_capacity >= 1,
-         f"--max-capacity {config.max_capacity} must be at least 1"),
         (config.min_capacity is None or config.max_capacity is None
          or config.max_capacity >= config.min_capacity,
          f"--max-capacity {config.max_capacity} is below --min-capacity {config.min_capacity}: "
          "raise max or lower min"),
     ]
-    checks += request_checks(config.url, config.payload, config.content_type)
+    checks += request_checks(config.url, config.payload if check_files else None,
+                             config.content_type)
+    if check_files:
+        checks += reports_checks(config.reports_dir, config.endpoint)
     for ok, message in checks:
         if not ok:
             raise InputError(message)
@@ -189,11 +252,17 @@ def normalise_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
 
 def load_toml_raw(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise InputError(f"--config {path}: no such file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"--config {path}: not valid TOML (not UTF-8 text)") from None
+    except OSError as exc:
+        raise InputError(f"--config {path}: cannot be read ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"--config {path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise InputError(f"--config {path}: not valid TOML (nested too deeply)") from None
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -217,13 +286,14 @@ def _construct(model: type[BaseModel], values: dict[str, Any]) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise InputError(f"{_flag(field)}: {first['msg']} (got {first.get('input')!r})") from None
+        raise InputError(f"{_flag(field)}: {first['msg']} (got {show(first.get('input'))})"
+                         ) from None
 
 
 class ValidateConfig(BaseModel):
     """A pre-release capacity check of a candidate against a baseline run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     baseline: Path
     url: str | None = None
@@ -245,24 +315,35 @@ def validate_validation(config: ValidateConfig) -> ValidateConfig:
     if (config.url is None) == (config.endpoint is None):
         raise InputError("give exactly one of --url (a candidate container) or --endpoint "
                          "(a deployed candidate endpoint)")
+    baseline_problem = path_problem(config.baseline, "--baseline")
     checks = [
-        (0 <= config.max_regression < 1,
-         f"--max-regression {config.max_regression} must be in [0, 1), e.g. 0.1"),
-        (config.expected_peak_rps is None or config.expected_peak_rps > 0,
-         f"--expected-peak-rps {config.expected_peak_rps} must be positive"),
-        (config.max_capacity is None or config.max_capacity >= 1,
-         f"--max-capacity {config.max_capacity} must be at least 1"),
+        (baseline_problem is None, baseline_problem or ""),
+        *name_checks(config.endpoint, config.variant, config.region),
+        *range_checks(config, VALIDATE_LIMITS),
         (config.instances is None or config.url is not None,
          "--instances only applies with --url"),
-        (config.instances is None or config.instances >= 1, "--instances must be at least 1"),
-        (config.max_test_seconds >= 10, "--max-test-seconds must be at least 10"),
-        (1 <= config.processes <= 64, "--processes must be 1-64"),
         *request_checks(config.url, config.payload, config.content_type),
+        *reports_checks(config.reports_dir, config.endpoint),
     ]
     for ok, message in checks:
         if not ok:
             raise InputError(message)
     return config
+
+
+def check_worker(values: dict[str, Any]) -> None:
+    """`tuner worker`'s own flags (the target's are `request_checks`, via `worker_plan`)."""
+    host = host_problem(values["master_host"], "--master-host")
+    checks = [
+        (host is None, host or ""),
+        *name_checks(values.get("endpoint"), values.get("variant"), values.get("region")),
+        *range_checks(values, {key: TUNE_LIMITS[key] for key in ("master_port", "processes")}),
+        (values["runtime_client"] in ("signed", "boto3"),
+         f"--runtime-client {show(values['runtime_client'])} is not signed or boto3"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise InputError(message)
 
 
 def build_validate_config(flags: dict[str, Any]) -> ValidateConfig:

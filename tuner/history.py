@@ -19,7 +19,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from tuner.errors import InputError  # noqa: E402
 from tuner.report import png_bytes  # noqa: E402
+from tuner.runfiles import HistoryRecord, read_record  # noqa: E402
 
 DRIFT_LIMIT = 0.10
 INDEX_JSON = "index.json"
@@ -87,10 +89,10 @@ def read_entries(reports_dir: Path) -> list[RunEntry]:
     entries = []
     for path in sorted(Path(reports_dir).glob("*/*/result.json")):
         try:
-            result = json.loads(path.read_text())
-            entries.append(entry_from_result(str(path.parent.relative_to(reports_dir)), result))
-        except (json.JSONDecodeError, KeyError):
-            continue  # a foreign or half-written file is not a run
+            result = read_record(path, HistoryRecord)
+        except InputError:
+            continue  # a foreign, half-written or hostile file is not a run
+        entries.append(entry_from_result(str(path.parent.relative_to(reports_dir)), result))
     return entries
 
 

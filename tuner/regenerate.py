@@ -4,23 +4,36 @@ Everything measured is recomputed from `locust/` (samples and step plan) and `ru
 (what the run was asked and found before measuring) with today's analysis and templates, so
 a report survives template changes and a crash after measurement. What happened at apply
 time is a fact, not a measurement: it is carried over from the old result.json when there
-is one, as is the time the recommendation was made (which `tuner apply` ages).
+is one, as is the time the recommendation was made (which `tuner apply` ages). Every file
+read is checked first (`tuner.runfiles`): a corrupt or hostile one is refused in one line
+before anything is written.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from tuner.analysis import StepSpec
 from tuner.aws import ScalingState
-from tuner.config import TuneConfig
+from tuner.config import TuneConfig, validate
 from tuner.errors import InputError
 from tuner.history import entries_with_run, write_index
-from tuner.loadtest import read_load_test
+from tuner.loadtest import LoadTestOutput
 from tuner.measure import analyse_output
-from tuner.report import write_report
+from tuner.report import SIMULATION_FILE, write_report
 from tuner.result import build_result
+from tuner.runfiles import (
+    CarriedFacts,
+    LoadTestRecord,
+    RunRecord,
+    SimulationRecord,
+    one_line,
+    read_record,
+    read_samples,
+)
 
 RUN_FILE = "run.json"
 APPLY_FACTS = ("scalable_target", "policy", "scaling_after", "changes", "plan", "plan_text",
@@ -36,12 +49,17 @@ def regenerate_report(run_dir: Path) -> dict:
     if not (run_dir / "locust" / "loadtest.json").is_file():
         raise InputError(f"{run_dir} has no raw load-test data (locust/loadtest.json): the run "
                          "stopped before measuring, so there is nothing to report")
-    run = json.loads(run_path.read_text())
-    config = TuneConfig.model_validate(run["config"])
-    output = read_load_test(run_dir / "locust")
-    analysis = analyse_output(config, output, run["instances_under_test"])
+    run = read_record(run_path, RunRecord)
+    config = run_config(run["config"], run_path)
+    output = read_raw_data(run_dir / "locust")
     old_path = run_dir / "result.json"
-    old = json.loads(old_path.read_text()) if old_path.is_file() else {}
+    old = read_record(old_path, CarriedFacts) if old_path.is_file() else {}
+    for key in ("scalable_target", "policy"):
+        if (old.get(key) or {}).get("ResourceId", config.resource_id) != config.resource_id:
+            raise InputError(f"{old_path}: {key} is not for this run's {config.resource_id}")
+    if (run_dir / SIMULATION_FILE).exists():  # the report shows it: check it before analysing
+        read_record(run_dir / SIMULATION_FILE, SimulationRecord)
+    analysis = analyse_output(config, output, run["instances_under_test"])
     scaling = run["scaling_before"]
     result = build_result(
         config=config, region=run["region"], instances_under_test=run["instances_under_test"],
@@ -62,8 +80,38 @@ def regenerate_report(run_dir: Path) -> dict:
     if old.get("apply_status") in ("failed", "refused") and not analysis.error:
         result["error"] = old.get("error")
     result["run_dir"] = str(run_dir)
-    reports_dir = run_dir.parent.parent
-    entries, result["drift"] = entries_with_run(reports_dir, Path(run_dir), result)
+    reports_dir = reports_root(run_dir, config.endpoint)
+    entries, result["drift"] = ([], None) if reports_dir is None else entries_with_run(
+        reports_dir, run_dir.resolve(), result)
     write_report(run_dir, result)
-    write_index(reports_dir, entries)
+    if reports_dir is not None:
+        write_index(reports_dir, entries)
     return result
+
+
+def reports_root(run_dir: Path, endpoint: str) -> Path | None:
+    """The reports directory a run directory sits in (`<reports>/<endpoint>/<stamp>/`), or
+    None when it sits elsewhere: the index is then left alone rather than written into
+    whatever directory happens to be two levels up."""
+    resolved = run_dir.resolve()
+    return resolved.parent.parent if resolved.parent.name == endpoint else None
+
+
+def run_config(raw: dict, source: Path) -> TuneConfig:
+    """The run's config as recorded, held to today's rules (not to files existing now)."""
+    try:
+        config = TuneConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(one_line(exc, f"{source}: config")) from None
+    try:
+        return validate(config, check_files=False)
+    except InputError as exc:
+        raise InputError(f"{source}: config: {exc}") from None
+
+
+def read_raw_data(directory: Path) -> LoadTestOutput:
+    """locust/loadtest.json and samples.csv, checked, as `read_load_test` would parse them."""
+    summary = read_record(directory / "loadtest.json", LoadTestRecord, allow_nan=True)
+    specs = [StepSpec(**s) for s in summary["steps"]]
+    samples = read_samples(directory / "samples.csv", {s.index for s in specs})
+    return LoadTestOutput(directory, specs, samples, summary)

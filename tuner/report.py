@@ -25,6 +25,7 @@ from tuner.iac import FILE_NAMES  # noqa: E402
 from tuner.iac import render as render_iac  # noqa: E402
 from tuner.policy import cli_commands  # noqa: E402
 from tuner.queue_model import latency_from_dict  # noqa: E402
+from tuner.runfiles import SimulationRecord, read_record  # noqa: E402
 
 SIMULATION_FILE = "simulation.json"
 QUEUE_MODEL_TITLE = "Queue model: latency vs load"
@@ -422,7 +423,7 @@ def write_report(run_dir: Path, result: dict) -> dict[str, Path]:
         plots[QUEUE_MODEL_TITLE] = model_plot
     simulation = None
     if (run_dir / SIMULATION_FILE).exists():
-        simulation = json.loads((run_dir / SIMULATION_FILE).read_text())
+        simulation = read_record(run_dir / SIMULATION_FILE, SimulationRecord)
         for title, key in (("Simulated cost vs violations", "sweep"),
                            ("Simulated timeline", "timeline")):
             if (run_dir / SIMULATION_PLOTS[key]).exists():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.analysis import CapacityEstimate, Recommendation, StepResult
 from tuner.config import TuneConfig
 from tuner.errors import InputError
+from tuner.inputs import read_json_object
 
 if TYPE_CHECKING:  # annotations only: apply imports this module's reader
     from tuner.apply import ApplyOutcome
@@ -99,13 +99,11 @@ def read_result(run_dir: Path, flag: str = "") -> dict:
 
     The only reader of result.json for commands that take a run directory (`apply`,
     `export`, `simulate`, `validate --baseline`); `flag` names the argument in the error.
+    Each command then checks the fields it uses (`tuner.runfiles`).
     """
     label = f"{flag} {run_dir}".strip()
     path = Path(run_dir) / RESULT_FILE
     if not path.is_file():
         raise InputError(f"{label} is not a run directory (no {RESULT_FILE}): pass the "
                          "directory `tuner tune` printed last")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON ({exc})") from None
+    return read_json_object(path, str(path))

@@ -25,9 +25,12 @@ import numpy as np  # noqa: E402
 
 from tuner import aws  # noqa: E402
 from tuner.apply import load_run  # noqa: E402
+from tuner.config import TUNE_LIMITS  # noqa: E402
 from tuner.errors import InputError  # noqa: E402
+from tuner.inputs import Limit, number_problem, path_problem  # noqa: E402
 from tuner.report import SIMULATION_FILE, SIMULATION_PLOTS, png_bytes, write_report  # noqa: E402
 from tuner.result import json_safe  # noqa: E402
+from tuner.runfiles import ReportRecord, checked  # noqa: E402
 from tuner.simulate import (  # noqa: E402
     POISSON_Z_99,
     ScalingModel,
@@ -39,7 +42,12 @@ from tuner.simulate import (  # noqa: E402
     sweep_targets,
     target_grid,
 )
-from tuner.traffic import Traffic, fetch_cloudwatch, read_csv  # noqa: E402
+from tuner.traffic import (  # noqa: E402
+    CLOUDWATCH_MAX_DAYS,
+    Traffic,
+    fetch_cloudwatch,
+    read_csv,
+)
 
 PLOTS = SIMULATION_PLOTS
 
@@ -54,6 +62,34 @@ class SimulationOptions:
     price_per_instance_hour: float | None = None
     max_violation_minutes: int = 0
     burst_z: float = POISSON_Z_99  # quantile of a minute's Poisson count the target must fit
+
+
+SIMULATION_LIMITS: dict[str, tuple[Limit, str]] = {
+    "target": (Limit(0.01, 1e9), "invocations per instance per minute"),
+    "min_capacity": TUNE_LIMITS["min_capacity"],
+    "max_capacity": TUNE_LIMITS["max_capacity"],
+    "days": (Limit(0, CLOUDWATCH_MAX_DAYS, low_open=True),
+             "CloudWatch keeps one-minute datapoints for 15 days"),
+    "instance_startup_minutes": (Limit(0, 1440, integer=True), "minutes"),
+    "price_per_instance_hour": (Limit(0, 10_000, low_open=True), "dollars"),
+    "max_violation_minutes": (Limit(0, 10_000_000, integer=True), "minutes"),
+}
+FLAGS = {"instance_startup_minutes": "--instance-startup"}
+# The sweep's lowest target (a tenth of the basis, x 60, two decimals) must not round to 0.
+MIN_RPS_PER_INSTANCE = 0.01
+
+
+def check_options(options: SimulationOptions) -> None:
+    """Every flag of `tuner simulate` finite and in range, before anything is read."""
+    for key, (limit, hint) in SIMULATION_LIMITS.items():
+        flag = FLAGS.get(key, "--" + key.replace("_", "-"))
+        problem = number_problem(getattr(options, key), flag, limit, hint)
+        if problem:
+            raise InputError(problem)
+    if options.traffic != "cloudwatch":
+        problem = path_problem(options.traffic, "--traffic")
+        if problem:
+            raise InputError(problem)
 
 
 def load_traffic(result: dict, options: SimulationOptions) -> Traffic:
@@ -136,12 +172,20 @@ def plot_sweep(sweep: Sweep, rule_target: float, price: float | None,
 
 def simulate_run(run_dir: Path, options: SimulationOptions) -> dict:
     """Simulate, sweep, write simulation.json + plots, re-render the report."""
+    check_options(options)
     result = load_run(run_dir)
+    # The report is re-rendered from this result: all of it must be sound, not only the
+    # recommendation.
+    checked(ReportRecord, result, str(Path(run_dir) / "result.json"))
     model = scaling_model(result, options)
     try:
         curve = curve_from_result(result)
     except ValueError as exc:
         raise InputError(f"{run_dir}: {exc}") from None
+    if curve.capacity_rps_per_instance < MIN_RPS_PER_INSTANCE:
+        raise InputError(f"{run_dir}: a capacity basis of {curve.capacity_rps_per_instance:g} rps "
+                         f"per instance is below {MIN_RPS_PER_INSTANCE:g}: too slow for per-minute "
+                         "targets to simulate")
     traffic = load_traffic(result, options)
     evaluated = simulate(traffic.invocations, model, curve)
     rule_target = result["policy"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]

@@ -22,6 +22,7 @@ from tuner.apply import ApplyOptions, ApplyOutcome, rerun_command, safe_apply
 from tuner.config import TuneConfig, ValidateConfig, validate
 from tuner.errors import InputError, TunerError
 from tuner.history import entries_with_run, write_index
+from tuner.inputs import check, inside, sagemaker_name_problem, show
 from tuner.interrupts import deferred
 from tuner.loadtest import LoadTestOutput, hard_time_limit, read_load_test, run_load_test
 from tuner.measure import Analysis, analyse_output
@@ -36,6 +37,7 @@ from tuner.progress import live_progress
 from tuner.regenerate import RUN_FILE
 from tuner.report import render_markdown, steps_frame, write_report
 from tuner.result import build_result, read_result
+from tuner.runfiles import BaselineRecord, checked
 from tuner.suspension import (
     EndpointTags,
     SuspensionMarker,
@@ -60,13 +62,16 @@ def preflight(config: TuneConfig) -> Preflight:
 
 
 def create_run_dir(reports_dir: Path, endpoint: str, suffix: str = "") -> Path:
-    """`<reports>/<endpoint>/<UTC timestamp>/`, never reusing an existing directory."""
+    """`<reports>/<endpoint>/<UTC timestamp>/`, never reusing an existing directory, and
+    proven to stay inside `reports_dir` (the name is SageMaker's pattern, no link leads out)."""
+    check(sagemaker_name_problem(endpoint, "--endpoint"))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + suffix
     base = Path(reports_dir) / endpoint / stamp
     candidate, n = base, 1
     while candidate.exists():
         n += 1
         candidate = base.with_name(f"{stamp}-{n}")
+    inside(reports_dir, candidate, "the run directory")
     candidate.mkdir(parents=True)
     return candidate
 
@@ -258,9 +263,10 @@ def read_baseline(run_dir: Path) -> dict:
     """A baseline run's result.json, checked to hold a measured capacity."""
     result = read_result(run_dir, "--baseline")
     if not result.get("capacity_ci"):
+        error = result.get("error")
         raise InputError(f"--baseline {run_dir} has no measured capacity "
-                         f"({result.get('error') or 'no capacity_ci'})")
-    return result
+                         f"({show(error, 200) if error else 'no capacity_ci'})")
+    return checked(BaselineRecord, result, f"--baseline {Path(run_dir) / 'result.json'}")
 
 
 def baseline_rps_per_instance(baseline: dict) -> float:

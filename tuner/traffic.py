@@ -17,9 +17,12 @@ import numpy as np
 import pandas as pd
 
 from tuner.errors import InputError
+from tuner.inputs import show
 
 MAX_MISSING_SHARE = 0.5
 CLOUDWATCH_MAX_DAYS = 15  # one-minute datapoints are kept for 15 days
+MAX_MINUTES = 366 * 1440  # a year of minutes: beyond it a series is not one to replay
+MAX_INVOCATIONS_PER_MINUTE = 1e9  # 16 million requests/s: no endpoint serves more
 
 
 @dataclass(frozen=True)
@@ -51,16 +54,25 @@ def regularise(timestamps: pd.Series, values: pd.Series, source: str,
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.isna().any():
         row = int(numbers.isna().to_numpy().nonzero()[0][0])
-        raise InputError(f"{source}: invocations value {values.iloc[row]!r} is not a number "
+        raise InputError(f"{source}: invocations value {show(values.iloc[row])} is not a number "
                          f"(row {row + 2})")
     if (numbers < 0).any():
         raise InputError(f"{source}: negative invocation counts")
+    if not (numbers <= MAX_INVOCATIONS_PER_MINUTE).all():  # also catches infinity
+        raise InputError(f"{source}: an invocation count is above "
+                         f"{MAX_INVOCATIONS_PER_MINUTE:g} per minute or not finite")
     times = pd.to_datetime(timestamps, utc=True, errors="coerce")
     if times.isna().any():
         row = int(times.isna().to_numpy().nonzero()[0][0])
-        raise InputError(f"{source}: timestamp {timestamps.iloc[row]!r} is not a date/time "
+        raise InputError(f"{source}: timestamp {show(timestamps.iloc[row])} is not a date/time "
                          f"(row {row + 2}); use ISO 8601, e.g. 2026-11-01T00:00:00Z")
     minutes = times.dt.floor("min")
+    # Python datetimes: times centuries apart overflow pandas' own nanosecond timedeltas.
+    span = (minutes.max().to_pydatetime() - minutes.min().to_pydatetime()) / timedelta(
+        minutes=1) + 1
+    if span > MAX_MINUTES:
+        raise InputError(f"{source}: the series spans {span:,.0f} minutes, more than a year: "
+                         "give a shorter range")
     per_minute = pd.Series(numbers.to_numpy(), index=minutes).groupby(level=0).sum()
     full = pd.date_range(per_minute.index.min(), per_minute.index.max(), freq="min")
     missing = len(full) - len(per_minute)
@@ -77,8 +89,10 @@ def read_csv(path: Path) -> Traffic:
         frame = pd.read_csv(path)
     except FileNotFoundError:
         raise InputError(f"--traffic {path}: no such file") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"--traffic {path}: not a readable CSV ({exc})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
+            ValueError) as exc:
+        raise InputError(f"--traffic {path}: not a readable CSV "
+                         f"({' '.join(str(exc).split())[:200]})") from None
     if not {"timestamp", "invocations"} <= set(frame.columns):
         raise InputError(f"--traffic {path}: needs columns timestamp,invocations (has "
                          f"{','.join(map(str, frame.columns))})")
