@@ -167,6 +167,7 @@ def apply_recommendation(config: TuneConfig, before: Preflight,
                              recommended_at=datetime.now(UTC), options=options,
                              audit_path=Path(run_dir).parent / "audit.jsonl", say=logger.info,
                              rerun=rerun_command(run_dir, options))
+        interrupts.note("apply", f"the apply ended {outcome.status}")
     if outcome.error:
         logger.error("apply %s: %s", outcome.status, outcome.error)
     return outcome
@@ -200,6 +201,13 @@ def publish_report(run_dir: Path, result: dict[str, Any]) -> Path:
     return paths["html"]
 
 
+def interrupted_state_text() -> str:
+    """What an interrupted run verified about the endpoint, from `interrupts` facts."""
+    scaling = interrupts.fact("scaling") or "its scaling was not touched"
+    applied = interrupts.fact("apply") or "nothing was applied"
+    return f"{scaling}; {applied}"
+
+
 def report_interrupted(run_dir: Path, config: TuneConfig, before: Preflight,
                        started: datetime, outcome: ApplyOutcome | None,
                        stop: BaseException) -> None:
@@ -207,11 +215,7 @@ def report_interrupted(run_dir: Path, config: TuneConfig, before: Preflight,
     and what happened to the endpoint. Plain functions only (no Prefect API calls): it must
     be written within seconds of the signal."""
     signal_name = interrupts.signal_name(stop)
-    scaling = ("dynamic scaling was restored as found" if before.scaling_before.target
-               and not config.url else "its scaling was not touched by the test")
-    applied = (f"the apply had {outcome.status}" if outcome is not None
-               else "nothing was applied")
-    error = f"interrupted by {signal_name}: {scaling}; {applied}"
+    error = f"interrupted by {signal_name}: {interrupted_state_text()}"
     try:
         output = read_load_test(Path(run_dir) / "locust")
         analysis = analyse_output(config, output, before.instances_under_test, error)
