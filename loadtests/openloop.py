@@ -3,10 +3,18 @@
 Imported only by locustfiles, i.e. only inside the Locust subprocess (gevent-patched).
 Never import this from the Prefect/boto3 process.
 
+This module is glue only: every decision (which step next, when to stop, aborts, the drain
+before the next step, a saturated generator, lost lanes) is made by the plain classes of
+`tuner.controller`, which the unit tests drive in-process. Importing it creates nothing:
+the locustfile calls `install(plan)`, and Locust's `init` event then makes each run's
+collaborators on its environment (the lanes' board and recorder, the recorder listening on
+`environment.events`; the controller, owned by the shape) and registers every message.
+
 How it fits Locust's protocols:
 - `SearchShape.tick()` (a `LoadTestShape`, runs on the master or the local runner) keeps
-  one user per lane and asks the pure `tuner.search.next_step` what load to offer next
-  once all lanes have reported the previous step;
+  one user per lane and asks its controller (`tuner.controller.SearchController`, which
+  asks `tuner.search.next_step`) what load to offer next once all lanes have reported the
+  previous step;
 - the master posts each step to every worker with a custom message (`tuner_step`);
 - each lane (a user) offers its share of the step's rate as *arrivals*: requests start at
   their intended times whatever the endpoint does, and latency is measured from the
