@@ -75,3 +75,13 @@ def test_run_directory_readers_refuse_corrupt_result_json(tmp_path):
             read(tmp_path)
     with pytest.raises(InputError, match="--baseline .* is not a run directory"):
         read_baseline(tmp_path / "missing")
+
+
+def test_keep_suspended_reaches_the_tune_apply():
+    """tune's apply resumes suspended dynamic scaling unless told to keep it (flag or TOML)."""
+    from tuner.config import build_config
+
+    base = {"endpoint": "ep", "sla_latency_ms": 100}
+    assert build_config({}, base).keep_suspended is False
+    assert build_config({"keep_suspended": True}, base).keep_suspended is True
+    assert build_config({}, {**base, "keep_suspended": True}).keep_suspended is True

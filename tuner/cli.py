@@ -95,6 +95,9 @@ def tune(
     dry_run: Annotated[bool | None, Opt("--dry-run", help="show the plan, write nothing")] = None,
     replace_custom: Annotated[bool | None, Opt(
         "--replace-custom", help="delete other policies on the variant once ours is in")] = None,
+    keep_suspended: Annotated[bool | None, Opt(
+        "--keep-suspended", help="leave suspended dynamic scaling suspended (default: the "
+        "apply resumes it, so the policy acts)")] = None,
     force: Annotated[bool | None, Opt("--force", help="override the --max-change guard")] = None,
     max_change: Annotated[float | None, Opt(help="largest target change without --force "
                                                  "[default: 0.5]")] = None,

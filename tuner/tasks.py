@@ -161,7 +161,8 @@ def apply_recommendation(config: TuneConfig, before: Preflight,
         logger.info("dry run: nothing written (AWS not consulted)")
         return ApplyOutcome("dry-run", plan, None)
     options = ApplyOptions(dry_run=config.dry_run, replace_custom=config.replace_custom,
-                           force=config.force, max_change=config.max_change)
+                           force=config.force, max_change=config.max_change,
+                           keep_suspended=config.keep_suspended)
     with deferred():  # an apply that has begun finishes (or rolls back) before a signal acts
         outcome = safe_apply(region=before.region, target=target, policy=policy,
                              recommended_at=datetime.now(UTC), options=options,
