@@ -2,20 +2,32 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The installer: uv, itself pinned; every other version comes from requirements.lock.
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
 
 # Keep Prefect's state inside the project (git-ignored) and off the network.
 export PREFECT_HOME := $(CURDIR)/.state/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: demo test lint bench bench-generator clean
+.PHONY: demo test lint bench bench-generator clean lock
 
-$(STAMP): pyproject.toml
+$(UV):
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import tuner, locust, prefect, moto, boto3, pandas, matplotlib"
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) 2>&1 | grep -v "^WARNING: Location" || true
+	test -x $(UV)
+
+# Exactly the locked versions (no resolution), then the package itself, editable; then an
+# offline resolve against what is installed fails if pyproject.toml (extras included) asks
+# for something requirements.lock lacks.
+$(STAMP): pyproject.toml requirements.lock | $(UV)
+	$(UV) pip install --quiet --python $(PY) --no-deps -r requirements.lock
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	$(UV) pip install --quiet --python $(PY) --dry-run --no-index -e '.[dev]' \
+		|| { echo "error: requirements.lock is behind pyproject.toml: run make lock"; exit 1; }
 	mkdir -p $(PREFECT_HOME)
+	$(PY) -c "import tuner, locust, prefect, moto, boto3, pandas, matplotlib"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -34,6 +46,12 @@ bench: $(STAMP)
 
 bench-generator: $(STAMP)
 	$(PY) benchmarks/generator.py
+
+# Deliberately re-resolve after editing pyproject.toml's dependencies: pins stay where they
+# still fit; `make lock UPGRADE=--upgrade` moves everything to the newest. Commit the result.
+lock: | $(UV)
+	$(UV) pip compile --quiet pyproject.toml --extra dev --universal --python-version 3.11 \
+		--custom-compile-command "make lock" $(UPGRADE) -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .ruff_cache

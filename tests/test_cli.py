@@ -14,9 +14,12 @@ TUNER = [sys.executable, "-m", "tuner.cli"]
 AWS_CLI = Path(sys.executable).parent / "aws"
 
 
-def run(args, env=None, timeout=300):
-    return subprocess.run(TUNER + args, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+def run(args, env=None, timeout=300, merged=False):
+    """`merged`: stderr into stdout, in the order a terminal shows them."""
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if merged else {
+        "capture_output": True}
+    return subprocess.run(TUNER + args, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, **streams)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +70,13 @@ def test_url_dry_run_measures_and_recommends_with_no_aws_at_all(tmp_path, server
     done = run(["tune", "--endpoint", "not-deployed-yet", "--sla-latency-ms", "100", "--url",
                 server_200.url, "--dry-run", "--start-rps", "40", "--max-test-seconds", "10",
                 "--arrivals", "uniform", "--reports-dir", str(tmp_path / "reports")],
-               env=no_aws)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads((Path(done.stdout.strip().splitlines()[-1]) / "result.json").read_text())
+               env=no_aws, merged=True)
+    assert done.returncode == 0, done.stdout[-2000:]
+    # The terminal's last line is the run directory, after Prefect's server has stopped.
+    *before, last = done.stdout.strip().splitlines()
+    assert any("Stopping temporary server" in line for line in before), done.stdout[-2000:]
+    assert last.startswith(str(tmp_path / "reports")), done.stdout[-2000:]
+    result = json.loads((Path(last) / "result.json").read_text())
     assert result["target_invocations_per_instance"] > 0
     assert "AWS not consulted" in result["aws_note"]
     assert result["apply_status"] == "dry-run" and not result["applied"]

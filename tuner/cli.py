@@ -1,7 +1,8 @@
 """`tuner`: the command line. Parses flags, then hands over to the Prefect flow.
 
 Exit codes: 0 ok, 2 bad input (one line on stderr, nothing written), 1 failure during the
-run. The last line of stdout is the run directory's path.
+run. The last line of stdout is the run directory's path, and a run's last line on the
+terminal too (Prefect's temporary server is stopped before it is printed).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _fail(error: TunerError) -> None:
     typer.echo("error: " + " ".join(str(error).splitlines()), err=True)
     if isinstance(error, RunError) and error.run_dir:
         typer.echo(f"report: {error.run_dir}/report.html", err=True)
-        typer.echo(error.run_dir)
+        _end_with_run_dir(error.run_dir)
     raise typer.Exit(error.exit_code)
 
 
@@ -59,7 +60,8 @@ def print_summary(result: dict) -> None:
 
 
 def run_tune(file_values: dict[str, Any], flag_values: dict[str, Any]) -> dict:
-    """Validate, run the flow, print the summary and the run directory (last line)."""
+    """Validate, run the flow, print the summary; the command prints the run directory
+    last (`_end_with_run_dir`), after whatever else it shows (the demo reads back)."""
     config = build_config(file_values, flag_values)
     from tuner.preflight import check_endpoint
 
@@ -70,7 +72,6 @@ def run_tune(file_values: dict[str, Any], flag_values: dict[str, Any]) -> dict:
 
     result = tune_endpoint(config)
     print_summary(result)
-    typer.echo(result["run_dir"])
     return result
 
 
@@ -127,9 +128,10 @@ def tune(
     flags = {k: v for k, v in locals().items() if k != "config"}
     try:
         file_values = load_toml(config) if config else {}
-        run_tune(file_values, flags)
+        result = run_tune(file_values, flags)
     except TunerError as error:
         _fail(error)
+    _end_with_run_dir(result["run_dir"])
 
 
 @app.command("apply")
@@ -272,7 +274,7 @@ def validate_command(
                f"per instance vs baseline {verdict['baseline_rps_per_instance']:.1f} "
                f"({100 * verdict['change']:+.1f}%)")
     typer.echo(f"report              {result['run_dir']}/report.html")
-    typer.echo(result["run_dir"])
+    _end_with_run_dir(result["run_dir"])
 
 
 @app.command("schedule")
@@ -429,9 +431,10 @@ def demo(
     from tuner.demo import run_demo
 
     try:
-        run_demo(reports_dir, max_test_seconds)
+        result = run_demo(reports_dir, max_test_seconds)
     except TunerError as error:
         _fail(error)
+    _end_with_run_dir(result["run_dir"])
 
 
 def main() -> None:
@@ -469,6 +472,29 @@ def _interrupted(stop: BaseException | None) -> None:
     # Not sys.exit: at interpreter exit Prefect's log queue could keep draining to the
     # temporary server, already stopped, and never return.
     os._exit(interrupts.exit_code(stop))
+
+
+def _end_with_run_dir(run_dir: str) -> None:
+    """Print the run directory as the last line a person sees. Left to itself, Prefect
+    stops its temporary server at interpreter exit and logs "Stopping temporary server"
+    to stderr then, after anything printed here: so it is shut down first."""
+    _shut_down_prefect()
+    sys.stderr.flush()
+    typer.echo(run_dir)
+
+
+def _shut_down_prefect() -> None:
+    """Send Prefect's queued logs and events, then stop its temporary server (the order of
+    Prefect's own test harness: stopped first, the workers would send to a dead server at
+    exit). Nothing to do when no flow ran in this process."""
+    if "prefect.server.api.server" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=10)
+    _stop_temporary_prefect_server()
 
 
 def _stop_temporary_prefect_server() -> None:
