@@ -5,7 +5,6 @@ import json
 import boto3
 import pytest
 from moto import mock_aws
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.tune import tune_endpoint
 from tuner.config import build_config
@@ -13,13 +12,10 @@ from tuner.errors import InputError
 from tuner.regenerate import regenerate_report
 from tuner.servers import create_endpoint
 
+# Flows run in-process against the one Prefect test server of the session.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
+
 RID = "endpoint/ep/variant/AllTraffic"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture
