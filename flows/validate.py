@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from prefect import flow
 
+from tuner import interrupts
 from tuner.config import ValidateConfig, validate_validation
 from tuner.errors import RunError
 from tuner.result import build_result
@@ -24,6 +25,7 @@ from tuner.tasks import (
     publish_report,
     read_baseline,
     record_run,
+    report_interrupted,
     validate_preflight,
 )
 
@@ -35,12 +37,18 @@ def validate_capacity(config: ValidateConfig) -> dict:
     validate_validation(config)  # again: a deployment's parameters come from the UI
     baseline = read_baseline(config.baseline)
     tune_config = candidate_tune_config(config, baseline)
-    before = validate_preflight(config)
-    run_dir = create_run_dir(config.reports_dir, tune_config.endpoint, suffix="-validate")
-    record_run(run_dir, tune_config, before, started)
-    output = load_test(tune_config, run_dir, before)
-    invalid = instance_change(tune_config, before)
-    analysis = analyse(tune_config, output, before.instances_under_test, invalid)
+    with interrupts.handled():  # SIGINT/SIGTERM: scaling restored, report marked interrupted
+        before = validate_preflight(config)
+        run_dir = create_run_dir(config.reports_dir, tune_config.endpoint, suffix="-validate")
+        interrupts.note_run_dir(run_dir)
+        record_run(run_dir, tune_config, before, started)
+        try:
+            output = load_test(tune_config, run_dir, before)
+            invalid = instance_change(tune_config, before)
+            analysis = analyse(tune_config, output, before.instances_under_test, invalid)
+        except KeyboardInterrupt as stop:
+            report_interrupted(run_dir, tune_config, before, started, None, stop)
+            raise
     verdict = judge_candidate(config, baseline, analysis, before.instances_under_test)
     result = build_result(
         config=tune_config, region=before.region,

@@ -3,10 +3,18 @@
 Imported only by locustfiles, i.e. only inside the Locust subprocess (gevent-patched).
 Never import this from the Prefect/boto3 process.
 
+This module is glue only: every decision (which step next, when to stop, aborts, the drain
+before the next step, a saturated generator, lost lanes) is made by the plain classes of
+`tuner.controller`, which the unit tests drive in-process. Importing it creates nothing:
+the locustfile calls `install(plan)`, and Locust's `init` event then makes each run's
+collaborators on its environment (the lanes' board and recorder, the recorder listening on
+`environment.events`; the controller, owned by the shape) and registers every message.
+
 How it fits Locust's protocols:
 - `SearchShape.tick()` (a `LoadTestShape`, runs on the master or the local runner) keeps
-  one user per lane and asks the pure `tuner.search.next_step` what load to offer next
-  once all lanes have reported the previous step;
+  one user per lane and asks its controller (`tuner.controller.SearchController`, which
+  asks `tuner.search.next_step`) what load to offer next once all lanes have reported the
+  previous step;
 - the master posts each step to every worker with a custom message (`tuner_step`);
 - each lane (a user) offers its share of the step's rate as *arrivals*: requests start at
   their intended times whatever the endpoint does, and latency is measured from the
@@ -30,7 +38,6 @@ path, generator CPU).
 from __future__ import annotations
 
 import atexit
-import csv
 import json
 import logging
 import math
@@ -39,7 +46,6 @@ import random
 import socket
 import sys
 import time
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,31 +62,16 @@ from locust.runners import (
     WorkerRunner,
 )
 
-from tuner.analysis import (
-    SAMPLE_COLUMNS,
-    Sla,
-    StepResult,
-    StepSpec,
-    generator_limit,
-    summarize_step,
+from tuner.controller import (
+    LOCAL_LANE,
+    AbortGuard,
+    Recorder,
+    RunFiles,
+    SearchController,
+    lane_report,
 )
-from tuner.lanes import (
-    REPORT_GRACE_S,
-    check_lanes,
-    handshake_problem,
-    hello,
-    lane_label,
-    lost_step_reason,
-    wire_version,
-)
+from tuner.lanes import hello, wire_version
 from tuner.pacing import next_arrival, unsent_arrivals
-from tuner.search import (
-    SearchSettings,
-    budget_advice,
-    drain_seconds,
-    next_step,
-    out_of_budget,
-)
 
 PLAN_ENV = "TUNER_PLAN"
 STEP_MESSAGE = "tuner_step"
@@ -92,8 +83,6 @@ SUPERVISOR_ENV = "TUNER_SUPERVISOR_PID"
 SUPERVISOR_POLL_S = 0.5
 # A worker whose master has not answered its heartbeats this long stops sending.
 MASTER_SILENCE_S = 10.0
-# How long a master waits for its workers to connect and be accepted.
-WORKER_WAIT_S = 120.0
 # A master that has not answered a worker's handshake by then does not speak it.
 WELCOME_WAIT_S = 30.0
 LIVE_WORKER_STATES = (STATE_INIT, STATE_SPAWNING, STATE_RUNNING)
@@ -170,30 +159,19 @@ class StepBoard:
         return self.latest
 
 
-class Recorder:
-    """Per-step request samples of this process, filled by the `events.request` listener."""
+class LaneSide:
+    """What this process's lanes share: the board they take steps from and the recorder
+    of their requests. One per Locust environment, made in `events.init`, found by the
+    lanes through their environment (`lane_side`)."""
 
-    def __init__(self) -> None:
-        self.by_step: dict[int, list[tuple[float, float, float, bool]]] = {}
-
-    def on_request(self, context: dict | None = None, exception: Any = None, **_: Any) -> None:
-        tag = (context or {}).get("tuner")
-        if tag is None:
-            return
-        step, t0, intended = tag
-        now = time.perf_counter() - t0
-        latency_ms = (now - intended) * 1000.0
-        self.by_step.setdefault(step, []).append((intended, now, latency_ms, exception is None))
-
-    def pop(self, step: int) -> dict[str, list]:
-        rows = self.by_step.pop(step, [])
-        return {"intended_s": [r[0] for r in rows], "completed_s": [r[1] for r in rows],
-                "latency_ms": [r[2] for r in rows], "ok": [r[3] for r in rows]}
+    def __init__(self, environment: Any) -> None:
+        self.board = StepBoard()
+        self.recorder = Recorder()
+        environment.events.request.add_listener(self.recorder.on_request)
 
 
-BOARD = StepBoard()
-RECORDER = Recorder()
-events.request.add_listener(RECORDER.on_request)
+def lane_side(environment: Any) -> LaneSide:
+    return environment.tuner_lanes
 
 
 class OpenLoopLane:
@@ -208,13 +186,15 @@ class OpenLoopLane:
 
     def run_lanes(self) -> None:
         last = -1
+        board = lane_side(self.environment).board
         while True:
-            step = BOARD.wait_newer(last)
+            step = board.wait_newer(last)
             last = step["index"]
             self.run_step(step)
 
     def run_step(self, step: dict[str, Any]) -> None:
         plan = {**self.plan, **step.get("settings", {})}
+        recorder = lane_side(self.environment).recorder
         rate = step["offered_rps"] / step["lanes"]
         duration = step["duration_s"]
         timeout = plan["request_timeout_s"]
@@ -223,7 +203,7 @@ class OpenLoopLane:
         pool = Pool(in_flight)
         rng = random.Random()
         poisson = plan.get("arrivals") == "poisson"
-        guard = AbortGuard(plan.get("abort"), step["index"])
+        guard = AbortGuard(plan.get("abort"), step["index"], recorder)
         lags: list[float] = []
         cpu = psutil.Process()
         cpu.cpu_percent()
@@ -259,22 +239,9 @@ class OpenLoopLane:
         pool.join(timeout=1.0 if abort_reason else timeout + 2)
         abandoned = len(pool)  # still waiting: killed now, yet still queued at the endpoint
         pool.kill()
-        samples = RECORDER.pop(step["index"])
-        timeout_ms = timeout * 1000.0
-        self.environment.runner.send_message(DONE_MESSAGE, {
-            "index": step["index"],
-            "samples": samples,
-            # Timed out or killed: the client gave up, the endpoint may still be at them.
-            "unanswered": sum(1 for ok, ms in zip(samples["ok"], samples["latency_ms"],
-                                                  strict=True) if not ok and ms >= timeout_ms)
-            + abandoned,
-            "cpu_percent": cpu_percent,
-            "send_lag_p90_ms": _p90_ms(lags),
-            "unsent": unsent,
-            "scheduled": len(lags) + unsent,
-            "abort_reason": abort_reason,
-            "aborted_at": aborted_at,
-        })
+        self.environment.runner.send_message(DONE_MESSAGE, lane_report(
+            step["index"], recorder.pop(step["index"]), timeout, abandoned, cpu_percent,
+            lags, unsent, abort_reason, aborted_at))
 
     def send(self, step: int, t0: float, intended: float, lags: list[float],
              outstanding: dict[float, bool]) -> None:
@@ -295,404 +262,97 @@ class OpenLoopLane:
             outstanding.pop(intended, None)
 
 
-def _p90_ms(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return 1000.0 * ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
-
-
-def _unsent_share(received: list[dict[str, Any]]) -> float:
-    scheduled = sum(r.get("scheduled", 0) for r in received)
-    return sum(r.get("unsent", 0) for r in received) / scheduled if scheduled else 0.0
-
-
-class AbortGuard:
-    """Stopping conditions that protect the endpoint under test.
-
-    Every half second, look at the last second of this lane's step: if the error share is
-    above the abort rate, or latency (of completed requests, or the age of the oldest
-    requests still waiting) is above the abort latency, for `after_s` in a row, abort.
-    """
-
-    def __init__(self, settings: dict[str, float] | None, step: int) -> None:
-        self.settings = settings
-        self.step = step
-        self.outstanding: dict[float, bool] = {}
-        self.bad_since: float | None = None
-        self.last_check = -1.0
-
-    def check(self, now: float) -> str | None:
-        if not self.settings or now - self.last_check < 0.5:
-            return None
-        self.last_check = now
-        reason = self._condition(now)
-        if reason is None:
-            self.bad_since = None
-            return None
-        if self.bad_since is None:
-            self.bad_since = now
-        if now - self.bad_since >= self.settings["after_s"]:
-            return reason
-        return None
-
-    def _condition(self, now: float) -> str | None:
-        recent = []
-        for row in reversed(RECORDER.by_step.get(self.step, [])):
-            if row[1] < now - 1.0:
-                break
-            recent.append(row)
-        limit_ms = self.settings["latency_ms"]
-        if len(recent) >= 5:
-            errors = sum(1 for r in recent if not r[3]) / len(recent)
-            if errors > self.settings["error_rate"]:
-                return f"error rate {errors:.0%} above {self.settings['error_rate']:.0%}"
-            latencies = sorted(r[2] for r in recent)
-            median = latencies[len(latencies) // 2]
-            if median > limit_ms:
-                return f"median latency {median:.0f} ms above {limit_ms:.0f} ms"
-        stuck = sum(1 for sent in self.outstanding if (now - sent) * 1000.0 > limit_ms)
-        if stuck >= 5:
-            return f"{stuck} requests waiting longer than {limit_ms:.0f} ms"
-        return None
-
-
-class SearchController:
-    """Master-side state machine: run a step, wait for every lane, judge it, choose next."""
-
-    def __init__(self, environment, plan: dict[str, Any]) -> None:
-        self.environment = environment
-        self.plan = plan
-        self.identity = hello(load_payload(plan), plan.get("content_type", ""),
-                              socket.gethostname(), os.getpid())
-        self.greetings: dict[str, dict[str, Any]] = {}  # accepted workers' handshakes
-        self.refused: dict[str, str] = {}  # refused workers: why, with their label
-        options = getattr(environment, "parsed_options", None)
-        self.expect_workers = max(1, int(getattr(options, "expect_workers", 1) or 1))
-        self.wait_workers_s = float(plan.get("worker_wait_s", WORKER_WAIT_S))
-        self.waiting_since: float | None = None
-        self.current_lanes_ids: dict[str, str] = {}
-        self.last_tick: tuple[int, float] = (0, 1)
-        self.sla = Sla(**plan["sla"])
-        self.settings = SearchSettings(**plan["search"])
-        self.out = Path(plan["output_dir"])
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.samples_path = self.out / "samples.csv"
-        with self.samples_path.open("w", newline="") as f:
-            csv.writer(f).writerow(SAMPLE_COLUMNS)
-        self.specs: list[StepSpec] = []
-        self.results: list[StepResult] = []
-        self.step_meta: list[dict[str, Any]] = []
-        self.reports: dict[int, list[dict[str, Any]]] = {}
-        self.current: StepSpec | None = None
-        self.current_lanes = 0
-        self.started_at = 0.0
-        self.load_seconds = 0.0
-        self.stop_reason: str | None = None
-        self.started_wall = time.time()
-        self.resume_at = 0.0
-
-    def alive_lanes(self) -> set[str]:
-        """The lanes connected now: the local process, or the workers not gone missing."""
-        runner = self.environment.runner
-        if isinstance(runner, MasterRunner):
-            return {node.id for node in list(runner.clients.values())
-                    if node.state in LIVE_WORKER_STATES}
-        return {"local"}
-
-    def ready_lanes(self) -> dict[str, str] | None:
-        """The lanes a step can start with (ids to labels), or None while a connected worker
-        is not yet accepted or, before the first step, fewer than expected are."""
-        runner = self.environment.runner
-        if not isinstance(runner, MasterRunner):
-            return {"local": lane_label("local", None)}
-        alive = self.alive_lanes()
-        accepted = {lane: lane_label(lane, self.greetings[lane])
-                    for lane in sorted(alive) if lane in self.greetings}
-        enough = len(accepted) >= (1 if self.specs else self.expect_workers)
-        if enough and len(accepted) == len(alive):
-            self.waiting_since = None
-            return accepted
-        now = time.monotonic()
-        self.waiting_since = self.waiting_since or now
-        if now - self.waiting_since > self.wait_workers_s:
-            self.stop_reason = (f"only {len(accepted)} of {self.expect_workers} workers were "
-                                f"accepted within {self.wait_workers_s:.0f} s"
-                                + self.refused_note())
-            log.warning("stopping: %s", self.stop_reason)
-        return None
-
-    def refused_note(self) -> str:
-        return "; refused " + "; ".join(self.refused.values()) if self.refused else ""
-
-    def on_hello(self, environment=None, msg=None, **_: Any) -> None:
-        """A worker's handshake: accept it, or refuse it (it exits) and carry on without."""
-        runner = self.environment.runner
-        problem = handshake_problem(self.identity, msg.data or {})
-        label = lane_label(msg.node_id, msg.data)
-        if problem is None:
-            self.greetings[msg.node_id] = msg.data
-            runner.send_message(WELCOME_MESSAGE, {"version": self.identity["version"]},
-                                client_id=msg.node_id)
-            return
-        self.refused[msg.node_id] = f"{label}: {problem}"
-        log.warning("refused %s: %s", label, problem)
-        runner.send_message(REFUSED_MESSAGE, {"error": problem}, client_id=msg.node_id)
-
-    def on_done(self, environment=None, msg=None, **_: Any) -> None:
-        self.reports.setdefault(msg.data["index"], []).append({**msg.data,
-                                                               "lane": msg.node_id})
-
-    def check_current(self, overdue: bool = False) -> Any:
-        """Where the running step stands with its lanes (`tuner.lanes.check_lanes`)."""
-        assert self.current is not None
-        received = self.reports.get(self.current.index, [])
-        waited = time.monotonic() - self.started_at
-        limit = self.current.duration_s + self.plan["request_timeout_s"] + REPORT_GRACE_S
-        return check_lanes(self.current_lanes_ids, {r["lane"] for r in received},
-                           self.alive_lanes(), overdue or waited >= limit)
-
-    def tick(self) -> tuple[int, float] | None:
-        if self.stop_reason is not None:
-            return None
-        if self.current is not None:
-            check = self.check_current()
-            if check.waiting:
-                return self.last_tick
-            if check.lost:
-                self.lose_step(check.lost)
-                return None
-            self.finish_step(self.reports.get(self.current.index, []))
-            if self.stop_reason is not None:
-                self.write_summary(complete=True)
-                return None
-        if time.monotonic() < self.resume_at:
-            return self.last_tick  # let the endpoint drain the previous step's backlog
-        lanes = self.ready_lanes()
-        if lanes is None:
-            if self.stop_reason is not None:
-                self.write_summary(complete=True)
-                return None
-            return self.last_tick  # no user goes to a worker not yet accepted
-        return self.start_next(lanes)
-
-    def lose_step(self, lost: tuple[str, ...]) -> None:
-        """End the run at a step some lane never reported: its samples are kept as raw
-        data, but the step is marked invalid, so neither the search nor the analysis judges
-        it on the partial load it got."""
-        spec = self.current
-        assert spec is not None
-        received = self.reports.get(spec.index, [])
-        ran_s = min(spec.duration_s, time.monotonic() - self.started_at)
-        reason = lost_step_reason(spec.index, spec.offered_rps, lost, len(self.current_lanes_ids))
-        spec = replace(spec, duration_s=round(ran_s, 3), invalid_reason=reason)
-        self.append_samples(spec.index, received)
-        self.specs.append(spec)
-        self.step_meta.append({
-            "index": spec.index,
-            "lanes_expected": self.current_lanes,
-            "lanes_reported": len(received),
-            "lanes_lost": list(lost),
-            "invalid_reason": reason,
-            "generator_cpu_percent": [r.get("cpu_percent") for r in received],
-            "send_lag_p90_ms": [r.get("send_lag_p90_ms") for r in received],
-            "unsent_share": _unsent_share(received),
-        })
-        self.load_seconds += spec.duration_s
-        self.current = None
-        self.stop_reason = f"{reason}; the run ended with what was measured before it"
-        log.warning("stopping: %s", self.stop_reason)
-        self.write_summary(complete=True)
-
-    def on_stopping(self) -> None:
-        """Locust stops the test on its own when its last worker quit or went missing:
-        say why, naming the lanes, instead of leaving the run 'interrupted'."""
-        if self.stop_reason is not None:
-            return
-        if self.current is not None:
-            check = self.check_current()
-            if check.lost:
-                self.lose_step(check.lost)
-                return
-        if self.refused and not (self.alive_lanes() & set(self.greetings)):
-            self.stop_reason = "no accepted worker left" + self.refused_note()
-            log.warning("stopping: %s", self.stop_reason)
-            self.write_summary(complete=False)
-
-    def on_exit(self) -> None:
-        """A master that gave up waiting for its workers exits without Locust's quitting
-        event: still say why, and which workers were refused."""
-        self.on_stopping()
-        if self.stop_reason is None and not self.specs:
-            self.stop_reason = (f"{len(self.greetings)} of {self.expect_workers} workers "
-                                "connected and were accepted" + self.refused_note())
-            self.write_summary(complete=False)
-
-    def start_next(self, lane_ids: dict[str, str]) -> tuple[int, float] | None:
-        lanes = len(lane_ids)
-        spec = next_step(self.results, self.settings, self.load_seconds)
-        if spec is None:
-            self.stop_reason = ("budget exhausted"
-                                if out_of_budget(self.settings, self.load_seconds)
-                                else "search complete")
-            advice = budget_advice(self.results, self.settings, self.load_seconds)
-            if advice:
-                self.stop_reason += f"; {advice}"
-                log.warning("%s", advice)
-            self.write_summary(complete=True)
-            return None
-        spec = replace(spec, timeout_s=self.plan["request_timeout_s"])
-        self.current, self.current_lanes, self.current_lanes_ids = spec, lanes, lane_ids
-        self.started_at = time.monotonic()
-        # Workers on other machines know only their target: the lane settings travel with
-        # every step.
-        message = {**asdict(spec), "lanes": lanes, "settings": {
-            k: self.plan[k] for k in ("request_timeout_s", "abort", "arrivals", "max_in_flight")
-            if k in self.plan}}
-        log.info("step %d (%s): offering %.1f rps for %.1f s over %d lane(s); %.0f of %.0f s "
-                 "of load left", spec.index, spec.phase, spec.offered_rps, spec.duration_s,
-                 lanes, self.settings.budget_s - self.load_seconds, self.settings.budget_s)
-        self.environment.runner.send_message(STEP_MESSAGE, message)
-        self.last_tick = (lanes, lanes)
-        return self.last_tick
-
-    def finish_step(self, received: list[dict[str, Any]]) -> None:
-        spec = self.current
-        assert spec is not None
-        aborted = [r for r in received if r.get("abort_reason")]
-        if aborted:
-            first = min(aborted, key=lambda r: r["aborted_at"])
-            spec = replace(spec, duration_s=round(first["aborted_at"], 3),
-                           abort_reason=first["abort_reason"])
-        # Raw data first, analysis second: what was measured survives any later failure.
-        columns = self.append_samples(spec.index, received)
-        result = summarize_step(spec, columns["intended_s"], columns["completed_s"],
-                                columns["latency_ms"], columns["ok"], self.sla)
-        self.specs.append(spec)
-        self.results.append(result)
-        self.step_meta.append({
-            "index": spec.index,
-            "lanes_expected": self.current_lanes,
-            "lanes_reported": len(received),
-            "generator_cpu_percent": [r.get("cpu_percent") for r in received],
-            "send_lag_p90_ms": [r.get("send_lag_p90_ms") for r in received],
-            "unsent_share": _unsent_share(received),
-        })
-        self.load_seconds += spec.duration_s
-        self.current = None
-        unanswered = sum(r.get("unanswered", 0) for r in received)
-        if unanswered:
-            # Abandoned requests are still queued at the endpoint: wait for it to catch up,
-            # or the next step measures this one's backlog.
-            drain = drain_seconds(unanswered, result.achieved_rps)
-            self.resume_at = time.monotonic() + drain
-            log.info("step %d left %d requests unanswered: pausing %.1f s", spec.index,
-                     unanswered, drain)
-        limited = generator_limit(self.step_meta[-1]["generator_cpu_percent"],
-                                  self.step_meta[-1]["send_lag_p90_ms"], self.sla,
-                                  self.step_meta[-1]["unsent_share"])
-        if limited and not result.passed:
-            self.stop_reason = f"load generator saturated at {spec.offered_rps:g} rps ({limited})"
-            log.warning("stopping: %s", self.stop_reason)
-        log.info("step %d: %s at %.1f rps (achieved %.1f, p%g %.1f ms, errors %.2f%%) %s",
-                 spec.index, result.verdict.upper(), spec.offered_rps, result.achieved_rps,
-                 self.sla.percentile, result.sla_percentile_ms, 100 * result.error_rate,
-                 "; ".join(result.reasons))
-        self.write_summary(complete=False)
-
-    def append_samples(self, index: int, received: list[dict[str, Any]]) -> dict[str, list]:
-        """Append the lanes' samples of a step to `samples.csv`; return them as columns."""
-        columns: dict[str, list] = {c: [] for c in ("intended_s", "completed_s", "latency_ms",
-                                                    "ok")}
-        for report in received:
-            for name in columns:
-                columns[name].extend(report["samples"][name])
-        with self.samples_path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            for row in zip(columns["intended_s"], columns["completed_s"],
-                           columns["latency_ms"], columns["ok"], strict=True):
-                writer.writerow((index, f"{row[0]:.6f}", f"{row[1]:.6f}",
-                                 f"{row[2]:.3f}", int(row[3])))
-        return columns
-
-    def write_summary(self, complete: bool) -> None:
-        summary = {
-            "complete": complete,
-            "stop_reason": self.stop_reason,
-            "started_at": self.started_wall,
-            "finished_at": time.time(),
-            "load_seconds": self.load_seconds,
-            "plan": self.plan,
-            "steps": [asdict(s) for s in self.specs],
-            "results": [r.to_dict() for r in self.results],
-            "step_meta": self.step_meta,
-            "refused_workers": list(self.refused.values()),
-        }
-        tmp = self.out / "loadtest.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, default=_json_default))
-        tmp.replace(self.out / "loadtest.json")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
-
-
-CONTROLLER: SearchController | None = None
+def alive_lanes(runner: Any) -> set[str]:
+    """The lanes connected now: the local process, or the workers not gone missing."""
+    if isinstance(runner, MasterRunner):
+        return {node.id for node in list(runner.clients.values())
+                if node.state in LIVE_WORKER_STATES}
+    return {LOCAL_LANE}
 
 
 class SearchShape(LoadTestShape):
-    """Locust's shape protocol, delegating every decision to the search controller."""
+    """Locust's shape protocol: owns the search controller (on the master or the local
+    runner; none on a worker) and posts the steps it starts to every lane."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controller: SearchController | None = None
 
     def tick(self) -> tuple[int, float] | None:
-        return CONTROLLER.tick() if CONTROLLER is not None else None
+        if self.controller is None:
+            return None
+        decision = self.controller.tick(alive_lanes(self.runner))
+        if decision.step is not None:
+            self.runner.send_message(STEP_MESSAGE, decision.step)
+        return decision.users
+
+
+def make_controller(environment: Any, plan: dict[str, Any]) -> SearchController:
+    """The controller of this run, from the plan and Locust's own options."""
+    options = getattr(environment, "parsed_options", None)
+    identity = hello(load_payload(plan), plan.get("content_type", ""), socket.gethostname(),
+                     os.getpid())
+    return SearchController(
+        plan, identity, distributed=isinstance(environment.runner, MasterRunner),
+        expect_workers=int(getattr(options, "expect_workers", 1) or 1),
+        files=RunFiles(Path(plan["output_dir"])))
 
 
 def install(plan: dict[str, Any]) -> None:
-    """Wire the controller and message handlers into Locust once its runner exists."""
+    """Wire the lanes, the controller and the message handlers into Locust once its
+    runner exists. Every message this glue speaks is registered here."""
 
     @events.init.add_listener
     def _on_init(environment, **_: Any) -> None:
-        global CONTROLLER
         runner = environment.runner
+        environment.tuner_lanes = lanes = LaneSide(environment)
+        controller = None
+        if not isinstance(runner, WorkerRunner):
+            controller = make_controller(environment, plan)
+            if isinstance(environment.shape_class, SearchShape):
+                environment.shape_class.controller = controller
         supervisor = os.environ.get(SUPERVISOR_ENV)
         if supervisor:
-            gevent.spawn(watch_supervisor, environment, int(supervisor))
+            gevent.spawn(watch_supervisor, environment, controller, int(supervisor))
         if not isinstance(runner, MasterRunner):
             runner.register_message(STEP_MESSAGE,
-                                    lambda environment, msg, **_: BOARD.post(msg.data))
-        if isinstance(runner, WorkerRunner):
+                                    lambda environment, msg, **_: lanes.board.post(msg.data))
+        if controller is None:
             join_master(environment, plan)
-        else:
-            CONTROLLER = SearchController(environment, plan)
-            runner.register_message(DONE_MESSAGE, CONTROLLER.on_done)
+            return
+        runner.register_message(
+            DONE_MESSAGE, lambda environment, msg, **_: controller.on_report(msg.node_id,
+                                                                             msg.data))
+        environment.events.test_stopping.add_listener(
+            lambda **_: controller.on_stopping(alive_lanes(runner)))
+        environment.events.quitting.add_listener(
+            lambda **_: controller.on_quit(alive_lanes(runner)))
         if isinstance(runner, MasterRunner):
-            runner.register_message(HELLO_MESSAGE, CONTROLLER.on_hello)
-            atexit.register(CONTROLLER.on_exit)
+            runner.register_message(
+                HELLO_MESSAGE, lambda environment, msg, **_: answer_hello(runner, controller,
+                                                                          msg))
+            atexit.register(lambda: controller.on_exit(alive_lanes(runner)))
 
-    @events.test_stopping.add_listener
-    def _on_stopping(environment, **_: Any) -> None:
-        if CONTROLLER is not None:
-            CONTROLLER.on_stopping()
 
-    @events.quitting.add_listener
-    def _on_quit(environment, **_: Any) -> None:
-        if CONTROLLER is not None and CONTROLLER.stop_reason is None:
-            CONTROLLER.on_stopping()
-        if CONTROLLER is not None and CONTROLLER.stop_reason is None:
-            CONTROLLER.stop_reason = "interrupted"
-            CONTROLLER.write_summary(complete=False)
+def answer_hello(runner: Any, controller: SearchController, msg: Message) -> None:
+    """A worker's handshake: welcome it, or refuse it (it exits) and carry on without."""
+    problem = controller.admit(msg.node_id, msg.data)
+    if problem is None:
+        runner.send_message(WELCOME_MESSAGE, {"version": controller.identity["version"]},
+                            client_id=msg.node_id)
+    else:
+        runner.send_message(REFUSED_MESSAGE, {"error": problem}, client_id=msg.node_id)
 
 
 def join_master(environment, plan: dict[str, Any]) -> None:
     """The worker's side of the handshake: say who it is and what it sends; run steps only
     once welcomed; on refusal, one line on stderr and exit code 2."""
     runner = environment.runner
-    BOARD.open = False
+    board = lane_side(environment).board
+    board.open = False
 
     def welcomed(environment, msg, **_: Any) -> None:
-        BOARD.open = True
+        board.open = True
         log.info("accepted by the master (%s)", msg.data.get("version"))
 
     def refused(environment, msg, **_: Any) -> None:
@@ -706,7 +366,7 @@ def join_master(environment, plan: dict[str, Any]) -> None:
 
     def unanswered() -> None:
         gevent.sleep(WELCOME_WAIT_S)
-        if not BOARD.open:
+        if not board.open:
             leave(f"the master did not answer this worker's handshake ({wire_version()}) "
                   f"within {WELCOME_WAIT_S:.0f} s: install the same endpoint-tuner version "
                   "on the master and every worker")
@@ -736,7 +396,8 @@ def master_silent(runner: Any) -> bool:
         time.time() - last > MASTER_SILENCE_S)
 
 
-def watch_supervisor(environment, supervisor_pid: int) -> None:
+def watch_supervisor(environment, controller: SearchController | None,
+                     supervisor_pid: int) -> None:
     """Never outlive the supervisor: Locust runs in its own session, so no terminal signal
     reaches it, and a SIGKILLed tuner cannot stop it. Poll, and once the tuner (or this
     process's parent, or a worker's master) is gone, tell the workers to quit and exit."""
@@ -746,9 +407,8 @@ def watch_supervisor(environment, supervisor_pid: int) -> None:
         gevent.sleep(SUPERVISOR_POLL_S)
     log.error("the process supervising this load test (pid %d) or its master is gone: "
               "stopping the load", supervisor_pid)
-    if CONTROLLER is not None and CONTROLLER.stop_reason is None:
-        CONTROLLER.stop_reason = f"the supervising tuner process (pid {supervisor_pid}) is gone"
-        CONTROLLER.write_summary(complete=False)
+    if controller is not None:
+        controller.supervisor_gone(supervisor_pid)
     if isinstance(runner, MasterRunner):
         with gevent.Timeout(1.0, False):
             for node in list(runner.clients.values()):

@@ -25,6 +25,44 @@ from tuner.stats import (
     percentile_supported,
 )
 
+__all__ = [
+    "ACHIEVED_FRACTION_REQUIRED",
+    "CORRELATION_CALIBRATION",
+    "GENERATOR_CPU_LIMIT",
+    "GENERATOR_UNSENT_LIMIT",
+    "LEAN_CONFIDENCE",
+    "MIN_SERVICE_SAMPLES",
+    "SAMPLE_COLUMNS",
+    "SETTLE_RELAXATIONS",
+    "SUSTAIN_HORIZON_S",
+    "CapacityEstimate",
+    "Evidence",
+    "LatencyTrend",
+    "QueueShape",
+    "RateEvidence",
+    "Recommendation",
+    "Sla",
+    "StepResult",
+    "StepSpec",
+    "Verdict",
+    "autocorrelation_time",
+    "best_estimate",
+    "bracket",
+    "calibrated_correlation",
+    "derive_target",
+    "estimate_capacity",
+    "generator_limit",
+    "judge",
+    "judged_specs",
+    "latency_trend",
+    "lean",
+    "navigation_bracket",
+    "pool_by_rate",
+    "queue_shape",
+    "summarize_samples",
+    "summarize_step",
+]
+
 ACHIEVED_FRACTION_REQUIRED = 0.95
 # A load is sustainable only if it could go on: latency still rising at the step's end
 # must not breach the SLA within this many more seconds.

@@ -8,6 +8,7 @@ AWS errors are turned into one-line messages saying what to do.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,7 +23,8 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from tuner.errors import InputError, RunError
+from tuner import interrupts
+from tuner.errors import InputError, RunError, TunerError
 from tuner.interrupts import deferred
 from tuner.policy import NAMESPACE
 
@@ -178,29 +180,49 @@ def dynamic_scaling_suspended(autoscaling: Any, target: dict | None,
                 "ScheduledScalingSuspended": False, **(target.get("SuspendedState") or {})}
     key = {"ServiceNamespace": target["ServiceNamespace"], "ResourceId": target["ResourceId"],
            "ScalableDimension": target["ScalableDimension"]}
-    already = all(previous[k] for k in SUSPEND_ALL)
-    if not already:
-        with deferred():
+    if all(previous[k] for k in SUSPEND_ALL):
+        interrupts.note("scaling", "left as found (its owner had suspended dynamic scaling)")
+        yield previous  # already held still by its owner: nothing to suspend or restore
+        return
+    recorded = suspend_sent = False
+    try:
+        with deferred():  # a signal now is raised after this block, inside the try
             if log is not None:
                 log.write(previous)
-            try:
-                call("application-autoscaling:RegisterScalableTarget",
-                     autoscaling.register_scalable_target, **key,
-                     SuspendedState={**previous, **SUSPEND_ALL})
-            except BaseException:
-                if log is not None:
-                    log.clear()  # nothing was suspended
-                raise
-    try:
+                recorded = True
+            suspend_sent = True
+            call("application-autoscaling:RegisterScalableTarget",
+                 autoscaling.register_scalable_target, **key,
+                 SuspendedState={**previous, **SUSPEND_ALL})
         yield previous
     finally:
-        if not already:
+        if suspend_sent:  # even if its answer was lost: AWS may have suspended
             with deferred():
-                try:
-                    register_and_verify(autoscaling, key, previous)
-                except RunError as exc:
-                    raise RunError(f"{exc}; dynamic scaling may still be suspended: run "
-                                   "`tuner recover` (the endpoint's tags record what to "
-                                   "restore)") from None
-                if log is not None:
-                    log.clear()
+                _restore_suspended_state(autoscaling, key, previous, log if recorded else None)
+        elif recorded and log is not None:
+            _clear_quietly(log)  # the record was written, the suspension never sent
+
+
+def _restore_suspended_state(autoscaling: Any, key: dict[str, str], previous: dict[str, bool],
+                             log: SuspensionLog | None) -> None:
+    """Register `previous` again and read it back; drop the record only once verified (a
+    record that cannot be dropped is harmless: a later run finds the state as recorded)."""
+    try:
+        register_and_verify(autoscaling, key, previous)
+    except RunError as exc:
+        interrupts.note("scaling", "MAY STILL BE SUSPENDED: the restore was not verified; run "
+                        "`tuner recover`")
+        raise RunError(f"{exc}; dynamic scaling may still be suspended: run `tuner recover` "
+                       "(the endpoint's tags record what to restore)") from None
+    interrupts.note("scaling", "dynamic scaling restored as found (read back)")
+    if log is not None:
+        _clear_quietly(log)
+
+
+def _clear_quietly(log: SuspensionLog) -> None:
+    try:
+        log.clear()
+    except TunerError as exc:
+        logging.getLogger(__name__).warning(
+            "could not remove the suspension record from the endpoint's tags (%s); the next "
+            "command or `tuner recover` will find the scaling as recorded and drop it", exc)

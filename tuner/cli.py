@@ -95,6 +95,9 @@ def tune(
     dry_run: Annotated[bool | None, Opt("--dry-run", help="show the plan, write nothing")] = None,
     replace_custom: Annotated[bool | None, Opt(
         "--replace-custom", help="delete other policies on the variant once ours is in")] = None,
+    keep_suspended: Annotated[bool | None, Opt(
+        "--keep-suspended", help="leave suspended dynamic scaling suspended (default: the "
+        "apply resumes it, so the policy acts)")] = None,
     force: Annotated[bool | None, Opt("--force", help="override the --max-change guard")] = None,
     max_change: Annotated[float | None, Opt(help="largest target change without --force "
                                                  "[default: 0.5]")] = None,
@@ -244,6 +247,15 @@ def validate_command(
 
     try:
         config = build_validate_config(flags)
+        if config.endpoint:  # local-first: a typo is "not found" before Prefect loads
+            from tuner.aws import resolve_region
+            from tuner.preflight import inspect_variant
+            from tuner.suspension import check_markers
+
+            region = resolve_region(config.region)
+            inspect_variant(region, config.endpoint, config.variant)
+            check_markers(region, config.endpoint, config.variant,
+                          lambda line: typer.echo(line, err=True))
         # The baseline is input too: a corrupt or hostile one is refused before any flow
         # starts (the flow reads it again).
         from tuner.tasks import candidate_tune_config, read_baseline
@@ -442,10 +454,13 @@ def _interrupted(stop: BaseException | None) -> None:
     128 + the signal's number."""
     from tuner import interrupts
 
+    interrupts.ignore_signals()  # a second Ctrl-C must not skip the exit below
     run_dir = interrupts.run_dir()
     report = f"; report: {run_dir}/report.html" if run_dir else ""
-    typer.echo(f"interrupted by {interrupts.signal_name(stop)}: the endpoint's scaling is as "
-               f"found, nothing applied{report}", err=True)
+    scaling = interrupts.fact("scaling") or "the endpoint's scaling was not touched"
+    applied = interrupts.fact("apply") or "nothing was applied"
+    typer.echo(f"interrupted by {interrupts.signal_name(stop)}: {scaling}; {applied}{report}",
+               err=True)
     if run_dir:
         typer.echo(run_dir)
     sys.stdout.flush()

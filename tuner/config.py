@@ -163,6 +163,9 @@ class TuneConfig(BaseModel):
     scale_out_cooldown: int = 300
     dry_run: bool = False
     replace_custom: bool = False
+    # Leave dynamic scaling suspended if its owner suspended it (default: the apply
+    # resumes it, so the new policy acts).
+    keep_suspended: bool = False
     force: bool = False
     max_change: float = 0.5
 

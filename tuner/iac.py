@@ -15,6 +15,14 @@ import yaml
 from tuner.errors import InputError
 from tuner.policy import cli_commands
 
+__all__ = [
+    "FILE_NAMES",
+    "FORMATS",
+    "cloudformation",
+    "render",
+    "terraform",
+]
+
 FORMATS = ("terraform", "cloudformation", "cli")
 FILE_NAMES = {"terraform": "scaling.tf", "cloudformation": "scaling-cfn.yaml",
               "cli": "aws-cli.sh"}

@@ -25,6 +25,26 @@ from urllib.parse import urlsplit
 
 from tuner.errors import InputError
 
+__all__ = [
+    "MAX_HEADER_CHARS",
+    "MAX_JSON_BYTES",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_URL_CHARS",
+    "SAGEMAKER_NAME_MAX",
+    "Limit",
+    "check",
+    "host_problem",
+    "inside",
+    "number_problem",
+    "path_problem",
+    "payload_problem",
+    "read_json_object",
+    "region_problem",
+    "sagemaker_name_problem",
+    "show",
+    "url_problem",
+]
+
 # botocore: sagemaker shapes EndpointName and VariantName ({"max": 63, "pattern": ...}).
 SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 SAGEMAKER_NAME_MAX = 63

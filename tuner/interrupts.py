@@ -21,11 +21,11 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 
-__all__ = ["Interrupted", "deferred", "exit_code", "handled", "note_run_dir", "run_dir",
-           "received", "signal_name"]
+__all__ = ["Interrupted", "deferred", "exit_code", "fact", "handled", "ignore_signals", "note",
+           "note_run_dir", "received", "run_dir", "signal_name"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -50,15 +50,18 @@ class _State:
     pending: int | None = None  # a signal that arrived inside a deferred section
     received: int | None = None  # the first signal this process got
     run_dir: str | None = None  # the run directory an interrupted run's report is in
+    # What was verified about the endpoint so far ("scaling", "apply"): an interrupted
+    # run reports these, never an assumption.
+    facts: dict[str, str] = field(default_factory=dict)
 
 
 _STATE = _State()
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
-    if _STATE.received is not None and _STATE.received != signum and signum == signal.SIGINT:
-        return  # already stopping (e.g. SIGTERM, then the terminal's Ctrl-C): finish that
-    _STATE.received = _STATE.received or signum
+    if _STATE.received is not None:
+        return  # already stopping: a second Ctrl-C must not cut the clean-up short
+    _STATE.received = signum
     if _STATE.deferring:
         _STATE.pending = signum
         return
@@ -77,6 +80,7 @@ def handled() -> Iterator[None]:
         return
     if not _STATE.depth:  # a new command: forget an earlier one's signal and run
         _STATE.received = _STATE.pending = _STATE.run_dir = None
+        _STATE.facts.clear()
     previous = {sig: signal.signal(sig, _handler) for sig in SIGNALS}
     _STATE.depth += 1
     try:
@@ -126,6 +130,22 @@ def signal_name(error: BaseException | None) -> str:
 def received() -> int | None:
     """The first SIGINT/SIGTERM this process got while `handled()` (None: none)."""
     return _STATE.received
+
+
+def note(key: str, text: str) -> None:
+    """Record a verified fact about the endpoint (e.g. note("scaling", "restored as found"))."""
+    _STATE.facts[key] = text
+
+
+def fact(key: str) -> str | None:
+    return _STATE.facts.get(key)
+
+
+def ignore_signals() -> None:
+    """From here on SIGINT and SIGTERM do nothing: the process is on its way out."""
+    if _main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def note_run_dir(path: object) -> None:

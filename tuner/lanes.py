@@ -17,6 +17,20 @@ from dataclasses import dataclass
 
 from tuner import __version__
 
+__all__ = [
+    "PROTOCOL_VERSION",
+    "REPORT_GRACE_S",
+    "LaneCheck",
+    "check_lanes",
+    "handshake_problem",
+    "hello",
+    "lane_label",
+    "lost_lanes_in_meta",
+    "lost_step_reason",
+    "payload_sha256",
+    "wire_version",
+]
+
 # Bumped whenever the messages between master and workers change meaning.
 PROTOCOL_VERSION = 1
 # A lane that has not reported this long after its step should have ended is lost.

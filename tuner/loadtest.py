@@ -168,10 +168,28 @@ def run_load_test(config: TuneConfig, output_dir: Path, region: str | None,
                 tail.poll()
             tail.poll()
         except BaseException:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
+            stop_process_group(process)
             raise
     return read_load_test(output_dir)
+
+
+# How long Locust gets to stop on SIGTERM before it is killed: an interrupted run must end
+# within seconds.
+STOP_GRACE_S = 5.0
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM Locust's process group, SIGKILL it if it has not gone after STOP_GRACE_S."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class LogTail:

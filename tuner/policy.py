@@ -17,6 +17,34 @@ from typing import Any
 from tuner.config import POLICY_NAME, PREDEFINED_METRIC
 from tuner.errors import InputError
 
+__all__ = [
+    "DIMENSION",
+    "NAMESPACE",
+    "POLICY_CONTENT_KEYS",
+    "SUSPEND_KEYS",
+    "ApplyPlan",
+    "builtin_policy",
+    "check_age",
+    "check_change",
+    "check_requests",
+    "cli_commands",
+    "current_target_value",
+    "describe_policy",
+    "dynamic_suspension",
+    "make_plan",
+    "plan_changes",
+    "policy_put_args",
+    "resolve_capacity",
+    "resource_id",
+    "resumed_flags",
+    "scalable_target_request",
+    "scaling_policy_request",
+    "state_differences",
+    "state_fingerprint",
+    "stored_mismatches",
+    "suspended_flags",
+]
+
 NAMESPACE = "sagemaker"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 

@@ -395,6 +395,7 @@ class SpecRecord(Exact):
     phase: str
     abort_reason: str | None = None
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    invalid_reason: str | None = None  # a lane never reported the step (tuner.lanes)
 
 
 class StepMetaRecord(Record):

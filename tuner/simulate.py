@@ -47,6 +47,24 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+__all__ = [
+    "POISSON_Z_99",
+    "LatencyCurve",
+    "Minute",
+    "ScalingModel",
+    "SimulationResult",
+    "Sweep",
+    "admissible",
+    "burst_margin",
+    "capacity_basis",
+    "curve_from_result",
+    "headroom",
+    "max_admissible_target",
+    "simulate",
+    "sweep_targets",
+    "target_grid",
+]
+
 # One-sided standard-normal 99% quantile: a Poisson count exceeds mean + z sd in 1% of minutes.
 POISSON_Z_99 = 2.326
 

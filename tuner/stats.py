@@ -10,6 +10,17 @@ from __future__ import annotations
 
 import math
 
+__all__ = [
+    "binom_cdf",
+    "binom_sf",
+    "exceedance_lower_bound",
+    "exceedance_upper_bound",
+    "percentile_refuted",
+    "percentile_supported",
+    "requests_to_show",
+    "samples_for_zero_exceedances",
+]
+
 
 def _log_pmf(k: int, n: int, p: float) -> float:
     return (

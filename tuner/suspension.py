@@ -157,22 +157,29 @@ class EndpointTags:
                  TagKeys=[tag_key(variant)])
 
 
-def _key(endpoint: str, variant: str) -> dict[str, str]:
-    return {"ServiceNamespace": NAMESPACE, "ResourceId": f"endpoint/{endpoint}/variant/{variant}",
-            "ScalableDimension": DIMENSION}
-
-
 def restore(autoscaling: Any, tags: EndpointTags, endpoint: str, variant: str,
-            marker: SuspensionMarker) -> None:
-    """Put the marker's previous SuspendedState back, verify it, then drop the marker."""
+            marker: SuspensionMarker) -> str:
+    """Put the marker's previous SuspendedState back, verified, then drop the marker; says
+    what it did. Only a variant still held the way the run held it (dynamic scale-in and
+    scale-out suspended) is restored: if its state changed since (someone resumed or
+    re-registered it), that newer decision stands and only the marker goes."""
     with deferred():
-        key = _key(endpoint, variant)
+        key = {"ServiceNamespace": NAMESPACE,
+               "ResourceId": f"endpoint/{endpoint}/variant/{variant}",
+               "ScalableDimension": DIMENSION}
         targets = aws.call("application-autoscaling:DescribeScalableTargets",
                            autoscaling.describe_scalable_targets, ServiceNamespace=NAMESPACE,
                            ResourceIds=[key["ResourceId"]])["ScalableTargets"]
-        if targets:  # a deregistered target has nothing left to resume
+        current = (targets[0].get("SuspendedState") or {}) if targets else None
+        if current is None:
+            done = "its scalable target is gone: nothing to resume"
+        elif all(current.get(k) for k in aws.SUSPEND_ALL):
             aws.register_and_verify(autoscaling, key, marker.previous)
+            done = f"restored dynamic scaling {marker.previous}"
+        else:
+            done = (f"its scaling changed since ({current}): left as it is now")
         tags.clear(variant)
+        return done
 
 
 def check_markers(region: str, endpoint: str, variant: str | None,
@@ -210,9 +217,9 @@ def check_markers(region: str, endpoint: str, variant: str | None,
             say(f"{endpoint}/{name}: {marker.describe()} left dynamic scaling suspended "
                 f"({why}); `tuner recover --endpoint {endpoint}` restores it")
             continue
-        restore(autoscaling, tags, endpoint, name, marker)
-        line = (f"{endpoint}/{name}: restored dynamic scaling {marker.previous} that "
-                f"{marker.describe()} left suspended ({why or 'forced'})")
+        done = restore(autoscaling, tags, endpoint, name, marker)
+        line = (f"{endpoint}/{name}: {marker.describe()} left dynamic scaling suspended "
+                f"({why or 'forced'}); {done}")
         say(line)
         restored.append(line)
     return restored

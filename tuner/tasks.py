@@ -161,12 +161,14 @@ def apply_recommendation(config: TuneConfig, before: Preflight,
         logger.info("dry run: nothing written (AWS not consulted)")
         return ApplyOutcome("dry-run", plan, None)
     options = ApplyOptions(dry_run=config.dry_run, replace_custom=config.replace_custom,
-                           force=config.force, max_change=config.max_change)
+                           force=config.force, max_change=config.max_change,
+                           keep_suspended=config.keep_suspended)
     with deferred():  # an apply that has begun finishes (or rolls back) before a signal acts
         outcome = safe_apply(region=before.region, target=target, policy=policy,
                              recommended_at=datetime.now(UTC), options=options,
                              audit_path=Path(run_dir).parent / "audit.jsonl", say=logger.info,
                              rerun=rerun_command(run_dir, options))
+        interrupts.note("apply", f"the apply ended {outcome.status}")
     if outcome.error:
         logger.error("apply %s: %s", outcome.status, outcome.error)
     return outcome
@@ -200,6 +202,13 @@ def publish_report(run_dir: Path, result: dict[str, Any]) -> Path:
     return paths["html"]
 
 
+def interrupted_state_text() -> str:
+    """What an interrupted run verified about the endpoint, from `interrupts` facts."""
+    scaling = interrupts.fact("scaling") or "its scaling was not touched"
+    applied = interrupts.fact("apply") or "nothing was applied"
+    return f"{scaling}; {applied}"
+
+
 def report_interrupted(run_dir: Path, config: TuneConfig, before: Preflight,
                        started: datetime, outcome: ApplyOutcome | None,
                        stop: BaseException) -> None:
@@ -207,11 +216,7 @@ def report_interrupted(run_dir: Path, config: TuneConfig, before: Preflight,
     and what happened to the endpoint. Plain functions only (no Prefect API calls): it must
     be written within seconds of the signal."""
     signal_name = interrupts.signal_name(stop)
-    scaling = ("dynamic scaling was restored as found" if before.scaling_before.target
-               and not config.url else "its scaling was not touched by the test")
-    applied = (f"the apply had {outcome.status}" if outcome is not None
-               else "nothing was applied")
-    error = f"interrupted by {signal_name}: {scaling}; {applied}"
+    error = f"interrupted by {signal_name}: {interrupted_state_text()}"
     try:
         output = read_load_test(Path(run_dir) / "locust")
         analysis = analyse_output(config, output, before.instances_under_test, error)

@@ -669,3 +669,14 @@ def test_readme_states_every_range_the_code_enforces():
         for key, (limit, _) in limits.items():
             flag = FLAGS.get(key, "--" + key.replace("_", "-"))
             assert f"`{flag}` {limit.text()}" in readme, (flag, limit.text())
+
+
+def test_every_step_spec_field_is_one_the_loadtest_schema_reads():
+    """loadtest.json holds `StepSpec`s as written: a field added to one and not the other
+    would make every new run's raw data unreadable by `tuner report`."""
+    from dataclasses import fields
+
+    from tuner.analysis import StepSpec
+    from tuner.runfiles import SpecRecord
+
+    assert {f.name for f in fields(StepSpec)} == set(SpecRecord.model_fields)

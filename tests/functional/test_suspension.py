@@ -188,3 +188,79 @@ def test_a_signal_inside_a_deferred_section_is_raised_when_it_ends():
         done.append("not reached")
     assert done == ["finished the write"]
     assert stop.value.exit_code == 143
+
+
+def test_a_signal_during_the_suspension_still_restores_it(moto):
+    autoscaling, tags = moto
+    target = _register(autoscaling, PREVIOUS)
+
+    class SignalledWhileRecording(SuspensionRecord):
+        def write(self, previous):
+            super().write(previous)
+            os.kill(os.getpid(), signal.SIGTERM)  # deferred until the suspension is sent
+
+    record = SignalledWhileRecording(tags, "AllTraffic", lambda previous: _marker())
+    reached = []
+    with pytest.raises(interrupts.Interrupted), interrupts.handled(), \
+            aws.dynamic_scaling_suspended(autoscaling, target, record):
+        reached.append("the test body")
+    assert reached == []
+    assert _state(autoscaling) == PREVIOUS
+    assert tags.markers() == {}
+    assert "restored as found" in interrupts.fact("scaling")
+
+
+class LostAnswers:
+    """An Application Auto Scaling client whose first suspension takes effect in AWS but
+    whose answer is lost (the caller sees a failure)."""
+
+    def __init__(self, real):
+        self.real, self.lost = real, False
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def register_scalable_target(self, **request):
+        answer = self.real.register_scalable_target(**request)
+        state = request.get("SuspendedState") or {}
+        if not self.lost and state.get("DynamicScalingOutSuspended"):
+            self.lost = True
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "InternalFailure", "Message": "lost"}},
+                              "RegisterScalableTarget")
+        return answer
+
+
+def test_a_suspension_whose_answer_was_lost_is_restored_not_forgotten(moto):
+    autoscaling, tags = moto
+    target = _register(autoscaling, PREVIOUS)
+    record = SuspensionRecord(tags, "AllTraffic", lambda previous: _marker())
+    with pytest.raises(RunError, match="InternalFailure"), \
+            aws.dynamic_scaling_suspended(LostAnswers(autoscaling), target, record):
+        pass
+    assert _state(autoscaling) == PREVIOUS  # AWS had suspended: the restore undid it
+    assert tags.markers() == {}
+
+
+def test_a_stale_marker_does_not_override_a_newer_decision(moto):
+    autoscaling, tags = moto
+    owner_choice = {**PREVIOUS, "ScheduledScalingSuspended": False}
+    _register(autoscaling, owner_choice)  # someone resumed scaling by hand since the crash
+    tags.write("AllTraffic", _marker(pid=_dead_pid()))
+    (line,) = check_markers("us-east-1", "ep", "AllTraffic", print, now=NOW)
+    assert "left as it is now" in line
+    assert _state(autoscaling) == owner_choice and tags.markers() == {}
+
+
+def test_the_next_tune_restores_what_a_killed_run_left_before_anything_else(moto):
+    from tuner.config import build_config
+    from tuner.preflight import check_endpoint
+
+    autoscaling, tags = moto
+    _register(autoscaling, SUSPENDED)
+    tags.write("AllTraffic", _marker(pid=_dead_pid()))
+    said = []
+    check_endpoint(build_config({}, {"endpoint": "ep", "sla_latency_ms": 100}), said.append)
+    assert _state(autoscaling) == PREVIOUS and tags.markers() == {}
+    assert "restored dynamic scaling" in said[0]

@@ -63,3 +63,13 @@ def test_bad_toml_is_rejected(tmp_path):
     path.write_text("endpoint = \n")
     with pytest.raises(InputError, match="not valid TOML"):
         load_toml(path)
+
+
+def test_keep_suspended_reaches_the_tune_apply():
+    """tune's apply resumes suspended dynamic scaling unless told to keep it (flag or TOML)."""
+    from tuner.config import build_config
+
+    base = {"endpoint": "ep", "sla_latency_ms": 100}
+    assert build_config({}, base).keep_suspended is False
+    assert build_config({"keep_suspended": True}, base).keep_suspended is True
+    assert build_config({}, {**base, "keep_suspended": True}).keep_suspended is True
