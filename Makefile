@@ -11,7 +11,7 @@ export PREFECT_HOME := $(CURDIR)/.state/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: demo test lint bench bench-generator clean lock
+.PHONY: demo test test-fast lint bench bench-generator clean lock
 
 $(UV):
 	python3 -m venv $(VENV)
@@ -40,6 +40,11 @@ lint: $(STAMP)
 test: lint
 	mkdir -p $(PREFECT_HOME)
 	$(VENV)/bin/pytest
+
+# Unit and functional tiers only: no load test, no server process, no flow.
+test-fast: lint
+	mkdir -p $(PREFECT_HOME)
+	$(VENV)/bin/pytest tests/unit tests/functional -m "not slow"
 
 bench: $(STAMP)
 	$(PY) benchmarks/accuracy.py --seed 11

@@ -17,6 +17,9 @@ from tuner.queue_model import (
 )
 from tuner.queueing import ServiceLaw, VirtualEndpoint, capacity_at_sla, latency_percentile_ms
 
+# Fits on synthetic runs of simulated queues: ~15 s in all, so `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 SHARES = (0.1, 0.4, 0.6, 0.75, 0.9)  # of the true saturation rate
 # law, slots, SLA percentile, SLA ms
 SERVERS = {

@@ -17,6 +17,8 @@ from tuner.config import build_config
 from tuner.loadtest import run_load_test
 from tuner.servers import model_server
 
+pytestmark = pytest.mark.integration
+
 
 def self_signed_certificate(directory) -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from truth import sojourn_times_s, true_capacity  # noqa: E402
 
 from tuner.queueing import ServiceLaw, capacity_at_sla  # noqa: E402
+
+# An event-driven simulation per case: ~10 s in all, so `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
 
 
 @functools.cache

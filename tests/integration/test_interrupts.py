@@ -17,6 +17,8 @@ import pytest
 
 from tuner.servers import create_endpoint, moto_server
 
+pytestmark = pytest.mark.integration
+
 TUNER = [sys.executable, "-m", "tuner.cli"]
 RID = "endpoint/sig-ep/variant/AllTraffic"
 # Scheduled scaling suspended by its owner: the exact state must come back, not a default.

@@ -5,7 +5,6 @@ import json
 import boto3
 import pytest
 from moto import mock_aws
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.tune import tune_endpoint
 from tuner.config import build_config
@@ -13,13 +12,10 @@ from tuner.errors import InputError
 from tuner.regenerate import regenerate_report
 from tuner.servers import create_endpoint
 
+# Flows run in-process against the one Prefect test server of the session.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
+
 RID = "endpoint/ep/variant/AllTraffic"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture
@@ -69,13 +65,32 @@ def test_flow_measures_applies_and_reports(server_200, tmp_path, aws):
     assert (only / "report.html").exists()
 
 
-def test_history_across_two_runs_flags_drift(server_200, tmp_path, aws):
-    from tuner.history import scan
+@pytest.fixture(scope="module")
+def two_dry_runs(prefect_harness, server_200, tmp_path_factory):
+    """Two dry runs into one reports directory, the second against a server 25% slower: read
+    by the history test and by the dry-run test (the first run is a plain dry run on a fresh
+    endpoint, with the AWS state read right after it), one flow run fewer."""
     from tuner.servers import model_server
 
-    tune_endpoint(config(server_200, tmp_path, dry_run=True, max_test_seconds=15))
-    with model_server(slots=3, service_ms=20.0) as slower:  # 150 rps: -25%
-        second = tune_endpoint(config(slower, tmp_path, dry_run=True, max_test_seconds=15))
+    reports = tmp_path_factory.mktemp("reports")
+    with mock_aws():
+        create_endpoint("ep")
+        client = boto3.client("application-autoscaling", region_name="us-east-1")
+        first = tune_endpoint(config(server_200, reports, dry_run=True, max_test_seconds=15))
+        after_first = {
+            "targets": client.describe_scalable_targets(
+                ServiceNamespace="sagemaker")["ScalableTargets"],
+            "policies": client.describe_scaling_policies(
+                ServiceNamespace="sagemaker")["ScalingPolicies"]}
+        with model_server(slots=3, service_ms=20.0) as slower:  # 150 rps: -25%
+            second = tune_endpoint(config(slower, reports, dry_run=True, max_test_seconds=15))
+    return reports, first, after_first, second
+
+
+def test_history_across_two_runs_flags_drift(two_dry_runs):
+    from tuner.history import scan
+
+    tmp_path, _, _, second = two_dry_runs
     assert second["drift"]["flagged"] and second["drift"]["change"] < -0.1
     entries = scan(tmp_path)
     assert len(entries) == 2 and entries[1].drifted
@@ -84,12 +99,12 @@ def test_history_across_two_runs_flags_drift(server_200, tmp_path, aws):
     assert "drift: more than 10%" in (tmp_path / entries[1].run_dir / "report.md").read_text()
 
 
-def test_dry_run_writes_nothing_to_aws(server_200, tmp_path, aws):
-    result = tune_endpoint(config(server_200, tmp_path, dry_run=True, max_test_seconds=12))
+def test_dry_run_writes_nothing_to_aws(two_dry_runs):
+    _, result, aws, _ = two_dry_runs
     assert not result["applied"]
     assert result["changes"]  # it shows what it would do
-    assert aws.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
-    assert aws.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] == []
+    assert aws["targets"] == []
+    assert aws["policies"] == []
 
 
 def test_unknown_endpoint_is_an_input_error_and_writes_nothing(server_200, tmp_path, aws):

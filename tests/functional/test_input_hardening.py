@@ -241,7 +241,7 @@ def test_traffic_csv_is_replayable_or_refused_in_one_line(rows, header, garbage)
 
 def measured_result() -> dict:
     """A complete result.json as `tuner tune` writes it, with a queue model."""
-    from tests.test_report import sample_result
+    from tests.unit.test_report import sample_result
 
     result = json.loads(json.dumps(sample_result()))
     result["endpoint"] = "cli-ep"
@@ -664,7 +664,7 @@ def test_readme_states_every_range_the_code_enforces():
     from tuner.config import VALIDATE_LIMITS
     from tuner.simulate_run import FLAGS, SIMULATION_LIMITS
 
-    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
     for limits in (TUNE_LIMITS, VALIDATE_LIMITS, SIMULATION_LIMITS):
         for key, (limit, _) in limits.items():
             flag = FLAGS.get(key, "--" + key.replace("_", "-"))

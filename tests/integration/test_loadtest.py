@@ -8,6 +8,8 @@ from tuner.analysis import estimate_capacity, summarize_samples
 from tuner.config import build_config
 from tuner.loadtest import run_load_test, sla_of
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def measured(server_200, tmp_path_factory):

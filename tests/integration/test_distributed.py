@@ -10,6 +10,7 @@ import time
 import urllib.request
 
 import psutil
+import pytest
 
 from tuner import loadtest
 from tuner.analysis import estimate_capacity, summarize_samples
@@ -18,6 +19,8 @@ from tuner.lanes import payload_sha256
 from tuner.loadtest import run_load_test, sla_of
 from tuner.measure import analyse_output
 from tuner.servers import free_port, model_server
+
+pytestmark = pytest.mark.integration
 
 
 def test_master_and_two_workers_measure_capacity_like_one_process(tmp_path):

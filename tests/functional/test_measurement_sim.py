@@ -17,6 +17,9 @@ from tuner.offline import run_offline
 from tuner.queueing import ServiceLaw, VirtualEndpoint, capacity_at_sla
 from tuner.search import SearchSettings, step_duration
 
+# Hundreds of offline runs per claim: a minute in all, so `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 # (law, slots, percentile, SLA ms, budget s): a hard knee, a long tail, 5% slow at any load.
 SERVERS = {
     "hard-knee": ("constant:20", 4, 90, 100.0, 150.0),

@@ -9,7 +9,7 @@ from tuner.config import TuneConfig, ValidateConfig
 from tuner.errors import InputError
 from tuner.schedule import deployment, scheduled_config, validate_cron
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_prefect_yaml_parses_and_names_flows_that_exist():

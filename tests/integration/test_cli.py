@@ -10,6 +10,8 @@ import pytest
 
 from tuner.servers import create_endpoint, moto_server
 
+pytestmark = pytest.mark.integration
+
 TUNER = [sys.executable, "-m", "tuner.cli"]
 AWS_CLI = Path(sys.executable).parent / "aws"
 
@@ -218,7 +220,7 @@ def test_export_prints_parseable_cloudformation(tmp_path):
 
 def _measured_run_dir(tmp_path):
     """A run directory with real-looking steps (capacity 200 rps on one instance)."""
-    from tests.test_report import sample_result
+    from tests.unit.test_report import sample_result
     from tuner.report import write_report
 
     result = sample_result()

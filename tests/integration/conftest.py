@@ -1,0 +1,27 @@
+"""Fixtures of the integration tier: real processes, shared across the whole session."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuner.servers import model_server
+
+
+@pytest.fixture(scope="session")
+def server_200():
+    """The bundled model server with a true capacity of 200 rps (4 slots x 20 ms)."""
+    with model_server(slots=4, service_ms=20.0) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server (~16 s to start) for every flow run in-process.
+
+    Started by the first test that asks for it, not by tests that never run a flow; the CLI
+    tests run `tuner` as a subprocess, which starts its own temporary server as a user's would.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
