@@ -72,6 +72,15 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _install() -> dict:
+    return {sig: signal.signal(sig, _handler) for sig in SIGNALS}
+
+
+def _restore(previous: dict) -> None:
+    for sig, old in previous.items():
+        signal.signal(sig, old)
+
+
 @contextlib.contextmanager
 def handled() -> Iterator[None]:
     """Within this block SIGINT and SIGTERM raise `Interrupted` (restored afterwards)."""
@@ -81,14 +90,13 @@ def handled() -> Iterator[None]:
     if not _STATE.depth:  # a new command: forget an earlier one's signal and run
         _STATE.received = _STATE.pending = _STATE.run_dir = None
         _STATE.facts.clear()
-    previous = {sig: signal.signal(sig, _handler) for sig in SIGNALS}
+    previous = _install()
     _STATE.depth += 1
     try:
         yield
     finally:
         _STATE.depth -= 1
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        _restore(previous)
 
 
 @contextlib.contextmanager
@@ -98,14 +106,13 @@ def deferred() -> Iterator[None]:
         yield
         return
     # Prefect may have put its own SIGTERM bridge back: ours governs inside the block.
-    previous = {sig: signal.signal(sig, _handler) for sig in SIGNALS}
+    previous = _install()
     _STATE.deferring += 1
     try:
         yield
     finally:
         _STATE.deferring -= 1
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        _restore(previous)
         if not _STATE.deferring and _STATE.pending is not None:
             pending, _STATE.pending = _STATE.pending, None
             raise Interrupted(pending)

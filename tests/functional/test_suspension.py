@@ -10,6 +10,7 @@ import botocore.session
 import pytest
 from moto import mock_aws
 
+from tests.functional.test_aws import RID, _register
 from tuner import aws, interrupts
 from tuner.errors import InputError, RunError
 from tuner.servers import create_endpoint
@@ -21,7 +22,6 @@ from tuner.suspension import (
     tag_key,
 )
 
-RID = "endpoint/ep/variant/AllTraffic"
 PREVIOUS = {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": False,
             "ScheduledScalingSuspended": True}
 SUSPENDED = {**PREVIOUS, "DynamicScalingInSuspended": True, "DynamicScalingOutSuspended": True}
@@ -34,14 +34,6 @@ def moto():
         create_endpoint("ep")
         yield aws.client("application-autoscaling", "us-east-1"), EndpointTags.of(
             aws.client("sagemaker", "us-east-1"), "ep")
-
-
-def _register(autoscaling, state):
-    autoscaling.register_scalable_target(
-        ServiceNamespace="sagemaker", ResourceId=RID,
-        ScalableDimension="sagemaker:variant:DesiredInstanceCount", MinCapacity=1,
-        MaxCapacity=3, SuspendedState=state)
-    return aws.read_scaling_state(autoscaling, RID).target
 
 
 def _state(autoscaling):

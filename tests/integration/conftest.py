@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import pytest
 
-from tuner.servers import model_server
+from tuner.servers import create_endpoint, model_server, moto_server
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +28,20 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@contextlib.contextmanager
+def local_aws_with(endpoint: str):
+    """A moto server holding `endpoint`; yields its URL (subprocesses get it through
+    $AWS_ENDPOINT_URL, this process is left pointing where it pointed)."""
+    with moto_server() as url:
+        old = os.environ.get("AWS_ENDPOINT_URL")
+        os.environ["AWS_ENDPOINT_URL"] = url
+        try:
+            create_endpoint(endpoint)
+        finally:
+            if old is None:
+                os.environ.pop("AWS_ENDPOINT_URL")
+            else:
+                os.environ["AWS_ENDPOINT_URL"] = old
+        yield url

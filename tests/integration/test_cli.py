@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner.servers import create_endpoint, moto_server
+from tests.integration.conftest import local_aws_with
 
 pytestmark = pytest.mark.integration
 
@@ -26,18 +26,8 @@ def run(args, env=None, timeout=300, merged=False):
 
 @pytest.fixture(scope="module")
 def local_aws():
-    with moto_server() as url:
-        env = {"AWS_ENDPOINT_URL": url}
-        old = os.environ.get("AWS_ENDPOINT_URL")
-        os.environ["AWS_ENDPOINT_URL"] = url
-        try:
-            create_endpoint("cli-ep")
-        finally:
-            if old is None:
-                os.environ.pop("AWS_ENDPOINT_URL")
-            else:
-                os.environ["AWS_ENDPOINT_URL"] = old
-        yield env
+    with local_aws_with("cli-ep") as url:
+        yield {"AWS_ENDPOINT_URL": url}
 
 
 @pytest.mark.parametrize(("args", "fragment"), [

@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tuner.servers import create_endpoint, moto_server
+from tests.integration.conftest import local_aws_with
 
 pytestmark = pytest.mark.integration
 
@@ -28,16 +28,7 @@ FOUND = {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": False
 
 @pytest.fixture(scope="module")
 def local_aws():
-    with moto_server() as url:
-        old = os.environ.get("AWS_ENDPOINT_URL")
-        os.environ["AWS_ENDPOINT_URL"] = url
-        try:
-            create_endpoint("sig-ep")
-        finally:
-            if old is None:
-                os.environ.pop("AWS_ENDPOINT_URL")
-            else:
-                os.environ["AWS_ENDPOINT_URL"] = old
+    with local_aws_with("sig-ep") as url:
         yield url
 
 
