@@ -195,7 +195,7 @@ def publish_report(run_dir: Path, result: dict[str, Any]) -> Path:
     create_markdown_artifact(render_markdown(result), key=key,
                              description=f"Scaling report for {result['endpoint']}")
     if result["steps"]:
-        rows = steps_frame(result).fillna("").to_dict(orient="records")
+        rows = steps_frame(result).astype(object).fillna("").to_dict(orient="records")
         create_table_artifact(rows, key=key + "-steps", description="Load test steps")
     write_index(reports_dir, entries)
     get_run_logger().info("report: %s", paths["html"])
