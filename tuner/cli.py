@@ -252,12 +252,9 @@ def validate_command(
         if config.endpoint:  # local-first: a typo is "not found" before Prefect loads
             from tuner.aws import resolve_region
             from tuner.preflight import inspect_variant
-            from tuner.suspension import check_markers
 
-            region = resolve_region(config.region)
-            inspect_variant(region, config.endpoint, config.variant)
-            check_markers(region, config.endpoint, config.variant,
-                          lambda line: typer.echo(line, err=True))
+            inspect_variant(resolve_region(config.region), config.endpoint, config.variant,
+                            lambda line: typer.echo(line, err=True))
         # The baseline is input too: a corrupt or hostile one is refused before any flow
         # starts (the flow reads it again).
         from tuner.tasks import candidate_tune_config, read_baseline

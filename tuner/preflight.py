@@ -41,13 +41,21 @@ class Preflight:
         return self.aws_note is None
 
 
-def inspect_variant(region: str, endpoint: str,
-                    variant: str) -> tuple[aws.VariantState, aws.ScalingState]:
-    """The variant as it stands (InService, instance count) and its scaling configuration."""
+def inspect_variant(region: str, endpoint: str, variant: str,
+                    say: Callable[[str], None]) -> tuple[aws.VariantState, aws.ScalingState]:
+    """The variant as it stands (InService, instance count) and its scaling configuration,
+    read after restoring any suspension a crashed run left on the endpoint."""
     state = aws.describe_variant(aws.client("sagemaker", region), endpoint, variant)
-    scaling = aws.read_scaling_state(aws.client("application-autoscaling", region),
-                                     resource_id(endpoint, variant))
-    return state, scaling
+    return state, settled_scaling(region, endpoint, variant, say)
+
+
+def settled_scaling(region: str, endpoint: str, variant: str,
+                    say: Callable[[str], None]) -> aws.ScalingState:
+    """The variant's scaling configuration once stale suspensions are restored (exit 2 if a
+    live run holds it)."""
+    check_markers(region, endpoint, variant, say)
+    return aws.read_scaling_state(aws.client("application-autoscaling", region),
+                                  resource_id(endpoint, variant))
 
 
 def check_endpoint(config: TuneConfig, say: Callable[[str], None]) -> Preflight:
@@ -55,14 +63,13 @@ def check_endpoint(config: TuneConfig, say: Callable[[str], None]) -> Preflight:
     resolved; nothing written except restoring what a crashed run left suspended."""
     try:
         region = aws.resolve_region(config.region)
-        variant, _ = inspect_variant(region, config.endpoint, config.variant)
+        variant = aws.describe_variant(aws.client("sagemaker", region), config.endpoint,
+                                       config.variant)
     except InputError as exc:
         if not (config.url and config.dry_run):
             raise
         return _without_aws(config, str(exc))
-    check_markers(region, config.endpoint, config.variant, say)
-    scaling = aws.read_scaling_state(aws.client("application-autoscaling", region),
-                                     resource_id(config.endpoint, config.variant))
+    scaling = settled_scaling(region, config.endpoint, config.variant, say)
     low, high = resolve_capacity(config.min_capacity, config.max_capacity, scaling.target)
     instances = (config.instances or 1) if config.url else variant.current_instance_count
     return Preflight(region, instances, variant.current_instance_count, scaling, low, high)

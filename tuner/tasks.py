@@ -28,7 +28,6 @@ from tuner.loadtest import LoadTestOutput, hard_time_limit, read_load_test, run_
 from tuner.measure import Analysis, analyse_output
 from tuner.policy import (
     make_plan,
-    resource_id,
     scalable_target_request,
     scaling_policy_request,
 )
@@ -42,7 +41,6 @@ from tuner.suspension import (
     EndpointTags,
     SuspensionMarker,
     SuspensionRecord,
-    check_markers,
 )
 from tuner.validate import ValidationVerdict, judge
 
@@ -256,10 +254,8 @@ def validate_preflight(config: ValidateConfig) -> Preflight:
                          1, 1)
     assert config.endpoint is not None
     region = aws.resolve_region(config.region)
-    variant, _ = inspect_variant(region, config.endpoint, config.variant)
-    check_markers(region, config.endpoint, config.variant, get_run_logger().warning)
-    scaling = aws.read_scaling_state(aws.client("application-autoscaling", region),
-                                     resource_id(config.endpoint, config.variant))
+    variant, scaling = inspect_variant(region, config.endpoint, config.variant,
+                                       get_run_logger().warning)
     count = variant.current_instance_count
     return Preflight(region, count, count, scaling, 1, 1)
 
