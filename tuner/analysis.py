@@ -17,6 +17,12 @@ import numpy as np
 import pandas as pd
 
 from tuner.errors import NoPassingStepError
+from tuner.slow_correlation import (
+    latency_sketch,
+    merge_sketches,
+    simulated_correlation,
+    slots_for,
+)
 from tuner.stats import (
     binom_sf,
     exceedance_lower_bound,
@@ -290,11 +296,15 @@ class StepResult:
     completed_rps: float = math.nan
     autocorrelation_time: float = 1.0  # of the window's latencies, in requests
     latency_cv2: float = math.nan  # squared coefficient of variation of good latencies
+    # Quantiles of the good latencies (`slow_correlation.latency_sketch`): at low load, the
+    # service law the queue model replays. Not part of the step's record (`to_dict`).
+    latency_sketch_ms: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", Verdict(self.verdict))
         if self.answered < 0:
             object.__setattr__(self, "answered", self.requests)
+        object.__setattr__(self, "latency_sketch_ms", tuple(self.latency_sketch_ms))
 
     @property
     def passed(self) -> bool:
@@ -319,6 +329,7 @@ class StepResult:
 
     def to_dict(self) -> dict:
         row = asdict(self)
+        del row["latency_sketch_ms"]
         row["verdict"] = str(self.verdict)
         row["reasons"] = list(self.reasons)
         row["passed"] = self.passed
@@ -450,6 +461,7 @@ def summarize_step(
         completed_rps=completed_rps,
         autocorrelation_time=raw_tau,
         latency_cv2=_cv2(latency_ms[good]),
+        latency_sketch_ms=latency_sketch(latency_ms[good]),
     )
 
 
@@ -501,6 +513,8 @@ class RateEvidence:
 # Within-window correlation times are underestimated by about this factor (see
 # summarize_step).
 CORRELATION_CALIBRATION = 3.0
+# Steps at up to this share of the saturation seen show the service law, little queueing.
+LOW_LOAD_SHARE = 0.35
 # A queue started from empty needs this many relaxation times to look like its steady state.
 SETTLE_RELAXATIONS = 2.0
 # Steps whose latencies say less than this about the service time's variability (too few
@@ -513,22 +527,40 @@ class QueueShape:
     """What the steps so far say about the endpoint as a queue.
 
     `saturation_rps` is a lower bound on its saturation throughput (the most answers per
-    second any step got through; None before any step was over the SLA) and `service_cv2` the
-    squared coefficient of variation of its service times (latency at the lowest load).
-    Near saturation the backlog behaves like a reflected random walk with drift
-    -(saturation - rate) and variance (1 + cv2) x rate per second: it relaxes in
-    variance / drift^2 seconds, and latencies stay correlated about as long. Both are
-    conservative with a saturation that is a lower bound.
+    second any step got through; None before any step was over the SLA), `service_cv2` the
+    squared coefficient of variation of its service times and `service_sketch_ms` their
+    quantiles (both from the lowest load).
+
+    With a sketch, the correlation of slow requests at a rate is simulated
+    (`slow_correlation.simulated_correlation`): an M/G/c queue with that service law and
+    the slots nearest the saturation seen, saturating exactly there. Without one (old
+    records, too few answers), a heavy-traffic approximation: the backlog behaves like a
+    reflected random walk with drift -(saturation - rate) and variance (1 + cv2) x rate
+    per second, relaxes in variance / drift^2 seconds, and latencies stay correlated about
+    as long. Both are conservative with a saturation that is a lower bound.
     """
 
     saturation_rps: float | None
     service_cv2: float
+    service_sketch_ms: tuple[float, ...] = ()
+    sla_ms: float = 0.0
+    service_samples: int = 0  # the answers the sketch was read from
+
+    @property
+    def slots(self) -> int | None:
+        """The slots nearest the saturation seen (None: no model)."""
+        if self.saturation_rps is None or not self.service_sketch_ms:
+            return None
+        return slots_for(self.saturation_rps, self.service_sketch_ms)
 
     def relaxation_s(self, rate_rps: float) -> float:
         if self.saturation_rps is None:
             return 0.0
         if rate_rps >= self.saturation_rps:
             return math.inf
+        simulated = self._simulated(rate_rps)
+        if simulated is not None:
+            return simulated / (2.0 * rate_rps)
         return (1 + self.service_cv2) * rate_rps / (self.saturation_rps - rate_rps) ** 2
 
     def settle_time_s(self, rate_rps: float) -> float:
@@ -537,25 +569,43 @@ class QueueShape:
         return SETTLE_RELAXATIONS * self.relaxation_s(rate_rps)
 
     def correlation(self, rate_rps: float) -> float | None:
-        """Requests per independent one at this rate: 2 x relaxation time x rate (>= 1);
-        None before any step failed or at or above the saturation seen (no model: the
-        window's own correlation counts, and a pass is excluded by `settle_time_s`)."""
+        """Requests per independent one at this rate (>= 1), about 2 x relaxation time x
+        rate; None before any step failed or at or above the saturation seen (no model:
+        the window's own correlation counts, and a pass is excluded by `settle_time_s`)."""
         if self.saturation_rps is None or rate_rps >= self.saturation_rps:
             return None  # no model there: at or above saturation nothing settles
+        simulated = self._simulated(rate_rps)
+        if simulated is not None:
+            return simulated
         return max(1.0, 2.0 * self.relaxation_s(rate_rps) * rate_rps)
+
+    def _simulated(self, rate_rps: float) -> float | None:
+        if self.saturation_rps is None or not self.service_sketch_ms or self.sla_ms <= 0:
+            return None
+        return simulated_correlation(rate_rps, self.service_sketch_ms, self.service_samples,
+                                     self.saturation_rps, self.sla_ms)
 
 
 def queue_shape(steps: list[StepResult], sla: Sla) -> QueueShape:
     """The queue the steps show, once some step was over the SLA (failed, or more slow
     requests than it allows): its saturation at least the most answers per second any
-    step got through; variability from the lowest load."""
+    step got through; variability from the lowest load, and the service law from every
+    step at little load (`LOW_LOAD_SHARE` of that saturation; else the lowest step): one
+    low-rate step holds too few answers to show a long tail's mean or the SLA's tail."""
     over = any(s.verdict is Verdict.FAIL or _over_sla(s.evidence, sla) for s in steps)
     fails = [s.completed_rps for s in steps if over and math.isfinite(s.completed_rps)]
+    saturation = max(fails) if fails else None
     measured = [s for s in steps if s.requests - s.errors >= MIN_SERVICE_SAMPLES
                 and math.isfinite(s.latency_cv2)]
     lowest = min(measured, key=lambda s: s.offered_rps) if measured else None
-    return QueueShape(max(fails) if fails else None,
-                      lowest.latency_cv2 if lowest is not None else 1.0)
+    sketched = [s for s in steps if s.latency_sketch_ms]
+    low_load = [s for s in sketched if saturation is not None
+                and s.offered_rps <= LOW_LOAD_SHARE * saturation]
+    if not low_load and sketched:
+        low_load = [min(sketched, key=lambda s: s.offered_rps)]
+    service = merge_sketches([(s.latency_sketch_ms, s.requests - s.errors) for s in low_load])
+    return QueueShape(saturation, lowest.latency_cv2 if lowest is not None else 1.0,
+                      service, sla.latency_ms, sum(s.requests - s.errors for s in low_load))
 
 
 def _over_sla(evidence: Evidence, sla: Sla) -> bool:

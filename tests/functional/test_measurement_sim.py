@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tuner.analysis import Sla, StepSpec, Verdict, summarize_step
+from tuner.analysis import QueueShape, Sla, StepSpec, Verdict, summarize_step
 from tuner.config import TuneConfig
 from tuner.offline import run_offline
-from tuner.queueing import ServiceLaw, VirtualEndpoint, capacity_at_sla
+from tuner.queueing import ServiceLaw, VirtualEndpoint, capacity_at_sla, fifo_sojourn_s
 from tuner.search import SearchSettings, step_duration
+from tuner.slow_correlation import latency_sketch
 
 # Hundreds of offline runs per claim: a minute in all, so `make test-fast` leaves them out.
 pytestmark = pytest.mark.slow
@@ -209,3 +210,45 @@ def test_bursty_arrivals_sustain_less_than_even_ones():
     uniform = capacity_at_sla(law, 1, 99, 200, arrivals="uniform")
     assert poisson == pytest.approx(6.1, rel=0.05)
     assert uniform == pytest.approx(16.6, rel=0.03)
+
+
+def _window_variance_ratio(law: str, slots: int, rate: float, sla_ms: float,
+                           windows: int = 300, window_s: float = 20.0) -> float:
+    """Truth for the correlation model, by brute force: the variance of slow counts over
+    many windows of one long run, against the binomial's."""
+    rng = np.random.default_rng(11)
+    per_window = int(rate * window_s)
+    arrivals = np.cumsum(rng.exponential(1.0 / rate, per_window * (windows + 10)))
+    service = ServiceLaw.parse(law).sample_s(rng, arrivals.size)
+    slow = (fifo_sojourn_s(arrivals, service, slots)[per_window * 10:] * 1000 > sla_ms)
+    counts = slow.reshape(windows, per_window).sum(axis=1)
+    share = counts.sum() / counts.size / per_window
+    return counts.var(ddof=1) / (per_window * share * (1 - share))
+
+
+# (law, slots, SLA ms, rate): slowness from service alone (48 slots at 84% of saturation; a
+# p99 over a long tail at 75%) and slowness from slow services that make others queue (5%
+# slow). Closer to a p99's knee (longtail-p99 above ~215 rps) slow requests come in rare
+# bursts that 20 s windows and the model's 100,000 simulated requests both mostly miss:
+# README's "Known limits" says so.
+CORRELATION_CASES = {
+    "slow-model": ("lognormal:1500:0.3", 48, 2200.0, 27.0),
+    "longtail-p99": ("lognormal:30:1.0", 8, 250.0, 200.0),
+    "five-percent-slow": ("bimodal:20:0.05:400", 4, 100.0, 55.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORRELATION_CASES))
+def test_the_modelled_correlation_of_slow_requests_is_near_the_truth_and_not_below(name):
+    """Issue F: the heavy-traffic formula counted 5-30x too much correlation where the queue
+    is mostly empty (116 instead of 2 for the 1.5 s model), so no affordable test could
+    pass; too little, and passes are claimed that do not hold. The simulated model, fed
+    the answers of low-load steps as the tool measures them, stays within [0.8, 2.5]x."""
+    law, slots, sla_ms, rate = CORRELATION_CASES[name]
+    truth = _window_variance_ratio(law, slots, rate, sla_ms)
+    rng = np.random.default_rng(3)
+    answers_ms = ServiceLaw.parse(law).sample_s(rng, 600) * 1000
+    saturation = slots / (ServiceLaw.parse(law).average_ms / 1000)
+    shape = QueueShape(saturation, 1.0, latency_sketch(answers_ms), sla_ms, 600)
+    modelled = shape.correlation(rate)
+    assert 0.8 * truth <= modelled <= 2.5 * max(truth, 1.0), (truth, modelled)
