@@ -734,7 +734,17 @@ def navigation_bracket(rates: list[RateEvidence], sla: Sla
     """(highest rate leaning to pass, lowest rate above it leaning to fail or unknown):
     where the best estimate of the capacity lies."""
     leans = {r.offered_rps: lean(r, sla) for r in rates}
-    fails = [r for r in rates if leans[r.offered_rps] is Verdict.FAIL]
+
+    def contradicted(rate: RateEvidence) -> bool:
+        # A rate that only leans to fail (not significantly) while a higher one with at
+        # least as many effective requests leans to pass is noise: latency does not fall
+        # as the load rises. Left unknown, it does not cap the estimate.
+        return rate.verdict is Verdict.INCONCLUSIVE and any(
+            leans[other.offered_rps] is Verdict.PASS and other.offered_rps > rate.offered_rps
+            and other.evidence.effective_requests >= rate.evidence.effective_requests
+            for other in rates)
+
+    fails = [r for r in rates if leans[r.offered_rps] is Verdict.FAIL and not contradicted(r)]
     high = min(fails, key=lambda r: r.offered_rps) if fails else None
     ceiling = high.offered_rps if high else math.inf
     passes = [r for r in rates if leans[r.offered_rps] is Verdict.PASS

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from tuner.analysis import (
+    LEAN_CONFIDENCE,
     QueueShape,
     RateEvidence,
     Sla,
@@ -252,11 +253,12 @@ def _next(history: list[StepResult], settings: SearchSettings, remaining_s: floa
                 if extra is not None:
                     return Choice(last.offered_rps, Phase.EXTEND, extra)
             return None
-        return Choice(min(last.offered_rps * settings.growth, cap), Phase.RAMP,
-                      _ramp_requests(settings))
+        return Choice(min(last.offered_rps * _ramp_growth(history[-1], settings), cap),
+                      Phase.RAMP, _ramp_requests(settings))
 
-    return _navigate(rates, last_pass, first_fail, history, settings, remaining_s, shape) \
-        or _confirm(rates, last_pass, first_fail, settings, remaining_s, shape)
+    return (_navigate(rates, last_pass, first_fail, history, settings, remaining_s, shape)
+            or _confirm(rates, last_pass, first_fail, settings, remaining_s, shape)
+            or _spend_the_rest(rates, last_pass, first_fail, settings, remaining_s, shape))
 
 
 # How often navigation looks again at a rate it cannot place on either side of the SLA.
@@ -291,13 +293,30 @@ def _look_again(rate: RateEvidence, rates: list[RateEvidence], settings: SearchS
     spendable = _spendable(remaining_s, settings) if reserve else remaining_s
     warmup = _navigation_warmup(settings, offered, shape, remaining_s)
     correlation = max(rate.evidence.correlation, shape.correlation(offered) or 1.0)
+    # Navigation needs only the side the rate leans to (`analysis.lean`), not a pass: at a
+    # p99 that is a third of the requests, and the rest of the budget can bisect.
     wanted = max(rate.evidence.requests,
-                 math.ceil(_base_requests(settings) * correlation) - rate.evidence.requests)
+                 math.ceil(_lean_requests(rate, settings) * correlation)
+                 - rate.evidence.requests)
     longest = max(settings.min_step_s, (spendable - warmup) / 2)
     requests = min(wanted, math.floor(longest * offered))
     if warmup + max(settings.min_step_s, requests / offered) > spendable:
         return None
     return Choice(offered, Phase.EXTEND, requests, warmup)
+
+
+def _lean_requests(rate: RateEvidence, settings: SearchSettings) -> int:
+    """Effective requests that show which side of the SLA this rate's planning share lies
+    on at the lean's confidence (at most what a new rate gets)."""
+    share = _planning_share(rate)
+    allowed = 1.0 - settings.quantile
+    if share < allowed:
+        needed = requests_to_show(share, settings.quantile, LEAN_CONFIDENCE)
+    elif share > allowed:
+        needed = requests_to_show(1 - share, allowed, LEAN_CONFIDENCE)
+    else:
+        needed = _base_requests(settings)
+    return min(needed, _base_requests(settings))
 
 
 def _navigate(rates: list[RateEvidence], last_pass: RateEvidence | None,
@@ -325,7 +344,12 @@ def _navigate(rates: list[RateEvidence], last_pass: RateEvidence | None,
         probes = sum(1 for s in history if s.phase == Phase.PROBE_DOWN)
         if probes >= MAX_PROBES_DOWN:
             return None
-        return Choice(min(r.offered_rps for r in rates) / settings.growth, Phase.PROBE_DOWN)
+        # As long as a new rate's step, but no more than a quarter of what is left: at a
+        # tenth of the capacity that could be the whole budget.
+        rate = min(r.offered_rps for r in rates) / settings.growth
+        seconds = max(settings.min_step_s, (remaining_s - warmup_for(settings)) / 4)
+        return Choice(rate, Phase.PROBE_DOWN,
+                      min(_base_requests(settings), math.floor(seconds * rate)))
     top = high.offered_rps if high is not None else first_fail.offered_rps
     saturation = shape.saturation_rps or math.inf
     # No rate at or above the saturation seen can be sustained: none is worth a look.
@@ -353,6 +377,8 @@ def _navigate(rates: list[RateEvidence], last_pass: RateEvidence | None,
 
 # Rates below the navigated capacity a confirmation may try, as fractions of it.
 CONFIRM_FRACTIONS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
+# A confirmation within this share of a rate measured already extends that rate.
+SAME_RATE = 0.01
 
 
 def _confirm(rates: list[RateEvidence], last_pass: RateEvidence | None,
@@ -377,6 +403,15 @@ def _confirm(rates: list[RateEvidence], last_pass: RateEvidence | None,
         rate = point * fraction
         if rate <= floor * (1 + settings.precision):
             return None
+        near = [r for r in rates if abs(r.offered_rps / rate - 1) <= SAME_RATE
+                and r.verdict is Verdict.INCONCLUSIVE]
+        if near:
+            # A rate measured already (within 1%): add to its requests rather than start
+            # a separate pool that shares none of them.
+            extra = _affordable(near[0], settings, remaining_s, shape)
+            if extra is not None:
+                return Choice(near[0].offered_rps, Phase.CONFIRM, extra)
+            continue
         share = max(_interpolate(measured, rate), 0.5 / max(1, low.evidence.requests))
         needed = requests_to_show(share, settings.quantile,
                                   1.0 - (1.0 - settings.confidence) / 2)
@@ -393,6 +428,34 @@ def _confirm(rates: list[RateEvidence], last_pass: RateEvidence | None,
     return None
 
 
+def _spend_the_rest(rates: list[RateEvidence], last_pass: RateEvidence | None,
+                    first_fail: RateEvidence, settings: SearchSettings, remaining_s: float,
+                    shape: QueueShape) -> Choice | None:
+    """Budget left that no planned step fits: give all of it to the inconclusive rate
+    above the last pass, within the SLA so far, that needs the fewest seconds more. The
+    requests it needs are an estimate from a noisy share; more can only add evidence, and
+    a run that stops with budget unspent under-measures for nothing."""
+    floor = last_pass.offered_rps if last_pass is not None else 0.0
+    allowed = 1.0 - settings.quantile
+    options = []
+    for rate in rates:
+        if not (floor < rate.offered_rps < first_fail.offered_rps
+                and rate.verdict is Verdict.INCONCLUSIVE
+                and rate.evidence.slow_share < allowed):
+            continue
+        warmup = warmup_for(settings, rate.offered_rps, shape)
+        extra = extra_requests(rate, settings)
+        if extra is None or not math.isfinite(warmup):
+            continue
+        measured = min(remaining_s - warmup, settings.max_step_s)
+        if measured >= settings.min_step_s:
+            options.append((extra / rate.offered_rps, -rate.offered_rps, rate, measured))
+    if not options:
+        return None
+    _, _, rate, measured = min(options, key=lambda option: option[:2])
+    return Choice(rate.offered_rps, Phase.EXTEND, math.floor(measured * rate.offered_rps))
+
+
 def _interpolate(points: list[tuple[float, float]], rate: float) -> float:
     """The slow share at `rate`, linearly between the measured rates around it."""
     below = [p for p in points if p[0] <= rate]
@@ -407,6 +470,15 @@ def _interpolate(points: list[tuple[float, float]], rate: float) -> float:
 
 def _first_phase(settings: SearchSettings) -> Phase:
     return Phase.LINEAR if settings.strategy == "linear" else Phase.RAMP
+
+
+def _ramp_growth(step: StepResult, settings: SearchSettings) -> float:
+    """The ramp's factor: squared after a step too slow to collect even half a ramp
+    step's requests that showed nothing slow (a start far below the capacity: a 1.5 s
+    model started at 1 rps would spend a third of its budget on empty ramp steps)."""
+    if step.requests < _ramp_requests(settings) / 2 and step.slow_requests == 0:
+        return settings.growth ** 2
+    return settings.growth
 
 
 def _ramp_requests(settings: SearchSettings) -> int:
