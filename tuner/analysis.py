@@ -316,10 +316,11 @@ class StepResult:
 
     def evidence_at(self, modelled: float | None) -> Evidence:
         """The step's evidence, its requests as correlated as the queue model says
-        (`QueueShape.correlation`) or, without a model yet, as the window's own latencies
-        showed (calibrated), and never less than they showed."""
-        measured = max(1.0, self.autocorrelation_time)
-        tau = calibrated_correlation(measured) if modelled is None else max(measured, modelled)
+        (`QueueShape.correlation`), and never less than the window's own latencies
+        showed (calibrated): near a p99's knee slow requests come in bursts rarer than
+        any affordable simulation sees, and the window may have caught one."""
+        measured = calibrated_correlation(max(1.0, self.autocorrelation_time))
+        tau = measured if modelled is None else max(measured, modelled)
         if not math.isfinite(tau):
             return Evidence(self.requests, self.slow_requests, self.errors, self.answered,
                             self.unstable, self.abort_reason, 0.0, 0.0)
@@ -513,6 +514,8 @@ class RateEvidence:
 # Within-window correlation times are underestimated by about this factor (see
 # summarize_step).
 CORRELATION_CALIBRATION = 3.0
+# A step that got through less than this share of its offered rate was overloaded.
+OVERLOADED = 0.9
 # Steps at up to this share of the saturation seen show the service law, little queueing.
 LOW_LOAD_SHARE = 0.35
 # A queue started from empty needs this many relaxation times to look like its steady state.
@@ -558,9 +561,10 @@ class QueueShape:
             return 0.0
         if rate_rps >= self.saturation_rps:
             return math.inf
-        simulated = self._simulated(rate_rps)
-        if simulated is not None:
-            return simulated / (2.0 * rate_rps)
+        # Always the heavy-traffic time, even with a simulated correlation: that one is
+        # measured over 20 s windows and says nothing of a backlog that takes longer to
+        # build; overstating the warm-up costs load seconds, understating it passes a
+        # queue still filling.
         return (1 + self.service_cv2) * rate_rps / (self.saturation_rps - rate_rps) ** 2
 
     def settle_time_s(self, rate_rps: float) -> float:
@@ -598,7 +602,12 @@ def queue_shape(steps: list[StepResult], sla: Sla) -> QueueShape:
     measured = [s for s in steps if s.requests - s.errors >= MIN_SERVICE_SAMPLES
                 and math.isfinite(s.latency_cv2)]
     lowest = min(measured, key=lambda s: s.offered_rps) if measured else None
-    sketched = [s for s in steps if s.latency_sketch_ms]
+    # The simulated model needs a saturation that is one: a failing step that could not
+    # keep up. Without one the most answers per second is about the highest rate offered
+    # (a short window's completions are noisy), and a queue saturating there would call
+    # every rate near it hopelessly correlated; the heavy-traffic formula stays.
+    overloaded = any(s.verdict is Verdict.FAIL and _overloaded(s) for s in steps)
+    sketched = [s for s in steps if s.latency_sketch_ms] if overloaded else []
     low_load = [s for s in sketched if saturation is not None
                 and s.offered_rps <= LOW_LOAD_SHARE * saturation]
     if not low_load and sketched:
@@ -606,6 +615,11 @@ def queue_shape(steps: list[StepResult], sla: Sla) -> QueueShape:
     service = merge_sketches([(s.latency_sketch_ms, s.requests - s.errors) for s in low_load])
     return QueueShape(saturation, lowest.latency_cv2 if lowest is not None else 1.0,
                       service, sla.latency_ms, sum(s.requests - s.errors for s in low_load))
+
+
+def _overloaded(step: StepResult) -> bool:
+    """The endpoint got through clearly fewer answers than the step offered."""
+    return math.isfinite(step.completed_rps) and step.completed_rps < OVERLOADED * step.offered_rps
 
 
 def _over_sla(evidence: Evidence, sla: Sla) -> bool:
@@ -783,8 +797,7 @@ def best_estimate(rates: list[RateEvidence], sla: Sla) -> float | None:
 def _through(steps: list[StepResult], default: float) -> float:
     """An overloaded step got through about the endpoint's saturation throughput, and a
     queue under Poisson arrivals cannot keep up at that rate, let alone above it."""
-    through = [s.completed_rps for s in steps if s.verdict is Verdict.FAIL
-               and math.isfinite(s.completed_rps) and s.completed_rps < 0.9 * s.offered_rps]
+    through = [s.completed_rps for s in steps if s.verdict is Verdict.FAIL and _overloaded(s)]
     return min(through, default=default)
 
 

@@ -18,8 +18,9 @@ the measured low-load latencies (`latency_sketch`, the service law) with the few
 nearest the throughput seen (`slots_for`), its service times scaled so that the queue
 saturates exactly at that throughput (a lower bound on the endpoint's: more queueing than
 it may have), under Poisson arrivals; and the variance of its slow counts over windows as
-long as a step's, against the binomial's: the largest over bootstrap resamples of the
-answers the law was read from (a rare slow kind of request is known only roughly).
+long as a step's, against the binomial's, averaged over the sketch and bootstrap
+resamples of the answers the law was read from (a rare slow kind of request is known only
+roughly, and each simulation's variance is itself noisy: the mean pools both).
 """
 
 from __future__ import annotations
@@ -55,12 +56,16 @@ _POINT_SHARES = np.diff(_EDGES)
 MIN_SKETCH_SAMPLES = 30
 # The simulated windows: as long as a typical measured step, this many of them.
 CORRELATION_WINDOW_S = 20.0
-MIN_WINDOWS = 100
 MIN_WINDOW_REQUESTS = 50
-SIMULATED_REQUESTS = 100_000
+# At high rates a window is capped (7 s at 700 rps: bursts near a p99's knee last
+# seconds, so shorter windows would miss their variance) and at least MIN_WINDOWS are
+# simulated; at low rates SIMULATED_REQUESTS make many windows.
+MAX_WINDOW_REQUESTS = 5_000
+MIN_WINDOWS = 40
+SIMULATED_REQUESTS = 60_000
 # The sketch and this many less one bootstrap resamples of the answers it stands for (at
-# most MAX_RESAMPLED): the largest of their ratios is the estimate.
-RESAMPLES = 5
+# most MAX_RESAMPLED): the mean of their ratios is the estimate.
+RESAMPLES = 4
 MAX_RESAMPLED = 5_000
 SIMULATION_SEED = 20261130
 MAX_SLOTS = 512
@@ -115,9 +120,9 @@ def simulated_correlation(rate_rps: float, sketch_ms: tuple[float, ...], samples
     or above the saturation.
 
     The law is known only from `samples` answers, and a rare slow kind of request (5% of
-    cache misses) drives the queueing: the largest ratio over the sketch and
-    `RESAMPLES - 1` bootstrap resamples of as many answers (about a 90% upper bound, the
-    windows' own noise included)."""
+    cache misses) drives the queueing: the mean ratio over the sketch and
+    `RESAMPLES - 1` bootstrap resamples of as many answers. (Their largest chased single
+    simulations' outliers: a p99's variance comes from rare bursts.)"""
     return _cached(round(float(rate_rps), 6), tuple(sketch_ms), int(samples),
                    float(saturation_rps), float(sla_ms))
 
@@ -145,8 +150,8 @@ def _window_ratio(rate_rps: float, sketch_ms: tuple[float, ...], saturation_rps:
     slots = slots_for(saturation_rps, sketch_ms)
     scale = slots / (saturation_rps * _mean_ms(sketch_ms) / 1000.0)
     window = max(MIN_WINDOW_REQUESTS, round(rate_rps * CORRELATION_WINDOW_S))
-    window = min(window, SIMULATED_REQUESTS // MIN_WINDOWS)
-    windows = SIMULATED_REQUESTS // window  # many short ones where the rate is low
+    window = min(window, MAX_WINDOW_REQUESTS)
+    windows = max(MIN_WINDOWS, SIMULATED_REQUESTS // window)  # many where the rate is low
     kept = window * windows
     start = kept // 10  # the queue fills from empty first
     arrivals_s = np.cumsum(rng.exponential(1.0 / rate_rps, start + kept))

@@ -41,8 +41,9 @@ def _settings(truth: float, percentile: float, sla_ms: float, budget: float) -> 
                           confidence=CONFIDENCE, budget_s=budget, sla_latency_ms=sla_ms)
 
 
-# Five-percent-slow is left out: its slow requests cluster beyond what the within-window
-# correlation estimate sees, and its coverage is still below the goal (issue F stays open).
+# Five-percent-slow is left out: with the simulated correlation its basis held in every
+# resolved run of a 40-run study, but only about 60% of its runs resolve within 150 s,
+# below the 90% this test asks for (issue F stays open).
 @pytest.mark.parametrize("name", ["hard-knee", "long-tail"])
 def test_capacity_interval_covers_the_truth_at_the_stated_confidence(name):
     law, slots, percentile, sla_ms, budget = SERVERS[name]
@@ -229,7 +230,7 @@ def _window_variance_ratio(law: str, slots: int, rate: float, sla_ms: float,
 # (law, slots, SLA ms, rate): slowness from service alone (48 slots at 84% of saturation; a
 # p99 over a long tail at 75%) and slowness from slow services that make others queue (5%
 # slow). Closer to a p99's knee (longtail-p99 above ~215 rps) slow requests come in rare
-# bursts that 20 s windows and the model's 100,000 simulated requests both mostly miss:
+# bursts that 20 s windows and the model's 60,000 simulated requests both mostly miss:
 # README's "Known limits" says so.
 CORRELATION_CASES = {
     "slow-model": ("lognormal:1500:0.3", 48, 2200.0, 27.0),
