@@ -11,6 +11,8 @@ from tuner.analysis import (
     StepSpec,
     derive_target,
     estimate_capacity,
+    navigation_bracket,
+    pool_by_rate,
     summarize_samples,
     summarize_step,
 )
@@ -236,3 +238,14 @@ def test_unsent_arrivals_mark_the_generator_as_the_limit():
 
     assert "could not send 20%" in generator_limit([60.0], [1.0], SLA, unsent_share=0.2)
     assert generator_limit([60.0], [1.0], SLA, unsent_share=0.01) is None
+
+
+def test_a_lean_to_fail_below_better_evidenced_passes_does_not_cap_navigation():
+    """Before: a 3 rps ramp step with 5 slow of 25 (noise) capped the navigation, so the
+    search probed down to 1.5 rps for half its budget though 12 and 24 rps leaned to pass."""
+    steps = [replace(fake(rate, "inconclusive", slow=slow), requests=requests, answered=requests)
+             for rate, slow, requests in ((3, 5, 25), (12, 9, 154), (24, 7, 121))]
+    steps.append(fake(96, "fail", slow=600))
+    low, high = navigation_bracket(pool_by_rate(steps, SLA), SLA)
+    assert low is not None and low.offered_rps == 24
+    assert high is not None and high.offered_rps == 96

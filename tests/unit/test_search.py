@@ -1,7 +1,13 @@
 import pytest
 
-from tuner.analysis import StepResult, StepSpec
-from tuner.search import SearchSettings, next_step, step_duration
+from tuner.analysis import StepResult, StepSpec, bracket, pool_by_rate, queue_shape
+from tuner.search import (
+    SearchSettings,
+    _spend_the_rest,
+    next_step,
+    step_duration,
+    warmup_for,
+)
 
 
 def judge(spec: StepSpec, capacity: float, min_requests: int = 0) -> StepResult:
@@ -79,3 +85,49 @@ def test_step_duration_follows_the_percentile_sample_need():
     p90 = SearchSettings(percentile=90, min_step_s=1, max_step_s=60, warmup_s=0)
     assert step_duration(100, p99) > step_duration(100, p90)
     assert step_duration(100, p99) == pytest.approx(4 * 299 / 100)
+
+
+def _step(index: int, rate: float, requests: int, slow: int, verdict: str,
+          phase: str = "ramp", completed: float | None = None) -> StepResult:
+    return StepResult(index=index, phase=phase, offered_rps=rate, achieved_rps=rate,
+                      requests=requests, errors=0, error_rate=0.0, p50_ms=10, p90_ms=20,
+                      p99_ms=30, sla_percentile_ms=20, slow_requests=slow, duration_s=9.0,
+                      warmup_s=1.0, verdict=verdict,
+                      completed_rps=rate if completed is None else completed)
+
+
+def test_the_ramp_grows_faster_past_rates_too_low_to_collect_its_requests():
+    """A 1.5 s model started at 1 rps: ramp steps of 3 requests said nothing and cost a
+    third of the budget. After such a step (nothing slow) the ramp grows x4."""
+    settings = SearchSettings(start_rps=1, budget_s=150, sla_latency_ms=2200)
+    empty = [_step(0, 1.0, 3, 0, "inconclusive")]
+    assert next_step(empty, settings, 12.0).offered_rps == 4.0
+    enough = [_step(0, 10.0, 80, 0, "pass")]
+    assert next_step(enough, settings, 12.0).offered_rps == 20.0
+
+
+def test_budget_left_that_no_planned_step_fits_is_spent_not_dropped():
+    """Before: the search stopped with budget left when no confirmation fitted (a 1.5 s
+    model stopped at 91 of 150 s). Now all of the rest goes to the inconclusive rate within
+    the SLA so far that needs the fewest seconds more."""
+    settings = SearchSettings(start_rps=20, percentile=90, budget_s=150, sla_latency_ms=100)
+    history = [_step(0, 10.0, 80, 1, "pass"), _step(1, 20.0, 160, 12, "inconclusive"),
+               _step(2, 40.0, 320, 28, "inconclusive"),
+               _step(3, 80.0, 640, 600, "fail", completed=50.0)]
+    rates = pool_by_rate(history, settings.sla)
+    last_pass, first_fail = bracket(rates)
+    shape = queue_shape(history, settings.sla)
+    choice = _spend_the_rest(rates, last_pass, first_fail, settings, 12.0, shape)
+    assert choice is not None and choice.rate == 20.0  # 7.5% slow: closer than 40's 8.8%
+    assert choice.requests == pytest.approx((12.0 - warmup_for(settings, 20.0, shape)) * 20.0,
+                                            abs=1)
+    assert _spend_the_rest(rates, last_pass, first_fail, settings, 1.0, shape) is None
+
+
+def test_a_probe_below_every_rate_takes_at_most_a_quarter_of_what_is_left():
+    """Before: a probe at 1.5 rps for the requests a new p90 rate gets took 78 of 150 s."""
+    settings = SearchSettings(start_rps=3, percentile=90, budget_s=150, sla_latency_ms=100)
+    history = [_step(0, 3.0, 25, 20, "fail"), _step(1, 6.0, 47, 40, "fail")]
+    spec = next_step(history, settings, 18.0)
+    assert spec.phase == "probe-down"
+    assert spec.duration_s - spec.warmup_s <= (150 - 18.0) / 4 + 1e-9
