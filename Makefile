@@ -11,7 +11,7 @@ export PREFECT_HOME := $(CURDIR)/.state/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: demo test test-fast lint bench bench-generator clean lock
+.PHONY: demo test test-fast lint bench bench-offline bench-generator clean lock
 
 $(UV):
 	python3 -m venv $(VENV)
@@ -48,6 +48,10 @@ test-fast: lint
 
 bench: $(STAMP)
 	$(PY) benchmarks/accuracy.py --seed 11
+
+# The same zoo offline (simulated queue, virtual time), several seeds per case: minutes.
+bench-offline: $(STAMP)
+	$(PY) benchmarks/offline_zoo.py --seeds 6
 
 bench-generator: $(STAMP)
 	$(PY) benchmarks/generator.py
