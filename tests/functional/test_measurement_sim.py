@@ -30,6 +30,12 @@ SERVERS = {
 CONFIDENCE = 0.95
 TOLERANCE = 0.08  # sampling error of a coverage estimated from RUNS runs
 RUNS = 40
+# Runs that must end with a pass within their budget: the claims below are about those.
+# The long tail on 2 slots resolves less often since its correlation is modelled as it is
+# (about 27 requests per independent one at the capacity; the heavy-traffic formula before
+# said 18, and its extra resolutions were passes on too few independent requests): 85% of
+# runs resolved in the last full run.
+MIN_RESOLVED = {"hard-knee": 0.9, "long-tail": 0.8}
 
 
 def _truth(law: str, slots: int, percentile: float, sla_ms: float) -> float:
@@ -61,7 +67,7 @@ def test_capacity_interval_covers_the_truth_at_the_stated_confidence(name):
         low, high = run.capacity.ci
         basis_ok += low <= truth
         covered += low <= truth <= (high if high is not None else np.inf)
-    assert resolved >= 0.9 * RUNS
+    assert resolved >= MIN_RESOLVED[name] * RUNS
     # The target rests on the lower end: it must not be above the truth more often than
     # the confidence allows; the whole interval must cover the truth as often.
     assert basis_ok / resolved >= CONFIDENCE - TOLERANCE
