@@ -21,7 +21,6 @@ from tuner.slow_correlation import (
     latency_sketch,
     merge_sketches,
     simulated_correlation,
-    slots_for,
 )
 from tuner.stats import (
     binom_sf,
@@ -531,8 +530,9 @@ class QueueShape:
 
     `saturation_rps` is a lower bound on its saturation throughput (the most answers per
     second any step got through; None before any step was over the SLA), `service_cv2` the
-    squared coefficient of variation of its service times and `service_sketch_ms` their
-    quantiles (both from the lowest load).
+    squared coefficient of variation of its service times (from the lowest load) and
+    `service_sketch_ms` their quantiles (the low-load steps merged; empty until a failing
+    step could not keep up, see `queue_shape`).
 
     With a sketch, the correlation of slow requests at a rate is simulated
     (`slow_correlation.simulated_correlation`): an M/G/c queue with that service law and
@@ -548,13 +548,6 @@ class QueueShape:
     service_sketch_ms: tuple[float, ...] = ()
     sla_ms: float = 0.0
     service_samples: int = 0  # the answers the sketch was read from
-
-    @property
-    def slots(self) -> int | None:
-        """The slots nearest the saturation seen (None: no model)."""
-        if self.saturation_rps is None or not self.service_sketch_ms:
-            return None
-        return slots_for(self.saturation_rps, self.service_sketch_ms)
 
     def relaxation_s(self, rate_rps: float) -> float:
         if self.saturation_rps is None:

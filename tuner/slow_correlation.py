@@ -14,7 +14,7 @@ long as the backlog lasts). A heavy-traffic formula (relaxation time x rate) tre
 them as queueing and over-counts 5-30x on many-slot servers and p99 tails, while slow
 *services* that make others queue (bimodal) correlate more than the share of queue-caused
 slowness suggests. Replaying the queue the steps show answers both: an M/G/c queue fed
-the measured low-load latencies (`latency_sketch`, the service law) with the fewest slots
+the measured low-load latencies (`latency_sketch`, the service law) with the slots
 nearest the throughput seen (`slots_for`), its service times scaled so that the queue
 saturates exactly at that throughput (a lower bound on the endpoint's: more queueing than
 it may have), under Poisson arrivals; and the variance of its slow counts over windows as
