@@ -599,8 +599,8 @@ def queue_shape(steps: list[StepResult], sla: Sla) -> QueueShape:
     # keep up. Without one the most answers per second is about the highest rate offered
     # (a short window's completions are noisy), and a queue saturating there would call
     # every rate near it hopelessly correlated; the heavy-traffic formula stays.
-    overloaded = any(s.verdict is Verdict.FAIL and _overloaded(s) for s in steps)
-    sketched = [s for s in steps if s.latency_sketch_ms] if overloaded else []
+    any_overloaded = any(s.verdict is Verdict.FAIL and overloaded(s) for s in steps)
+    sketched = [s for s in steps if s.latency_sketch_ms] if any_overloaded else []
     low_load = [s for s in sketched if saturation is not None
                 and s.offered_rps <= LOW_LOAD_SHARE * saturation]
     if not low_load and sketched:
@@ -610,7 +610,7 @@ def queue_shape(steps: list[StepResult], sla: Sla) -> QueueShape:
                       service, sla.latency_ms, sum(s.requests - s.errors for s in low_load))
 
 
-def _overloaded(step: StepResult) -> bool:
+def overloaded(step: StepResult) -> bool:
     """The endpoint got through clearly fewer answers than the step offered."""
     return math.isfinite(step.completed_rps) and step.completed_rps < OVERLOADED * step.offered_rps
 
@@ -790,7 +790,7 @@ def best_estimate(rates: list[RateEvidence], sla: Sla) -> float | None:
 def _through(steps: list[StepResult], default: float) -> float:
     """An overloaded step got through about the endpoint's saturation throughput, and a
     queue under Poisson arrivals cannot keep up at that rate, let alone above it."""
-    through = [s.completed_rps for s in steps if s.verdict is Verdict.FAIL and _overloaded(s)]
+    through = [s.completed_rps for s in steps if s.verdict is Verdict.FAIL and overloaded(s)]
     return min(through, default=default)
 
 
