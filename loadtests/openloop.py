@@ -72,13 +72,20 @@ from tuner.controller import (
 )
 from tuner.lanes import hello, wire_version
 from tuner.pacing import next_arrival, unsent_arrivals
+from tuner.wire import (
+    DONE_MESSAGE,
+    HELLO_MESSAGE,
+    REFUSED_MESSAGE,
+    STEP_MESSAGE,
+    WELCOME_MESSAGE,
+    Refused,
+    StepOrder,
+    Welcome,
+    WireError,
+    unserialize,
+)
 
 PLAN_ENV = "TUNER_PLAN"
-STEP_MESSAGE = "tuner_step"
-DONE_MESSAGE = "tuner_step_done"
-HELLO_MESSAGE = "tuner_hello"
-WELCOME_MESSAGE = "tuner_welcome"
-REFUSED_MESSAGE = "tuner_refused"
 SUPERVISOR_ENV = "TUNER_SUPERVISOR_PID"
 SUPERVISOR_POLL_S = 0.5
 # A worker whose master has not answered its heartbeats this long stops sending.
@@ -146,14 +153,20 @@ class StepBoard:
     worker sending another body must not run a step, even one broadcast to it."""
 
     def __init__(self) -> None:
-        self.latest: dict[str, Any] | None = None
+        self.latest: StepOrder | None = None
         self.open = True
 
-    def post(self, step: dict[str, Any]) -> None:
-        if self.open:
-            self.latest = step
+    def post(self, data: object) -> None:
+        """A step message; one that is not a StepOrder is not run (its lanes stay silent,
+        and the master ends the run naming them)."""
+        if not self.open:
+            return
+        try:
+            self.latest = unserialize(STEP_MESSAGE, data)
+        except WireError as exc:
+            log.error("ignoring a malformed step message: %s", exc)
 
-    def wait_newer(self, last_index: int) -> dict[str, Any]:
+    def wait_newer(self, last_index: int) -> StepOrder:
         while self.latest is None or self.latest["index"] <= last_index:
             gevent.sleep(0.02)
         return self.latest
@@ -192,7 +205,7 @@ class OpenLoopLane:
             last = step["index"]
             self.run_step(step)
 
-    def run_step(self, step: dict[str, Any]) -> None:
+    def run_step(self, step: StepOrder) -> None:
         plan = {**self.plan, **step.get("settings", {})}
         recorder = lane_side(self.environment).recorder
         rate = step["offered_rps"] / step["lanes"]
@@ -338,10 +351,10 @@ def answer_hello(runner: Any, controller: SearchController, msg: Message) -> Non
     """A worker's handshake: welcome it, or refuse it (it exits) and carry on without."""
     problem = controller.admit(msg.node_id, msg.data)
     if problem is None:
-        runner.send_message(WELCOME_MESSAGE, {"version": controller.identity["version"]},
+        runner.send_message(WELCOME_MESSAGE, Welcome(version=str(controller.identity["version"])),
                             client_id=msg.node_id)
     else:
-        runner.send_message(REFUSED_MESSAGE, {"error": problem}, client_id=msg.node_id)
+        runner.send_message(REFUSED_MESSAGE, Refused(error=problem), client_id=msg.node_id)
 
 
 def join_master(environment, plan: dict[str, Any]) -> None:
@@ -352,11 +365,21 @@ def join_master(environment, plan: dict[str, Any]) -> None:
     board.open = False
 
     def welcomed(environment, msg, **_: Any) -> None:
+        try:
+            welcome = unserialize(WELCOME_MESSAGE, msg.data)
+        except WireError as exc:
+            leave(f"the master's welcome was malformed ({exc}): install the same "
+                  "endpoint-tuner version on the master and every worker")
+            return
         board.open = True
-        log.info("accepted by the master (%s)", msg.data.get("version"))
+        log.info("accepted by the master (%s)", welcome["version"])
 
     def refused(environment, msg, **_: Any) -> None:
-        leave(f"the master refused this worker: {msg.data['error']}")
+        try:
+            problem = unserialize(REFUSED_MESSAGE, msg.data)["error"]
+        except WireError as exc:
+            problem = f"(and its refusal was malformed: {exc})"
+        leave(f"the master refused this worker: {problem}")
 
     def leave(problem: str) -> None:
         sys.stderr.write(f"error: {problem}\n")

@@ -52,6 +52,16 @@ from tuner.search import (
     next_step,
     out_of_budget,
 )
+from tuner.wire import (
+    DONE_MESSAGE,
+    HELLO_MESSAGE,
+    SAMPLE_FIELDS,
+    LaneReport,
+    StepOrder,
+    StepSettings,
+    WireError,
+    unserialize,
+)
 
 __all__ = [
     "LOCAL_LANE",
@@ -75,7 +85,6 @@ WORKER_WAIT_S = 120.0
 # The plan's lane settings that travel with every step: workers on other machines know only
 # their target.
 STEP_SETTINGS = ("request_timeout_s", "abort", "arrivals", "max_in_flight")
-SAMPLE_FIELDS = ("intended_s", "completed_s", "latency_ms", "ok")
 
 # (intended send time, completion time, latency from the intended time, succeeded), the
 # times in seconds since the step's start.
@@ -166,8 +175,8 @@ class AbortGuard:
 
 def lane_report(index: int, samples: Mapping[str, list], timeout_s: float, abandoned: int,
                 cpu_percent: float | None, send_lags_s: list[float], unsent: int,
-                abort_reason: str | None, aborted_at: float | None) -> dict[str, Any]:
-    """What a lane sends the master when its step ends.
+                abort_reason: str | None, aborted_at: float | None) -> LaneReport:
+    """What a lane sends the master when its step ends (`tuner.wire.LaneReport`).
 
     `unanswered` counts the requests the client gave up on (timed out, or `abandoned`: still
     waiting when the step ended and killed), which the endpoint may still be working
@@ -175,17 +184,10 @@ def lane_report(index: int, samples: Mapping[str, list], timeout_s: float, aband
     timeout_ms = timeout_s * 1000.0
     timed_out = sum(1 for ok, ms in zip(samples["ok"], samples["latency_ms"], strict=True)
                     if not ok and ms >= timeout_ms)
-    return {
-        "index": index,
-        "samples": dict(samples),
-        "unanswered": timed_out + abandoned,
-        "cpu_percent": cpu_percent,
-        "send_lag_p90_ms": _p90_ms(send_lags_s),
-        "unsent": unsent,
-        "scheduled": len(send_lags_s) + unsent,
-        "abort_reason": abort_reason,
-        "aborted_at": aborted_at,
-    }
+    return LaneReport(index=index, samples=dict(samples), unanswered=timed_out + abandoned,
+                      cpu_percent=cpu_percent, send_lag_p90_ms=_p90_ms(send_lags_s),
+                      unsent=unsent, scheduled=len(send_lags_s) + unsent,
+                      abort_reason=abort_reason, aborted_at=aborted_at)
 
 
 def _p90_ms(values: list[float]) -> float | None:
@@ -237,7 +239,7 @@ class Tick:
     the test), and the step to post to every lane, when one starts now."""
 
     users: tuple[int, float] | None
-    step: dict[str, Any] | None = None
+    step: StepOrder | None = None
 
 
 STOP = Tick(users=None)
@@ -273,6 +275,8 @@ class SearchController:
         self.results: list[StepResult] = []
         self.step_meta: list[dict[str, Any]] = []
         self.reports: dict[int, list[dict[str, Any]]] = {}
+        # Lanes whose report of a step was not a LaneReport: (step, why). Lost lanes.
+        self.malformed: dict[str, tuple[int | None, str]] = {}
         self.current: StepSpec | None = None
         self.current_lanes = 0
         self.started_at = 0.0
@@ -309,7 +313,13 @@ class SearchController:
     def admit(self, lane: str, greeting: Mapping[str, object] | None) -> str | None:
         """A worker's handshake: accept it (None), or say why it is refused; the run
         carries on without a refused worker."""
-        problem = handshake_problem(self.identity, greeting or {})
+        try:
+            greeting = unserialize(HELLO_MESSAGE, greeting)
+        except WireError as exc:
+            problem = (f"{exc}: install the same endpoint-tuner version on the master and "
+                       "every worker")
+        else:
+            problem = handshake_problem(self.identity, greeting)
         if problem is None:
             self.greetings[lane] = greeting or {}
             return None
@@ -318,14 +328,28 @@ class SearchController:
         log.warning("refused %s: %s", label, problem)
         return problem
 
-    def on_report(self, lane: str, report: Mapping[str, Any]) -> None:
-        """A lane's report of a step (`lane_report`)."""
-        self.reports.setdefault(report["index"], []).append({**report, "lane": lane})
+    def on_report(self, lane: str, report: object) -> None:
+        """A lane's report of a step (`lane_report`). One that is not a `LaneReport` is
+        not evidence: the lane is lost for the step it was running, named with why."""
+        try:
+            checked: LaneReport = unserialize(DONE_MESSAGE, report)
+        except WireError as exc:
+            index = report.get("index") if isinstance(report, Mapping) else None
+            self.malformed[lane] = (index if isinstance(index, int) else None, str(exc))
+            log.error("malformed step report from %s: %s", lane, exc)
+            return
+        self.reports.setdefault(checked["index"], []).append({**checked, "lane": lane})
 
     def check_current(self, alive: Collection[str], overdue: bool = False) -> LaneCheck:
         """Where the running step stands with its lanes (`tuner.lanes.check_lanes`)."""
         assert self.current is not None
         received = self.reports.get(self.current.index, [])
+        garbled = tuple(f"{label} (its report was malformed: {self.malformed[lane][1]})"
+                        for lane, label in self.current_lanes_ids.items()
+                        if lane in self.malformed
+                        and self.malformed[lane][0] in (None, self.current.index))
+        if garbled:
+            return LaneCheck(complete=False, lost=garbled)
         waited = self.clock() - self.started_at
         limit = self.current.duration_s + self.plan["request_timeout_s"] + REPORT_GRACE_S
         return check_lanes(self.current_lanes_ids, {r["lane"] for r in received},
@@ -377,8 +401,9 @@ class SearchController:
         spec = replace(spec, timeout_s=self.plan["request_timeout_s"])
         self.current, self.current_lanes, self.current_lanes_ids = spec, lanes, lane_ids
         self.started_at = self.clock()
-        message = {**asdict(spec), "lanes": lanes, "settings": {
-            k: self.plan[k] for k in STEP_SETTINGS if k in self.plan}}
+        settings: StepSettings = {k: self.plan[k]  # type: ignore[misc]
+                                  for k in STEP_SETTINGS if k in self.plan}
+        message = StepOrder(**asdict(spec), lanes=lanes, settings=settings)
         log.info("step %d (%s): offering %.1f rps for %.1f s over %d lane(s); %.0f of %.0f s "
                  "of load left", spec.index, spec.phase, spec.offered_rps, spec.duration_s,
                  lanes, self.settings.budget_s - self.load_seconds, self.settings.budget_s)

@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from tuner import __version__
+from tuner.wire import Hello
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -51,10 +52,10 @@ def payload_sha256(body: bytes, content_type: str) -> str:
     return digest.hexdigest()
 
 
-def hello(body: bytes, content_type: str, host: str, pid: int) -> dict[str, object]:
-    """What a worker sends the master when it connects."""
-    return {"version": wire_version(), "payload_sha256": payload_sha256(body, content_type),
-            "host": host, "pid": pid}
+def hello(body: bytes, content_type: str, host: str, pid: int) -> Hello:
+    """What a worker sends the master when it connects (`tuner.wire.Hello`)."""
+    return Hello(version=wire_version(), payload_sha256=payload_sha256(body, content_type),
+                 host=host, pid=pid)
 
 
 def lane_label(client_id: str, greeting: Mapping[str, object] | None) -> str:

@@ -1,0 +1,100 @@
+"""The messages between master, workers and controller: every record the senders build
+reads back through `tuner.wire.unserialize`, and every malformed one is refused in one line
+naming the message and the field, and costs the run the lane that sent it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.test_controller import (
+    BODY,
+    FakeClock,
+    make_controller,
+    report,
+    start,
+    written,
+)
+from tuner.controller import LOCAL_LANE
+from tuner.lanes import hello
+from tuner.wire import (
+    DONE_MESSAGE,
+    HELLO_MESSAGE,
+    MESSAGES,
+    REFUSED_MESSAGE,
+    STEP_MESSAGE,
+    WELCOME_MESSAGE,
+    WireError,
+    unserialize,
+)
+
+
+def test_what_each_sender_builds_reads_back_unchanged(tmp_path):
+    controller = make_controller(tmp_path, FakeClock())
+    step = start(controller)
+    records = {HELLO_MESSAGE: hello(BODY, "application/json", "host-a", 7),
+               WELCOME_MESSAGE: {"version": "1.0/protocol-1"},
+               REFUSED_MESSAGE: {"error": "another body"},
+               STEP_MESSAGE: step, DONE_MESSAGE: report(step)}
+    assert set(records) == set(MESSAGES)
+    for kind, record in records.items():
+        assert unserialize(kind, record) == record
+
+
+@pytest.mark.parametrize(("kind", "change", "says"), [
+    (STEP_MESSAGE, {"offered_rps": "fast"}, "offered_rps is 'fast', not int or float"),
+    (STEP_MESSAGE, {"index": True}, "index is True, not int"),
+    (STEP_MESSAGE, {"lanes": None}, "lanes is None, not int"),
+    (STEP_MESSAGE, {"settings": {"max_in_flight": 1.5}}, "settings.max_in_flight is 1.5"),
+    (DONE_MESSAGE, {"unanswered": -0.5}, "unanswered is -0.5, not int"),
+    (DONE_MESSAGE, {"samples": {"ok": []}}, "samples.intended_s is not a list"),
+    (DONE_MESSAGE, {"samples": {"intended_s": [1.0], "completed_s": [], "latency_ms": [],
+                                "ok": []}}, "sample columns differ in length"),
+    (HELLO_MESSAGE, {"pid": "12"}, "pid is '12', not int"),
+])
+def test_a_malformed_record_is_refused_naming_the_message_and_the_field(
+        tmp_path, kind, change, says):
+    controller = make_controller(tmp_path, FakeClock())
+    step = start(controller)
+    base = {STEP_MESSAGE: step, DONE_MESSAGE: report(step),
+            HELLO_MESSAGE: hello(BODY, "application/json", "host-a", 7)}[kind]
+    with pytest.raises(WireError, match=f"^{kind} message") as caught:
+        unserialize(kind, {**base, **change})
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_missing_fields_unknown_kinds_and_non_records_are_refused():
+    with pytest.raises(WireError, match="tuner_welcome message without version"):
+        unserialize(WELCOME_MESSAGE, {})
+    with pytest.raises(WireError, match="unknown message 'tuner_gossip'"):
+        unserialize("tuner_gossip", {})
+    with pytest.raises(WireError, match="tuner_step_done message is list, not a record"):
+        unserialize(DONE_MESSAGE, [1, 2])
+
+
+def test_extra_keys_of_a_newer_peer_are_kept(tmp_path):
+    step = start(make_controller(tmp_path, FakeClock()))
+    assert unserialize(STEP_MESSAGE, {**step, "hint": 1})["hint"] == 1
+
+
+def test_a_malformed_step_report_loses_its_lane_and_the_step_is_not_judged(tmp_path):
+    """Before: the controller read a report by key and fell over on the first missing
+    one (or filed garbage as samples). Now the lane is lost, named with why, at once."""
+    clock = FakeClock()
+    controller = make_controller(tmp_path, clock)
+    step = start(controller)
+    garbled = {**report(step), "samples": {"ok": [True]}}
+    controller.on_report(LOCAL_LANE, garbled)
+    clock.now += 1.0
+    assert controller.tick({LOCAL_LANE}).users is None
+    assert ("the local Locust process (its report was malformed: tuner_step_done message's "
+            "samples.intended_s is not a list) lost during step 0") in controller.stop_reason
+    assert controller.results == [] and controller.specs[0].invalid_reason
+    assert written(tmp_path)["complete"] is True
+
+
+def test_a_malformed_handshake_is_refused_with_the_fix(tmp_path):
+    controller = make_controller(tmp_path, FakeClock(), distributed=True)
+    problem = controller.admit("w1", {"version": controller.identity["version"]})
+    assert problem.startswith("tuner_hello message without payload_sha256")
+    assert "install the same endpoint-tuner version" in problem
+    assert "w1" in controller.refused and "w1" not in controller.greetings
