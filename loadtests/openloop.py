@@ -72,6 +72,7 @@ from tuner.controller import (
 )
 from tuner.lanes import hello, wire_version
 from tuner.pacing import next_arrival, unsent_arrivals
+from tuner.status import TargetKind
 from tuner.wire import (
     DONE_MESSAGE,
     HELLO_MESSAGE,
@@ -118,7 +119,7 @@ def default_plan() -> dict[str, Any]:
                   "after_s": 2.0},
         "payload_file": env("TUNER_PAYLOAD_FILE"),
         "content_type": env("TUNER_CONTENT_TYPE", "application/json"),
-        "target": {"kind": "url", "url": env("TUNER_URL")},
+        "target": {"kind": TargetKind.URL, "url": env("TUNER_URL")},
     }
 
 
@@ -133,8 +134,9 @@ def load_runtime_plan() -> dict[str, Any]:
     """The plan for a runtime-API locustfile; on its own, the target comes from
     TUNER_ENDPOINT, TUNER_VARIANT and AWS_DEFAULT_REGION."""
     plan = load_plan()
-    if plan["target"].get("kind") != "sagemaker":
-        plan["target"] = {"kind": "sagemaker", "endpoint": os.environ.get("TUNER_ENDPOINT"),
+    if plan["target"].get("kind") != TargetKind.SAGEMAKER_RUNTIME:
+        plan["target"] = {"kind": TargetKind.SAGEMAKER_RUNTIME,
+                          "endpoint": os.environ.get("TUNER_ENDPOINT"),
                           "variant": os.environ.get("TUNER_VARIANT", "AllTraffic"),
                           "region": os.environ.get("AWS_DEFAULT_REGION")}
     return plan

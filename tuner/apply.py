@@ -39,6 +39,7 @@ from tuner.policy import (
 )
 from tuner.result import read_result
 from tuner.runfiles import ApplyRecord, checked
+from tuner.status import ApplyStatus, EndState
 
 # A rollback is retried this often, this far apart, before the state is declared unknown:
 # it reads the state afresh each time, so a retry after a partial restore is safe.
@@ -59,24 +60,20 @@ class ApplyOptions:
 
 @dataclass(frozen=True)
 class ApplyOutcome:
-    """How an apply ended: status is applied, no-change, dry-run, refused or failed.
+    """How an apply ended (`status.ApplyStatus`), and what AWS holds afterwards, as read
+    back (`status.EndState`: unchanged, new, previous, partial or unknown)."""
 
-    `end_state` is what AWS holds afterwards, as read back: "unchanged" (nothing was
-    written), "new" (exactly the plan), "previous" (exactly as before: rolled back),
-    "partial" (neither) or "unknown" (could not be read back).
-    """
-
-    status: str
+    status: ApplyStatus
     plan: ApplyPlan | None
     before: aws.ScalingState | None
     after: aws.ScalingState | None = None
     error: str | None = None
     exit_code: int = 0
-    end_state: str = "unchanged"
+    end_state: EndState = EndState.UNCHANGED
 
     @property
     def applied(self) -> bool:
-        return self.status == "applied"
+        return self.status == ApplyStatus.APPLIED
 
 
 def write_plan(autoscaling: Any, plan: ApplyPlan) -> aws.ScalingState:
@@ -145,14 +142,14 @@ def is_planned_state(state: aws.ScalingState, before: aws.ScalingState,
 
 
 def classify(state: aws.ScalingState | None, before: aws.ScalingState,
-             plan: ApplyPlan) -> str:
-    """The end state's name for the audit: previous, new, partial or unknown."""
+             plan: ApplyPlan) -> EndState:
+    """The end state for the audit: previous, new, partial or unknown."""
     if state is None:
-        return "unknown"
+        return EndState.UNKNOWN
     if not state_differences(state_fingerprint(before.target, before.policies),
                              state_fingerprint(state.target, state.policies)):
-        return "previous"
-    return "new" if is_planned_state(state, before, plan) else "partial"
+        return EndState.PREVIOUS
+    return EndState.NEW if is_planned_state(state, before, plan) else EndState.PARTIAL
 
 
 def read_back(autoscaling: Any, resource: str) -> aws.ScalingState | None:
@@ -239,18 +236,19 @@ def rerun_command(run_dir: Path | str, options: ApplyOptions) -> str:
 
 
 END_STATE_TEXT = {
-    "new": "it holds exactly the new configuration (read back)",
-    "previous": "it holds exactly the previous configuration (read back)",
-    "partial": "it holds neither the previous nor the new configuration but a mix (read back)",
-    "unknown": "its state is unknown (it could not be read back)",
+    EndState.NEW: "it holds exactly the new configuration (read back)",
+    EndState.PREVIOUS: "it holds exactly the previous configuration (read back)",
+    EndState.PARTIAL: "it holds neither the previous nor the new configuration but a mix "
+                      "(read back)",
+    EndState.UNKNOWN: "its state is unknown (it could not be read back)",
 }
 
 
-def failed_rollback(reason: str, rollback_error: str, end_state: str, rerun: str,
+def failed_rollback(reason: str, rollback_error: str, end_state: EndState, rerun: str,
                     audit_path: Path) -> tuple[str, str | None]:
     """The one-line error after a rollback that could not be completed, and the repair
     (None when the state read back is exactly the new one: nothing to repair)."""
-    if end_state == "new":
+    if end_state == EndState.NEW:
         return (f"{reason}; the rollback failed too ({rollback_error}), but read back the "
                 "variant holds exactly the new configuration: nothing to repair"), None
     repair = (f"re-run `{rerun}` once AWS answers again (it plans against whatever is there "
@@ -273,8 +271,9 @@ def safe_apply(*, region: str, target: dict, policy: dict, recommended_at: datet
     before: aws.ScalingState | None = None
     plan: ApplyPlan | None = None
 
-    def finish(status: str, after: aws.ScalingState | None = None, error: str | None = None,
-               exit_code: int = 0, end_state: str = "unchanged",
+    def finish(status: ApplyStatus, after: aws.ScalingState | None = None,
+               error: str | None = None, exit_code: int = 0,
+               end_state: EndState = EndState.UNCHANGED,
                repair: str | None = None) -> ApplyOutcome:
         append_audit(audit_path, {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -304,38 +303,40 @@ def safe_apply(*, region: str, target: dict, policy: dict, recommended_at: datet
             # A dry run previews: it says what an apply would need instead of refusing.
             say(f"an apply would be refused: {guard}")
     except InputError as exc:
-        return finish("refused", error=str(exc), exit_code=2)
+        return finish(ApplyStatus.REFUSED, error=str(exc), exit_code=2)
     except TunerError as exc:
-        return finish("failed", error=str(exc), exit_code=exc.exit_code)
+        return finish(ApplyStatus.FAILED, error=str(exc), exit_code=exc.exit_code)
     if options.dry_run:
         say("dry run: nothing written")
-        return finish("dry-run")
+        return finish(ApplyStatus.DRY_RUN)
     if plan.no_changes:
         say("no changes: nothing written")
-        return finish("no-change", after=before)
+        return finish(ApplyStatus.NO_CHANGE, after=before)
     try:
         check_unchanged(autoscaling, before, target["ResourceId"])
     except ConcurrentChange as exc:
-        return finish("failed", after=exc.now, error=str(exc), exit_code=1)
+        return finish(ApplyStatus.FAILED, after=exc.now, error=str(exc), exit_code=1)
     except TunerError as exc:
-        return finish("failed", error=f"{exc}: nothing written", exit_code=1)
+        return finish(ApplyStatus.FAILED, error=f"{exc}: nothing written", exit_code=1)
     try:
         after = write_plan(autoscaling, plan)
     except Exception as exc:  # any failure mid-write: restore what was there
         reason = str(exc) or type(exc).__name__
         restored, rollback_error = roll_back(autoscaling, before, target)
-        end_state = "previous" if rollback_error is None else classify(restored, before, plan)
-        if end_state == "previous":
+        end_state = (EndState.PREVIOUS if rollback_error is None
+                     else classify(restored, before, plan))
+        if end_state == EndState.PREVIOUS:
             say("write failed: the previous scaling configuration was restored and read back")
-            return finish("failed", after=restored, exit_code=1, end_state="previous",
+            return finish(ApplyStatus.FAILED, after=restored, exit_code=1,
+                          end_state=EndState.PREVIOUS,
                           error=f"{reason}; rolled back to the previous state (read back)")
         error, repair = failed_rollback(reason, rollback_error, end_state, rerun, audit_path)
         say(f"ROLLBACK FAILED: {END_STATE_TEXT[end_state]}" if repair else
             f"write failed, rollback failed: {END_STATE_TEXT[end_state]}")
-        return finish("failed", after=restored, error=error, exit_code=1,
+        return finish(ApplyStatus.FAILED, after=restored, error=error, exit_code=1,
                       end_state=end_state, repair=repair)
     say(f"applied and verified {policy['PolicyName']}")
-    return finish("applied", after=after, end_state="new")
+    return finish(ApplyStatus.APPLIED, after=after, end_state=EndState.NEW)
 
 
 def parse_age(text: str) -> timedelta:

@@ -25,6 +25,7 @@ from tuner.analysis import Sla, StepSpec
 from tuner.config import TuneConfig, request_checks
 from tuner.errors import InputError, RunError
 from tuner.search import SearchSettings
+from tuner.status import TargetKind
 
 LOADTESTS_DIR = Path(__file__).resolve().parent.parent / "loadtests"
 # Upper bound of concurrent requests per lane for workers (the master's own comes from
@@ -74,9 +75,9 @@ def search_settings_of(config: TuneConfig) -> SearchSettings:
 def build_plan(config: TuneConfig, output_dir: Path, region: str | None) -> dict[str, Any]:
     """The file the locustfile reads: everything it needs, nothing it must compute."""
     if config.url:
-        target = {"kind": "url", "url": config.url}
+        target = {"kind": TargetKind.URL, "url": config.url}
     else:
-        target = {"kind": "sagemaker", "endpoint": config.endpoint,
+        target = {"kind": TargetKind.SAGEMAKER_RUNTIME, "endpoint": config.endpoint,
                   "variant": config.variant, "region": region}
     return {
         "output_dir": str(output_dir),
@@ -244,11 +245,11 @@ def worker_plan(url: str | None, endpoint: str | None, variant: str, region: str
         if not ok:
             raise InputError(message)
     if url is not None:
-        target: dict[str, Any] = {"kind": "url", "url": url}
+        target: dict[str, Any] = {"kind": TargetKind.URL, "url": url}
     else:
         from tuner.aws import resolve_region
 
-        target = {"kind": "sagemaker", "endpoint": endpoint, "variant": variant,
+        target = {"kind": TargetKind.SAGEMAKER_RUNTIME, "endpoint": endpoint, "variant": variant,
                   "region": resolve_region(region)}
     return {"output_dir": "worker-output", "target": target,
             "payload_file": str(payload.resolve()) if payload else None,

@@ -34,6 +34,7 @@ from tuner.runfiles import (
     read_record,
     read_samples,
 )
+from tuner.status import ApplyStatus
 
 RUN_FILE = "run.json"
 APPLY_FACTS = ("scalable_target", "policy", "scaling_after", "changes", "plan", "plan_text",
@@ -77,7 +78,7 @@ def regenerate_report(run_dir: Path) -> dict:
         result["finished_at"] = datetime.fromtimestamp(
             output.summary.get("finished_at", datetime.now(UTC).timestamp()), UTC
         ).isoformat(timespec="seconds")
-    if old.get("apply_status") in ("failed", "refused") and not analysis.error:
+    if old.get("apply_status") in (ApplyStatus.FAILED, ApplyStatus.REFUSED) and not analysis.error:
         result["error"] = old.get("error")
     result["run_dir"] = str(run_dir)
     reports_dir = reports_root(run_dir, config.endpoint)

@@ -11,6 +11,7 @@ from tuner.analysis import CapacityEstimate, Recommendation, StepResult
 from tuner.config import TuneConfig
 from tuner.errors import InputError
 from tuner.inputs import read_json_object
+from tuner.status import ApplyStatus, TargetKind
 
 if TYPE_CHECKING:  # annotations only: apply imports this module's reader
     from tuner.apply import ApplyOutcome
@@ -52,7 +53,7 @@ def build_result(
         "endpoint": config.endpoint,
         "variant": config.variant,
         "region": region,
-        "target_kind": "url" if config.url else "sagemaker-runtime",
+        "target_kind": TargetKind.URL if config.url else TargetKind.SAGEMAKER_RUNTIME,
         "url": config.url,
         "sla": {"percentile": config.sla_percentile, "latency_ms": config.sla_latency_ms,
                 "max_error_rate": config.max_error_rate, "confidence": config.confidence},
@@ -83,7 +84,7 @@ def build_result(
         "changes": plan.changes if plan else [],
         "plan": plan.to_dict() if plan else None,
         "plan_text": plan.lines() if plan else [],
-        "apply_status": apply.status if apply else "not attempted",
+        "apply_status": apply.status if apply else ApplyStatus.NOT_ATTEMPTED,
         "dry_run": config.dry_run,
         "applied": bool(apply and apply.applied),
         "error": error or (apply.error if apply else None),

@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 PURE_MODULES = ("analysis", "search", "stats", "pacing", "queueing", "offline", "queue_model",
-                "slow_correlation",
+                "slow_correlation", "wire", "status",
                 "policy", "iac", "simulate", "validate", "lanes", "inputs", "controller")
 FORBIDDEN = ("boto3", "botocore", "prefect", "locust", "gevent", "matplotlib")
 
