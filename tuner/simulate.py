@@ -47,6 +47,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from tuner.analysis import Verdict
+
 __all__ = [
     "POISSON_Z_99",
     "LatencyCurve",
@@ -140,7 +142,7 @@ def curve_from_result(result: dict) -> LatencyCurve:
         points = sorted(
             (s["achieved_rps"] / instances, s["sla_percentile_ms"]) for s in result["steps"]
             if s["sla_percentile_ms"] is not None and s["achieved_rps"] > 0
-            and s["verdict"] == "pass"
+            and s["verdict"] == Verdict.PASS
         )
     if not points:
         raise ValueError("the run has no passing step to build a latency curve from")

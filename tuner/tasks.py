@@ -42,7 +42,12 @@ from tuner.suspension import (
     SuspensionMarker,
     SuspensionRecord,
 )
-from tuner.validate import ValidationVerdict, judge
+from tuner.validate import (
+    ValidationVerdict,
+    baseline_rps_per_instance,
+    judge,
+    peak_max_capacity,
+)
 
 
 @task(name="preflight", cache_policy=NO_CACHE)
@@ -270,24 +275,13 @@ def read_baseline(run_dir: Path) -> dict:
     return checked(BaselineRecord, result, f"--baseline {Path(run_dir) / 'result.json'}")
 
 
-def baseline_rps_per_instance(baseline: dict) -> float:
-    """The baseline's best estimate of capacity per instance (runs from before the
-    estimate was recorded: its interval's lower end)."""
-    point = baseline.get("max_sustainable_rps") or baseline["capacity_ci"][0]
-    return point / baseline["instances_under_test"]
-
-
-def peak_max_capacity(config: ValidateConfig, baseline: dict) -> int | None:
-    """The instances that must serve the expected peak: --max-capacity, else the baseline's."""
-    return config.max_capacity or (baseline.get("scalable_target") or {}).get("MaxCapacity")
-
-
 def candidate_tune_config(config: ValidateConfig, baseline: dict) -> TuneConfig:
     """Measure the candidate with exactly the baseline's SLA; never apply anything.
 
     Inputs that depend on the baseline are checked here, before anything is measured.
     """
-    if config.expected_peak_rps is not None and peak_max_capacity(config, baseline) is None:
+    if (config.expected_peak_rps is not None
+            and peak_max_capacity(config.max_capacity, baseline) is None):
         raise InputError("--expected-peak-rps needs --max-capacity (the baseline has none)")
     sla = baseline["sla"]
     per_instance = baseline_rps_per_instance(baseline)
@@ -314,7 +308,7 @@ def judge_candidate(config: ValidateConfig, baseline: dict, analysis: Analysis,
     # whenever one interval came out wider); the peak must be served by what was shown.
     candidate = analysis.capacity.max_sustainable_rps / instances
     verdict = judge(baseline_rps_per_instance(baseline), candidate, config.max_regression,
-                    config.expected_peak_rps, peak_max_capacity(config, baseline),
+                    config.expected_peak_rps, peak_max_capacity(config.max_capacity, baseline),
                     candidate_shown_rps_per_instance=analysis.capacity.last_pass_rps / instances)
     get_run_logger().info("validation %s: %s", "passed" if verdict.passed else "FAILED",
                           "; ".join(verdict.reasons) or f"change {verdict.change:+.1%}")

@@ -8,12 +8,29 @@ writes a scaling policy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "ValidationVerdict",
+    "baseline_rps_per_instance",
     "judge",
+    "peak_max_capacity",
 ]
+
+
+def baseline_rps_per_instance(baseline: Mapping[str, Any]) -> float:
+    """The baseline run's best estimate of capacity per instance (runs from before the
+    estimate was recorded: its interval's lower end)."""
+    point = baseline.get("max_sustainable_rps") or baseline["capacity_ci"][0]
+    return point / baseline["instances_under_test"]
+
+
+def peak_max_capacity(max_capacity: int | None, baseline: Mapping[str, Any]) -> int | None:
+    """The instances that must serve the expected peak: --max-capacity, else the
+    baseline's scalable target's."""
+    return max_capacity or (baseline.get("scalable_target") or {}).get("MaxCapacity")
 
 
 @dataclass(frozen=True)

@@ -25,3 +25,14 @@ def test_expected_peak_needs_enough_instances():
 def test_both_reasons_are_reported(candidate):
     verdict = judge(200.0, candidate, 0.1, expected_peak_rps=1000, max_capacity=2)
     assert len(verdict.reasons) == 2
+
+
+def test_the_baseline_capacity_per_instance_and_the_peak_instances_come_from_the_run():
+    """Pure gate logic, formerly in the Prefect glue (tasks.py)."""
+    from tuner.validate import baseline_rps_per_instance, peak_max_capacity
+    run = {"max_sustainable_rps": 300.0, "capacity_ci": [240.0, 320.0],
+           "instances_under_test": 2, "scalable_target": {"MaxCapacity": 6}}
+    assert baseline_rps_per_instance(run) == 150.0
+    assert baseline_rps_per_instance({**run, "max_sustainable_rps": None}) == 120.0
+    assert peak_max_capacity(None, run) == 6 and peak_max_capacity(3, run) == 3
+    assert peak_max_capacity(None, {"scalable_target": None}) is None
