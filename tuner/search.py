@@ -219,13 +219,14 @@ def _correlation_near(rates: list[RateEvidence], rate: float) -> float:
 
 def _affordable(rate: RateEvidence, settings: SearchSettings, remaining_s: float,
                 shape: QueueShape, settled: bool = True) -> int | None:
-    """The requests to extend this rate by, if the budget affords them (None: it can't).
+    """The requests to extend this rate by, if the budget affords them and the rate has
+    been looked at fewer than `MAX_LOOKS` times (None: it can't).
 
     `settled`: after the warm-up that lets the queue settle at this rate, which is
     endless at or above the saturation seen (no pass there); a look that only has to
     show a fail needs no settled queue (`next_step` gives it the bare warm-up)."""
     extra = extra_requests(rate, settings)
-    if extra is None:
+    if extra is None or rate.evidence.looks >= MAX_LOOKS:
         return None
     extra = max(extra, math.ceil(settings.min_step_s * rate.offered_rps))
     # One step collects at most max_step_s of requests; the next extension the rest.
@@ -277,6 +278,10 @@ def _next(history: list[StepResult], settings: SearchSettings, remaining_s: floa
             or _spend_the_rest(rates, last_pass, first_fail, settings, remaining_s, shape))
 
 
+# A rate is looked at (measured and judged) at most this often: each look spends part of
+# the error allowance (`extra_requests`), so the 21st look at one rate needed a confidence
+# no budget reaches while a lower rate could still pass (a 3,540 s run never showed one).
+MAX_LOOKS = 4
 # How often navigation looks again at a rate it cannot place on either side of the SLA.
 MAX_LOOKS_UNKNOWN = 3
 # Navigation stops while this share of the budget is left, for the confirmation.
@@ -457,7 +462,8 @@ def _spend_the_rest(rates: list[RateEvidence], last_pass: RateEvidence | None,
     for rate in rates:
         if not (floor < rate.offered_rps < first_fail.offered_rps
                 and rate.verdict is Verdict.INCONCLUSIVE
-                and rate.evidence.slow_share < allowed):
+                and rate.evidence.slow_share < allowed
+                and rate.evidence.looks < MAX_LOOKS):
             continue
         warmup = warmup_for(settings, rate.offered_rps, shape)
         extra = extra_requests(rate, settings)
@@ -531,8 +537,15 @@ def drain_seconds(abandoned: int, achieved_rps: float) -> float:
 
 def budget_advice(history: list[StepResult], settings: SearchSettings,
                   used_s: float) -> str | None:
-    """What budget would resolve the capacity, when this run's did not: None when the run
-    found a pass within `UNRESOLVED_WIDTH` below its best estimate."""
+    """What budget a re-run needs at the least, when this run's did not resolve the
+    capacity: None when the run found a pass within `UNRESOLVED_WIDTH` below its best
+    estimate.
+
+    The figure is this run's load plus what the inconclusive rate closest to a pass
+    would need more (at the share and correlation it showed): a floor, not a promise. A
+    re-run starts over, and its noise differs: in simulated re-runs at this figure, the
+    1.5 s model and the low-rate p99 of the zoo resolved 0 of 10 and 1 of 9 (README); the
+    message says so rather than promise what it cannot."""
     rates = pool_by_rate(history, settings.sla)
     shape = queue_shape(history, settings.sla)
     last_pass, first_fail = bracket(rates)
@@ -566,4 +579,7 @@ def budget_advice(history: list[StepResult], settings: SearchSettings,
              else "at the rates tried")
     return (f"the load budget ({settings.budget_s:g} s) could not resolve "
             f"p{settings.percentile:g} {where}: showing the SLA needs more requests than "
-            f"it allowed; re-run with --max-test-seconds {suggestion:g} or more")
+            f"it allowed; a re-run needs --max-test-seconds {suggestion:g} at the very least "
+            "(this run's load and what the rate closest to a pass lacks), near a tight SLA "
+            "often several times that")
+

@@ -2,8 +2,11 @@ import pytest
 
 from tuner.analysis import StepResult, StepSpec, bracket, pool_by_rate, queue_shape
 from tuner.search import (
+    MAX_LOOKS,
     SearchSettings,
+    _confirm,
     _spend_the_rest,
+    budget_advice,
     next_step,
     step_duration,
     warmup_for,
@@ -158,3 +161,38 @@ def test_a_probe_below_every_rate_takes_at_most_a_quarter_of_what_is_left():
     spec = next_step(history, settings, 18.0)
     assert spec.phase == "probe-down"
     assert spec.duration_s - spec.warmup_s <= (150 - 18.0) / 4 + 1e-9
+
+
+def test_a_rate_looked_at_max_looks_times_is_not_extended_again():
+    """Before: a confirmation kept extending the same inconclusive rate, each look at a
+    higher confidence (the error allowance is split between looks), in 121 s steps: a
+    p99 run with 3,540 s looked at 26 rps 21 times and never showed a pass anywhere. Now
+    after MAX_LOOKS looks the confirmation moves to a rate it can still show."""
+    settings = SearchSettings(start_rps=10, percentile=90, budget_s=3000,
+                              sla_latency_ms=100)
+
+    def confirmation(looks: int):
+        looked = [_step(i + 1, 20.0, 160, 12, "inconclusive", phase="extend")
+                  for i in range(looks)]
+        history = [_step(0, 10.0, 80, 2, "pass"), *looked,
+                   _step(looks + 1, 200.0, 1600, 1500, "fail", completed=150.0)]
+        rates = pool_by_rate(history, settings.sla)
+        last_pass, first_fail = bracket(rates)
+        return _confirm(rates, last_pass, first_fail, settings, 2800.0,
+                        queue_shape(history, settings.sla))
+
+    assert confirmation(MAX_LOOKS - 1).rate == 20.0  # extended once more
+    moved = confirmation(MAX_LOOKS)
+    assert moved is not None and moved.rate != 20.0 and moved.phase == "confirm"
+
+
+def test_budget_advice_gives_a_floor_and_says_it_is_one():
+    """Before: "re-run with --max-test-seconds N or more", where re-runs at N resolved
+    0 of 10 (the 1.5 s model) and 1 of 9 (the low-rate p99) in simulated queues."""
+    settings = SearchSettings(start_rps=10, percentile=90, budget_s=150, sla_latency_ms=100)
+    history = [_step(0, 10.0, 40, 3, "inconclusive"), _step(1, 20.0, 80, 7, "inconclusive"),
+               _step(2, 40.0, 320, 300, "fail", completed=30.0)]
+    advice = budget_advice(history, settings, 150.0)
+    floor = float(advice.split("--max-test-seconds ")[1].split()[0])
+    assert floor > 150 and "at the very least" in advice and "several times" in advice
+    assert budget_advice([_step(0, 10.0, 400, 0, "pass")], settings, 60.0) is None
