@@ -535,7 +535,7 @@ def budget_advice(history: list[StepResult], settings: SearchSettings,
     The figure is this run's load plus what the inconclusive rate closest to a pass
     would need more (at the share and correlation it showed): a floor, not a promise. A
     re-run starts over, and its noise differs: in simulated re-runs at this figure, the
-    1.5 s model and the low-rate p99 of the zoo resolved 0 of 10 and 1 of 9 (README); the
+    1.5 s model and the low-rate p99 of the zoo resolved 0 of 9 and 1 of 9 (README); the
     message says so rather than promise what it cannot."""
     rates = pool_by_rate(history, settings.sla)
     shape = queue_shape(history, settings.sla)

@@ -177,7 +177,7 @@ def test_a_rate_looked_at_max_looks_times_is_not_extended_again():
 
 def test_budget_advice_gives_a_floor_and_says_it_is_one():
     """Before: "re-run with --max-test-seconds N or more", where re-runs at N resolved
-    0 of 10 (the 1.5 s model) and 1 of 9 (the low-rate p99) in simulated queues."""
+    0 of 9 (the 1.5 s model) and 1 of 9 (the low-rate p99) in simulated queues."""
     settings = SearchSettings(start_rps=10, percentile=90, budget_s=150, sla_latency_ms=100)
     history = [_step(0, 10.0, 40, 3, "inconclusive"), _step(1, 20.0, 80, 7, "inconclusive"),
                _step(2, 40.0, 320, 300, "fail", completed=30.0)]
