@@ -32,9 +32,9 @@ from truth import Truth, truths  # noqa: E402
 
 from tuner.analysis import estimate_capacity, summarize_samples  # noqa: E402
 from tuner.config import build_config  # noqa: E402
+from tuner.demo.servers import model_server  # noqa: E402
 from tuner.errors import NoPassingStepError, RunError  # noqa: E402
 from tuner.loadtest import run_load_test, sla_of  # noqa: E402
-from tuner.servers import model_server  # noqa: E402
 
 # Goals: point error against the Poisson truth, and the load budget per SLA percentile.
 LOW_ERROR, HIGH_ERROR = -0.10, 0.03
@@ -44,7 +44,7 @@ P99_BUDGET_S, OTHER_BUDGET_S = 240.0, 150.0
 @dataclass(frozen=True)
 class Case:
     name: str
-    law: str  # a ServiceLaw, as `tuner.model_server --service-law` takes it
+    law: str  # a ServiceLaw, as `tuner.demo.model_server --service-law` takes it
     slots: int
     percentile: float
     sla_ms: float

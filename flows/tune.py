@@ -1,6 +1,6 @@
 """Prefect flow: preflight -> load test -> analyse -> apply -> report.
 
-Orchestration only; every step lives in `tuner.tasks`. Runs with no Prefect server
+Orchestration only; every step lives in `flows.tasks`. Runs with no Prefect server
 configured (a temporary local one is started), on a schedule, or from the `tuner` CLI.
 """
 
@@ -10,11 +10,7 @@ from datetime import UTC, datetime
 
 from prefect import flow
 
-from tuner import interrupts
-from tuner.config import TuneConfig, validate
-from tuner.errors import InputError, RunError
-from tuner.result import build_result
-from tuner.tasks import (
+from flows.tasks import (
     analyse,
     apply_recommendation,
     create_run_dir,
@@ -25,6 +21,10 @@ from tuner.tasks import (
     record_run,
     report_interrupted,
 )
+from tuner import interrupts
+from tuner.config import TuneConfig, check_tune_config
+from tuner.errors import InputError, RunError
+from tuner.result import build_result
 
 
 @flow(name="tune-endpoint")
@@ -38,7 +38,7 @@ def tune_endpoint(config: TuneConfig) -> dict:
     """
     with interrupts.handled():
         started = datetime.now(UTC)
-        validate(config)  # again: a deployment's parameters come from the UI, not the CLI
+        check_tune_config(config)  # again: a deployment's parameters come from the UI, not the CLI
         before = preflight(config)
         run_dir = create_run_dir(config.reports_dir, config.endpoint)
         interrupts.note_run_dir(run_dir)

@@ -11,11 +11,7 @@ from datetime import UTC, datetime
 
 from prefect import flow
 
-from tuner import interrupts
-from tuner.config import ValidateConfig, validate_validation
-from tuner.errors import RunError
-from tuner.result import build_result
-from tuner.tasks import (
+from flows.tasks import (
     analyse,
     candidate_tune_config,
     create_run_dir,
@@ -28,13 +24,17 @@ from tuner.tasks import (
     report_interrupted,
     validate_preflight,
 )
+from tuner import interrupts
+from tuner.config import ValidateConfig, check_validate_config
+from tuner.errors import RunError
+from tuner.result import build_result
 
 
 @flow(name="validate-capacity")
 def validate_capacity(config: ValidateConfig) -> dict:
     """Measure the candidate, compare with the baseline, report; raise if it fails."""
     started = datetime.now(UTC)
-    validate_validation(config)  # again: a deployment's parameters come from the UI
+    check_validate_config(config)  # again: a deployment's parameters come from the UI
     baseline = read_baseline(config.baseline)
     tune_config = candidate_tune_config(config, baseline)
     with interrupts.handled():  # SIGINT/SIGTERM: scaling restored, report marked interrupted

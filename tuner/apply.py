@@ -37,8 +37,7 @@ from tuner.policy import (
     stored_mismatches,
     suspended_flags,
 )
-from tuner.result import read_result
-from tuner.runfiles import ApplyRecord, checked
+from tuner.runfiles import ApplyRecord, checked, read_result
 from tuner.status import ApplyStatus, EndState
 
 # A rollback is retried this often, this far apart, before the state is declared unknown:

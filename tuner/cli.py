@@ -257,7 +257,7 @@ def validate_command(
                             lambda line: typer.echo(line, err=True))
         # The baseline is input too: a corrupt or hostile one is refused before any flow
         # starts (the flow reads it again).
-        from tuner.tasks import candidate_tune_config, read_baseline
+        from flows.tasks import candidate_tune_config, read_baseline
 
         candidate_tune_config(config, read_baseline(config.baseline))
         _quiet_prefect()
@@ -282,7 +282,7 @@ def schedule_command(
     timezone: Annotated[str, Opt(help="the cron's time zone")] = "UTC",
 ) -> None:
     """Serve the tune flow on a cron schedule (dry runs unless the config says apply = true)."""
-    from tuner.schedule import scheduled_config, validate_cron
+    from flows.schedule import scheduled_config, validate_cron
 
     try:
         validate_cron(cron, timezone)
@@ -292,7 +292,7 @@ def schedule_command(
     _quiet_prefect()
     from prefect import serve
 
-    from tuner.schedule import deployment
+    from flows.schedule import deployment
 
     mode = "dry runs" if tune_config.dry_run else "APPLYING targets"
     typer.echo(f"serving tune-endpoint/{name} on '{cron}' ({timezone}), {mode}; Ctrl-C stops",
@@ -425,10 +425,10 @@ def demo(
     max_test_seconds: Annotated[float, Opt(help="load budget")] = 120.0,
 ) -> None:
     """Run the whole flow locally: bundled model server + local moto AWS API."""
-    from tuner.demo import run_demo
+    from tuner.demo.run import run_demo
 
     try:
-        result = run_demo(reports_dir, max_test_seconds)
+        result = run_demo(reports_dir, run_tune, max_test_seconds)
     except TunerError as error:
         _fail(error)
     _end_with_run_dir(result["run_dir"])

@@ -207,7 +207,7 @@ class TuneConfig(BaseModel):
         return max(2.0, 10 * self.sla_latency_ms / 1000.0)
 
 
-def validate(config: TuneConfig, *, check_files: bool = True) -> TuneConfig:
+def check_tune_config(config: TuneConfig, *, check_files: bool = True) -> TuneConfig:
     """Reject what makes no sense, with one line naming the problem and the fix.
 
     `check_files` False skips what must exist on this machine now (the payload file, the
@@ -279,7 +279,7 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Tu
     for required in ("endpoint", "sla_latency_ms"):
         if merged.get(required) is None:
             raise InputError(f"missing {_flag(required)}: give it as a flag or in --config")
-    return validate(_construct(TuneConfig, merged))
+    return check_tune_config(_construct(TuneConfig, merged))
 
 
 def _construct(model: type[BaseModel], values: dict[str, Any]) -> Any:
@@ -314,7 +314,7 @@ class ValidateConfig(BaseModel):
     reports_dir: Path = Path("reports")
 
 
-def validate_validation(config: ValidateConfig) -> ValidateConfig:
+def check_validate_config(config: ValidateConfig) -> ValidateConfig:
     if (config.url is None) == (config.endpoint is None):
         raise InputError("give exactly one of --url (a candidate container) or --endpoint "
                          "(a deployed candidate endpoint)")
@@ -350,4 +350,4 @@ def check_worker(values: dict[str, Any]) -> None:
 
 
 def build_validate_config(flags: dict[str, Any]) -> ValidateConfig:
-    return validate_validation(_construct(ValidateConfig, flags))
+    return check_validate_config(_construct(ValidateConfig, flags))

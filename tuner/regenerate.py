@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from tuner.analysis import StepSpec
 from tuner.aws import ScalingState
-from tuner.config import TuneConfig, validate
+from tuner.config import TuneConfig, check_tune_config
 from tuner.errors import InputError
 from tuner.history import entries_with_run, write_index
 from tuner.loadtest import LoadTestOutput
@@ -105,7 +105,7 @@ def run_config(raw: dict, source: Path) -> TuneConfig:
     except ValidationError as exc:
         raise InputError(one_line(exc, f"{source}: config")) from None
     try:
-        return validate(config, check_files=False)
+        return check_tune_config(config, check_files=False)
     except InputError as exc:
         raise InputError(f"{source}: config: {exc}") from None
 

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.analysis import CapacityEstimate, Recommendation, StepResult
 from tuner.config import TuneConfig
-from tuner.errors import InputError
-from tuner.inputs import read_json_object
 from tuner.status import ApplyStatus, TargetKind
 
-if TYPE_CHECKING:  # annotations only: apply imports this module's reader
+if TYPE_CHECKING:  # annotations only (the run directory's reader is `runfiles.read_result`)
     from tuner.apply import ApplyOutcome
     from tuner.aws import ScalingState
-
-RESULT_FILE = "result.json"
 
 
 def json_safe(value: Any) -> Any:
@@ -93,18 +88,3 @@ def build_result(
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return json_safe(result)
-
-
-def read_result(run_dir: Path, flag: str = "") -> dict:
-    """A run directory's result.json, or one line saying why it cannot be read.
-
-    The only reader of result.json for commands that take a run directory (`apply`,
-    `export`, `simulate`, `validate --baseline`); `flag` names the argument in the error.
-    Each command then checks the fields it uses (`tuner.runfiles`).
-    """
-    label = f"{flag} {run_dir}".strip()
-    path = Path(run_dir) / RESULT_FILE
-    if not path.is_file():
-        raise InputError(f"{label} is not a run directory (no {RESULT_FILE}): pass the "
-                         "directory `tuner tune` printed last")
-    return read_json_object(path, str(path))

@@ -517,3 +517,21 @@ def read_samples(path: Path, step_indices: set[int]) -> pd.DataFrame:
     numbers["step"] = numbers["step"].astype(int)
     numbers["ok"] = numbers["ok"].astype(bool)
     return numbers
+
+
+RESULT_FILE = "result.json"
+
+
+def read_result(run_dir: Path, flag: str = "") -> dict:
+    """A run directory's result.json, or one line saying why it cannot be read.
+
+    The only reader of result.json for commands that take a run directory (`apply`,
+    `export`, `simulate`, `validate --baseline`); `flag` names the argument in the error.
+    Each command then checks the fields it uses (`tuner.runfiles`).
+    """
+    label = f"{flag} {run_dir}".strip()
+    path = Path(run_dir) / RESULT_FILE
+    if not path.is_file():
+        raise InputError(f"{label} is not a run directory (no {RESULT_FILE}): pass the "
+                         "directory `tuner tune` printed last")
+    return read_json_object(path, str(path))

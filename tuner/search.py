@@ -218,9 +218,11 @@ def _affordable(rate: RateEvidence, settings: SearchSettings, remaining_s: float
     """The requests to extend this rate by, if the budget affords them and the rate has
     been looked at fewer than `MAX_LOOKS` times (None: it can't).
 
-    `settled`: after the warm-up that lets the queue settle at this rate, which is
+    `settled`: counting the warm-up that lets the queue settle at this rate, which is
     endless at or above the saturation seen (no pass there); a look that only has to
-    show a fail needs no settled queue (`next_step` gives it the bare warm-up)."""
+    show a fail is judged affordable on the bare warm-up (`next_step` then gives it the
+    settled warm-up where that is finite, the bare one where it is not, and cuts the step
+    at the budget)."""
     extra = extra_requests(rate, settings)
     if extra is None or rate.evidence.looks >= MAX_LOOKS:
         return None

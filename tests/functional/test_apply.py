@@ -10,13 +10,13 @@ from moto import mock_aws
 from tuner import apply as apply_module
 from tuner import aws
 from tuner.apply import ApplyOptions, safe_apply
+from tuner.demo.servers import create_endpoint
 from tuner.policy import (
     POLICY_NAME,
     scalable_target_request,
     scaling_policy_request,
     state_fingerprint,
 )
-from tuner.servers import create_endpoint
 
 RID = "endpoint/ep/variant/AllTraffic"
 NOW = datetime.now(UTC)

@@ -26,13 +26,13 @@ from typer.testing import CliRunner
 from tuner import apply as apply_module
 from tuner import aws
 from tuner.apply import ApplyOptions, safe_apply
+from tuner.demo.servers import create_endpoint
 from tuner.policy import (
     POLICY_NAME,
     scalable_target_request,
     scaling_policy_request,
     state_fingerprint,
 )
-from tuner.servers import create_endpoint
 
 RID = "endpoint/ep/variant/AllTraffic"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"

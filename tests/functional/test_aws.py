@@ -6,8 +6,8 @@ import pytest
 from moto import mock_aws
 
 from tuner import aws
+from tuner.demo.servers import create_endpoint
 from tuner.errors import InputError
-from tuner.servers import create_endpoint
 
 RID = "endpoint/ep/variant/AllTraffic"
 

@@ -6,8 +6,8 @@ from tuner.errors import InputError
 
 
 def test_run_directory_readers_refuse_corrupt_result_json(tmp_path):
+    from flows.tasks import read_baseline
     from tuner.apply import load_run
-    from tuner.tasks import read_baseline
 
     (tmp_path / "result.json").write_text("{broken")
     for read in (load_run, read_baseline):

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from flows.tasks import candidate_tune_config, create_run_dir, read_baseline
 from tuner import aws
 from tuner.apply import load_run
 from tuner.cli import app
@@ -42,7 +43,6 @@ from tuner.report import render_html, render_markdown, steps_frame
 from tuner.runfiles import ReportRecord, RunRecord, checked, read_record
 from tuner.simulate import curve_from_result
 from tuner.simulate_run import SimulationOptions, scaling_model
-from tuner.tasks import candidate_tune_config, create_run_dir, read_baseline
 from tuner.traffic import MAX_MINUTES, read_csv
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True,

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PURE_MODULES = ("analysis", "search", "stats", "pacing", "queueing", "offline", "queue_model",
                 "slow_correlation", "wire", "status",
-                "policy", "iac", "simulate", "validate", "lanes", "inputs", "controller")
+                "policy", "iac", "simulate", "release_gate", "lanes", "inputs", "controller")
 FORBIDDEN = ("boto3", "botocore", "prefect", "locust", "gevent", "matplotlib")
 
 PROBE = ("import importlib, json, sys; "

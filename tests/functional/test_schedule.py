@@ -5,9 +5,9 @@ import pytest
 import yaml
 from prefect import Flow
 
+from flows.schedule import deployment, scheduled_config, validate_cron
 from tuner.config import TuneConfig, ValidateConfig
 from tuner.errors import InputError
-from tuner.schedule import deployment, scheduled_config, validate_cron
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,8 @@ from moto import mock_aws
 
 from tests.functional.test_aws import RID, _register
 from tuner import aws, interrupts
+from tuner.demo.servers import create_endpoint
 from tuner.errors import InputError, RunError
-from tuner.servers import create_endpoint
 from tuner.suspension import (
     EndpointTags,
     SuspensionMarker,

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tuner.servers import create_endpoint, model_server, moto_server
+from tuner.demo.servers import create_endpoint, model_server, moto_server
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,10 @@ import pytest
 from tuner import loadtest
 from tuner.analysis import estimate_capacity, summarize_samples
 from tuner.config import build_config
+from tuner.demo.servers import free_port, model_server
 from tuner.lanes import payload_sha256
 from tuner.loadtest import run_load_test, sla_of
 from tuner.measure import analyse_output
-from tuner.servers import free_port, model_server
 
 pytestmark = pytest.mark.integration
 

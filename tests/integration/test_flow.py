@@ -8,9 +8,9 @@ from moto import mock_aws
 
 from flows.tune import tune_endpoint
 from tuner.config import build_config
+from tuner.demo.servers import create_endpoint
 from tuner.errors import InputError
 from tuner.regenerate import regenerate_report
-from tuner.servers import create_endpoint
 
 # Flows run in-process against the one Prefect test server of the session.
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
@@ -70,7 +70,7 @@ def two_dry_runs(prefect_harness, server_200, tmp_path_factory):
     """Two dry runs into one reports directory, the second against a server 25% slower: read
     by the history test and by the dry-run test (the first run is a plain dry run on a fresh
     endpoint, with the AWS state read right after it), one flow run fewer."""
-    from tuner.servers import model_server
+    from tuner.demo.servers import model_server
 
     reports = tmp_path_factory.mktemp("reports")
     with mock_aws():
@@ -145,8 +145,8 @@ def test_validation_fails_a_slower_candidate_with_a_report(tmp_path):
 
     from flows.validate import validate_capacity
     from tuner.config import ValidateConfig
+    from tuner.demo.servers import model_server
     from tuner.errors import RunError
-    from tuner.servers import model_server
 
     # 100 rps: half the baseline's capacity
     with (model_server(slots=2, service_ms=20.0) as slower,

@@ -51,7 +51,7 @@ def test_steps_hold_their_offered_rate(measured):
 
 
 def test_failing_endpoint_is_aborted_and_the_run_still_ends_cleanly(tmp_path):
-    from tuner.servers import model_server
+    from tuner.demo.servers import model_server
 
     with model_server(slots=4, service_ms=20.0, error_rate=0.5) as broken:
         config = build_config({}, {"endpoint": "ep", "url": broken.url, "sla_latency_ms": 100,

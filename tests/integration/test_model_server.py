@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from tuner.servers import model_server
+from tuner.demo.servers import model_server
 
 pytestmark = pytest.mark.integration
 

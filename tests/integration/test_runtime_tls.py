@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tuner.config import build_config
+from tuner.demo.servers import model_server
 from tuner.loadtest import run_load_test
-from tuner.servers import model_server
 
 pytestmark = pytest.mark.integration
 

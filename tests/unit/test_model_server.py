@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from tuner.model_server import SlotScheduler, main
+from tuner.demo.model_server import SlotScheduler, main
+from tuner.demo.servers import model_server
 from tuner.queueing import ServiceLaw
-from tuner.servers import model_server
 
 
 def test_slots_serve_exactly_their_capacity():

@@ -22,7 +22,8 @@ def test_the_values_are_the_strings_old_runs_hold():
 
 def test_result_json_writes_plain_strings_that_read_back_as_members():
     written = json.loads(json.dumps(sample_result()))
-    assert (written["apply_status"], written["target_kind"]) == ("applied", "url")
+    assert written["target_kind"] == "url"
+    assert json.dumps([ApplyStatus.NOT_ATTEMPTED, EndState.NEW]) == '["not attempted", "new"]'
     assert ApplyStatus(written["apply_status"]) is ApplyStatus.APPLIED
 
 

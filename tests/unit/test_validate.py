@@ -1,6 +1,6 @@
 import pytest
 
-from tuner.validate import judge
+from tuner.release_gate import judge
 
 
 def test_equal_capacity_passes():
@@ -28,8 +28,8 @@ def test_both_reasons_are_reported(candidate):
 
 
 def test_the_baseline_capacity_per_instance_and_the_peak_instances_come_from_the_run():
-    """Pure gate logic, formerly in the Prefect glue (tasks.py)."""
-    from tuner.validate import baseline_rps_per_instance, peak_max_capacity
+    """Pure gate logic, formerly in the Prefect glue (flows/tasks.py)."""
+    from tuner.release_gate import baseline_rps_per_instance, peak_max_capacity
     run = {"max_sustainable_rps": 300.0, "capacity_ci": [240.0, 320.0],
            "instances_under_test": 2, "scalable_target": {"MaxCapacity": 6}}
     assert baseline_rps_per_instance(run) == 150.0

@@ -92,7 +92,7 @@ def model_server(slots: int = 4, service_ms: float = 20.0, error_rate: float = 0
     anything starts."""
     parsed = ServiceLaw.parse(law) if law is not None else ServiceLaw("constant", service_ms)
     port = free_port()
-    command = [sys.executable, "-m", "tuner.model_server", "--port", str(port),
+    command = [sys.executable, "-m", "tuner.demo.model_server", "--port", str(port),
                "--slots", str(slots), "--seed", str(seed), "--error-rate", str(error_rate)]
     # The caller's own text, not str(parsed): that rounds to 6 significant digits.
     command += ["--service-law", law.strip()] if law is not None else [

@@ -13,8 +13,8 @@ finishes its service time after it frees), so event-loop jitter delays single re
 never erodes the capacity: the demo, tests and benchmarks can compare what the tuner
 measures against a known truth.
 
-Run it with `python -m tuner.model_server --port 8080 --slots 4 --service-ms 20`
-or `python -m tuner.model_server --slots 2 --service-law lognormal:40:1.0 --seed 7`.
+Run it with `python -m tuner.demo.model_server --port 8080 --slots 4 --service-ms 20`
+or `python -m tuner.demo.model_server --slots 2 --service-law lognormal:40:1.0 --seed 7`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from tuner import aws, interrupts
 from tuner.analysis import Recommendation
 from tuner.apply import ApplyOptions, ApplyOutcome, rerun_command, safe_apply
-from tuner.config import TuneConfig, ValidateConfig, validate
+from tuner.config import TuneConfig, ValidateConfig, check_tune_config
 from tuner.errors import InputError, TunerError
 from tuner.history import entries_with_run, write_index
 from tuner.inputs import check, inside, sagemaker_name_problem, show
@@ -34,19 +34,19 @@ from tuner.policy import (
 from tuner.preflight import Preflight, check_endpoint, inspect_variant
 from tuner.progress import live_progress
 from tuner.regenerate import RUN_FILE
-from tuner.report import render_markdown, steps_frame, write_report
-from tuner.result import build_result, read_result
-from tuner.runfiles import BaselineRecord, checked
-from tuner.suspension import (
-    EndpointTags,
-    SuspensionMarker,
-    SuspensionRecord,
-)
-from tuner.validate import (
+from tuner.release_gate import (
     ValidationVerdict,
     baseline_rps_per_instance,
     judge,
     peak_max_capacity,
+)
+from tuner.report import render_markdown, steps_frame, write_report
+from tuner.result import build_result
+from tuner.runfiles import BaselineRecord, checked, read_result
+from tuner.suspension import (
+    EndpointTags,
+    SuspensionMarker,
+    SuspensionRecord,
 )
 
 
@@ -286,7 +286,7 @@ def candidate_tune_config(config: ValidateConfig, baseline: dict) -> TuneConfig:
     sla = baseline["sla"]
     per_instance = baseline_rps_per_instance(baseline)
     instances = config.instances or 1
-    return validate(TuneConfig(
+    return check_tune_config(TuneConfig(
         endpoint=config.endpoint or baseline["endpoint"], variant=config.variant,
         region=config.region, url=config.url,
         instances=config.instances if config.url else None, payload=config.payload,

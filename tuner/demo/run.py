@@ -12,20 +12,22 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
+from tuner.demo.servers import create_endpoint, model_server, moto_server
 from tuner.queueing import ServiceLaw, capacity_at_sla
-from tuner.servers import create_endpoint, model_server, moto_server
 
 DEMO_ENDPOINT = "demo-endpoint"
 DEMO_REGION = "us-east-1"
 
 
-def run_demo(reports_dir: Path, max_test_seconds: float = 120.0) -> dict:
-    from tuner.cli import run_tune
-
+def run_demo(reports_dir: Path, run_tune: Callable[[dict, dict], dict],
+             max_test_seconds: float = 120.0) -> dict:
+    """`run_tune` is the CLI's tune (`tuner.cli.run_tune`), passed in: the demo runs exactly
+    what `tuner tune --url ...` runs, without importing the CLI back (no cycle)."""
     with model_server(slots=4, service_ms=20.0) as server, moto_server() as aws_url:
         os.environ.update({
             "AWS_ENDPOINT_URL": aws_url,
