@@ -56,6 +56,7 @@ from tuner.wire import (
     DONE_MESSAGE,
     HELLO_MESSAGE,
     SAMPLE_FIELDS,
+    STEP_SETTINGS,
     LaneReport,
     StepOrder,
     StepSettings,
@@ -82,9 +83,6 @@ log = logging.getLogger("tuner.openloop")
 LOCAL_LANE = "local"
 # How long a master waits for its workers to connect and be accepted.
 WORKER_WAIT_S = 120.0
-# The plan's lane settings that travel with every step: workers on other machines know only
-# their target.
-STEP_SETTINGS = ("request_timeout_s", "abort", "arrivals", "max_in_flight")
 
 # (intended send time, completion time, latency from the intended time, succeeded), the
 # times in seconds since the step's start.
@@ -318,10 +316,12 @@ class SearchController:
         except WireError as exc:
             problem = (f"{exc}: install the same endpoint-tuner version on the master and "
                        "every worker")
+            # Only a record can label the lane (a list here would break `lane_label`).
+            greeting = greeting if isinstance(greeting, Mapping) else None
         else:
             problem = handshake_problem(self.identity, greeting)
         if problem is None:
-            self.greetings[lane] = greeting or {}
+            self.greetings[lane] = greeting
             return None
         label = lane_label(lane, greeting)
         self.refused[lane] = f"{label}: {problem}"

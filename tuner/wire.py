@@ -31,6 +31,7 @@ __all__ = [
     "MESSAGES",
     "REFUSED_MESSAGE",
     "STEP_MESSAGE",
+    "STEP_SETTINGS",
     "WELCOME_MESSAGE",
     "Hello",
     "LaneReport",
@@ -77,8 +78,8 @@ class Refused(TypedDict):
 
 
 class StepSettings(TypedDict, total=False):
-    """The plan's lane settings that travel with every step (`controller.STEP_SETTINGS`):
-    a worker on another machine knows only its target."""
+    """The plan's lane settings that travel with every step (`STEP_SETTINGS`): a worker
+    on another machine knows only its target."""
 
     request_timeout_s: float
     abort: dict[str, Any] | None
@@ -138,6 +139,9 @@ _SETTINGS: dict[str, tuple[tuple[type, ...], bool]] = {
     "request_timeout_s": (_NUMBER, False), "abort": ((dict,), True),
     "arrivals": ((str,), False), "max_in_flight": (_INT, False)}
 MESSAGES = tuple(_FIELDS)
+# The plan's lane settings that travel with every step (workers on other machines know
+# only their target): the controller copies exactly these into each StepOrder.
+STEP_SETTINGS = tuple(_SETTINGS)
 
 
 def _check(kind: str, where: str, data: Mapping[str, Any],

@@ -104,3 +104,11 @@ def test_a_malformed_handshake_is_refused_with_the_fix(tmp_path):
     assert problem.startswith("tuner_hello message without payload_sha256")
     assert "install the same endpoint-tuner version" in problem
     assert "w1" in controller.refused and "w1" not in controller.greetings
+
+
+def test_a_handshake_that_is_not_a_record_is_refused_not_a_crash(tmp_path):
+    """Before this fix, a list as the handshake reached `lane_label` and raised."""
+    controller = make_controller(tmp_path, FakeClock(), distributed=True)
+    problem = controller.admit("w2", ["not", "a", "record"])
+    assert problem.startswith("tuner_hello message is list, not a record")
+    assert controller.refused["w2"].startswith("worker w2: ")
