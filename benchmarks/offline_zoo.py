@@ -28,8 +28,7 @@ from accuracy import HIGH_ERROR, LOW_ERROR, Case, blind_start, case_truth, selec
 from truth import Truth  # noqa: E402
 
 from tuner.analysis import Sla  # noqa: E402
-from tuner.offline import run_offline  # noqa: E402
-from tuner.queueing import ServiceLaw, VirtualEndpoint  # noqa: E402
+from tuner.offline import run_offline_seeds  # noqa: E402
 from tuner.search import SearchSettings  # noqa: E402
 
 COLUMNS = (f"{'case':<18} {'truth':>7} | {'median':>7} {'min':>7} {'max':>7} "
@@ -42,9 +41,7 @@ def study(case: Case, truth: Truth, seeds: int) -> str:
     settings = SearchSettings(start_rps=blind_start(truth), percentile=case.percentile,
                               budget_s=case.budget_s, sla_latency_ms=case.sla_ms)
     errors, above, no_pass, loads = [], 0, 0, []
-    for seed in range(seeds):
-        run = run_offline(VirtualEndpoint(ServiceLaw.parse(case.law), case.slots, seed=seed),
-                          settings, sla)
+    for run in run_offline_seeds(case.law, case.slots, settings, sla, range(seeds)):
         loads.append(run.load_seconds)
         if run.capacity is None:
             no_pass += 1

@@ -13,6 +13,10 @@ endpoint to drain (`search.drain_seconds`).
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
 from tuner.analysis import (
@@ -24,10 +28,10 @@ from tuner.analysis import (
     summarize_step,
 )
 from tuner.errors import NoPassingStepError
-from tuner.queueing import VirtualEndpoint
+from tuner.queueing import ServiceLaw, VirtualEndpoint
 from tuner.search import SearchSettings, budget_advice, drain_seconds, next_step
 
-__all__ = ["OfflineRun", "run_offline"]
+__all__ = ["OfflineRun", "run_offline", "run_offline_seeds"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +67,26 @@ def run_offline(endpoint: VirtualEndpoint, settings: SearchSettings, sla: Sla) -
     except NoPassingStepError:
         capacity = None
     return OfflineRun(specs, steps, used, capacity, budget_advice(steps, settings, used))
+
+
+def run_offline_seeds(law: str, slots: int, settings: SearchSettings, sla: Sla,
+                      seeds: Iterable[int], workers: int | None = None) -> list[OfflineRun]:
+    """`run_offline` against `VirtualEndpoint(law, slots, seed)` for each seed, in seed
+    order, spread over the machine's cores (`workers`, default all of them): a study of
+    40 runs is CPU-bound Python, and each run is independent of the others.
+
+    Worker processes are started fresh (`spawn`: no fork of a process that may hold
+    threads), so results are the same as running the seeds one by one."""
+    seeds = list(seeds)
+    workers = workers or len(os.sched_getaffinity(0))
+    if workers <= 1 or len(seeds) <= 1:
+        return [_seed_run(law, slots, settings, sla, seed) for seed in seeds]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(seeds)), mp_context=context) as pool:
+        return list(pool.map(_seed_run, *zip(*[(law, slots, settings, sla, seed)
+                                                for seed in seeds], strict=True)))
+
+
+def _seed_run(law: str, slots: int, settings: SearchSettings, sla: Sla,
+              seed: int) -> OfflineRun:
+    return run_offline(VirtualEndpoint(ServiceLaw.parse(law), slots, seed=seed), settings, sla)

@@ -13,12 +13,13 @@ import pytest
 
 from tuner.analysis import QueueShape, Sla, StepSpec, Verdict, summarize_step
 from tuner.config import TuneConfig
-from tuner.offline import run_offline
+from tuner.offline import run_offline, run_offline_seeds
 from tuner.queueing import ServiceLaw, VirtualEndpoint, capacity_at_sla, fifo_sojourn_s
 from tuner.search import SearchSettings, step_duration
 from tuner.slow_correlation import latency_sketch
 
-# Hundreds of offline runs per claim: a minute in all, so `make test-fast` leaves them out.
+# Hundreds of offline runs per claim (spread over the cores, `run_offline_seeds`): minutes
+# in all, so `make test-fast` leaves them out.
 pytestmark = pytest.mark.slow
 
 # (law, slots, percentile, SLA ms, budget s): a hard knee, a long tail, 5% slow at any load.
@@ -57,9 +58,7 @@ def test_capacity_interval_covers_the_truth_at_the_stated_confidence(name):
     sla = Sla(percentile, sla_ms, 0.01, CONFIDENCE)
     settings = _settings(truth, percentile, sla_ms, budget)
     covered = basis_ok = resolved = 0
-    for seed in range(RUNS):
-        run = run_offline(VirtualEndpoint(ServiceLaw.parse(law), slots, seed=seed),
-                          settings, sla)
+    for run in run_offline_seeds(law, slots, settings, sla, range(RUNS)):
         assert run.load_seconds <= budget + 1e-6
         if run.capacity is None:
             continue  # the run said it could not resolve: no claim made
@@ -145,9 +144,7 @@ def test_five_percent_slow_requests_no_longer_sink_the_capacity():
     sla = Sla(percentile, sla_ms, 0.01, CONFIDENCE)
     settings = _settings(truth, percentile, sla_ms, budget)
     points, missing = [], 0
-    for seed in range(RUNS):
-        run = run_offline(VirtualEndpoint(ServiceLaw.parse(law), slots, seed=seed),
-                          settings, sla)
+    for run in run_offline_seeds(law, slots, settings, sla, range(RUNS)):
         if run.capacity is None:
             missing += 1
             assert run.advice and "--max-test-seconds" in run.advice
