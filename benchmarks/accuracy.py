@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from truth import Truth, truths  # noqa: E402
 
-from tuner.analysis import estimate_capacity, summarize_samples  # noqa: E402
 from tuner.config import build_config  # noqa: E402
 from tuner.demo.servers import model_server  # noqa: E402
 from tuner.errors import NoPassingStepError, RunError  # noqa: E402
-from tuner.loadtest import run_load_test, sla_of  # noqa: E402
+from tuner.measure.analysis import estimate_capacity, summarize_samples  # noqa: E402
+from tuner.measure.loadtest import run_load_test, sla_of  # noqa: E402
 
 # Goals: point error against the Poisson truth, and the load budget per SLA percentile.
 LOW_ERROR, HIGH_ERROR = -0.10, 0.03

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tuner.config import build_config  # noqa: E402
 from tuner.demo.servers import create_endpoint, model_server  # noqa: E402, F401
-from tuner.loadtest import run_load_test  # noqa: E402
+from tuner.measure.loadtest import run_load_test  # noqa: E402
 
 ENDPOINT = "bench"
 PATHS = {"wrk (machine limit)": "wrk", "URL path (FastHttpUser)": None,

@@ -2,7 +2,7 @@
 
 `accuracy.py` measures one run per case against a real model server (40 minutes for the
 zoo): the figures a user would see, but one draw each. This runs the same search and
-analysis (`tuner.offline`) against `tuner.queueing.VirtualEndpoint`, the same queue
+analysis (`tuner.measure.offline`) against `tuner.measure.queueing.VirtualEndpoint`, the same queue
 simulated in virtual time, for `--seeds` runs per case, and prints per case how the point
 estimates spread, how often a run met the point goal (-10%..+3% of the truth), how often
 the target's basis (the interval's lower end) was above the truth, and how many runs
@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import HIGH_ERROR, LOW_ERROR, Case, blind_start, case_truth, select  # noqa: E402
 from truth import Truth  # noqa: E402
 
-from tuner.analysis import Sla  # noqa: E402
-from tuner.offline import run_offline_seeds  # noqa: E402
-from tuner.search import SearchSettings  # noqa: E402
+from tuner.measure.analysis import Sla  # noqa: E402
+from tuner.measure.offline import run_offline_seeds  # noqa: E402
+from tuner.measure.search import SearchSettings  # noqa: E402
 
 COLUMNS = (f"{'case':<18} {'truth':>7} | {'median':>7} {'min':>7} {'max':>7} "
            f"{'in goal':>7} {'basis>truth':>11} {'no pass':>7} {'load s':>6}")

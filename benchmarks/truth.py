@@ -1,6 +1,6 @@
 """The benchmark's yardstick: the true capacity of a server of known behaviour at an SLA.
 
-An independent discrete-event simulation (it shares nothing with `tuner.queueing` but the
+An independent discrete-event simulation (it shares nothing with `tuner.measure.queueing` but the
 `ServiceLaw` parser and sampler): requests arrive, take one of `slots` identical slots when
 one is free or wait in a FIFO queue, and leave after their service time. Events are
 explicit: an arrival either starts service (a slot was free: one more busy slot, its
@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tuner.queueing import ServiceLaw  # noqa: E402
+from tuner.measure.queueing import ServiceLaw  # noqa: E402
 
 ARRIVALS = ("poisson", "uniform")
 

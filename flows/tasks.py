@@ -10,40 +10,40 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tuner import aws, interrupts
-from tuner.analysis import Recommendation
-from tuner.apply import ApplyOptions, ApplyOutcome, rerun_command, safe_apply
+from tuner import interrupts
 from tuner.config import TuneConfig, ValidateConfig, check_tune_config
 from tuner.errors import InputError, TunerError
-from tuner.history import entries_with_run, write_index
 from tuner.inputs import check, inside, sagemaker_name_problem, show
 from tuner.interrupts import deferred
-from tuner.loadtest import LoadTestOutput, hard_time_limit, read_load_test, run_load_test
-from tuner.measure import Analysis, analyse_output
-from tuner.policy import (
+from tuner.measure.analyse import Analysis, analyse_output
+from tuner.measure.analysis import Recommendation
+from tuner.measure.loadtest import LoadTestOutput, hard_time_limit, read_load_test, run_load_test
+from tuner.measure.progress import live_progress
+from tuner.report.history import entries_with_run, write_index
+from tuner.report.regenerate import RUN_FILE
+from tuner.report.render import render_markdown, steps_frame, write_report
+from tuner.report.result import RunResult, build_result
+from tuner.report.runfiles import BaselineRecord, checked, read_result
+from tuner.scaling import aws
+from tuner.scaling.apply import ApplyOptions, ApplyOutcome, rerun_command, safe_apply
+from tuner.scaling.policy import (
     make_plan,
     scalable_target_request,
     scaling_policy_request,
 )
-from tuner.preflight import Preflight, check_endpoint, inspect_variant
-from tuner.progress import live_progress
-from tuner.regenerate import RUN_FILE
-from tuner.release_gate import (
+from tuner.scaling.preflight import Preflight, check_endpoint, inspect_variant
+from tuner.scaling.release_gate import (
     ValidationVerdict,
     baseline_rps_per_instance,
     judge,
     peak_max_capacity,
 )
-from tuner.report import render_markdown, steps_frame, write_report
-from tuner.result import build_result
-from tuner.runfiles import BaselineRecord, checked, read_result
-from tuner.suspension import (
+from tuner.scaling.suspension import (
     EndpointTags,
     SuspensionMarker,
     SuspensionRecord,
@@ -53,7 +53,7 @@ from tuner.suspension import (
 @task(name="preflight", cache_policy=NO_CACHE)
 def preflight(config: TuneConfig) -> Preflight:
     """Endpoint exists and is InService; stale suspensions restored; capacity bounds
-    resolved; nothing else written (`tuner.preflight.check_endpoint`)."""
+    resolved; nothing else written (`tuner.scaling.preflight.check_endpoint`)."""
     logger = get_run_logger()
     before = check_endpoint(config, logger.warning)
     if before.aws_note:
@@ -182,27 +182,31 @@ def _artifact_key(text: str) -> str:
 
 
 @task(name="report", cache_policy=NO_CACHE)
-def publish_report(run_dir: Path, result: dict[str, Any]) -> Path:
-    """Write the run's report files and publish the same markdown and steps as artifacts.
+def publish_report(run_dir: Path, result: RunResult) -> RunResult:
+    """Write the run's report files and publish the same markdown and steps as artifacts;
+    the record as published (with its run directory and drift).
 
     The run's drift against the previous comparable run goes into its report, and the
     reports directory's index.json / index.html are rebuilt to include it.
     """
     reports_dir = Path(run_dir).parent.parent
-    entries, result["drift"] = entries_with_run(reports_dir, Path(run_dir), result)
-    if result["drift"] and result["drift"]["flagged"]:
-        get_run_logger().warning("capacity drift %+.1f%% from %s", 100 * result["drift"]["change"],
-                                 result["drift"]["previous_run"])
+    result = result.published(run_dir=str(run_dir))
+    entries, drift = entries_with_run(reports_dir, Path(run_dir), result)
+    result = result.published(drift=drift)
+    if drift and drift["flagged"]:
+        get_run_logger().warning("capacity drift %+.1f%% from %s", 100 * drift["change"],
+                                 drift["previous_run"])
     paths = write_report(run_dir, result)
-    key = _artifact_key(f"tuning-{result['endpoint']}-{result['variant']}")
-    create_markdown_artifact(render_markdown(result), key=key,
-                             description=f"Scaling report for {result['endpoint']}")
-    if result["steps"]:
-        rows = steps_frame(result).astype(object).fillna("").to_dict(orient="records")
+    key = _artifact_key(f"tuning-{result.endpoint}-{result.variant}")
+    view = result.to_json()
+    create_markdown_artifact(render_markdown(view), key=key,
+                             description=f"Scaling report for {result.endpoint}")
+    if result.steps:
+        rows = steps_frame(view).astype(object).fillna("").to_dict(orient="records")
         create_table_artifact(rows, key=key + "-steps", description="Load test steps")
     write_index(reports_dir, entries)
     get_run_logger().info("report: %s", paths["html"])
-    return paths["html"]
+    return result
 
 
 def interrupted_state_text() -> str:
@@ -231,11 +235,10 @@ def report_interrupted(run_dir: Path, config: TuneConfig, before: Preflight,
         steps=steps, load_seconds=load_s, search_stop_reason=stop_reason, capacity=None,
         recommendation=None, apply=outcome, before=before.scaling_before, error=error,
         started_at=started)
-    result["run_dir"] = str(run_dir)
-    result["interrupted"] = signal_name
+    result = result.published(run_dir=str(run_dir), interrupted=signal_name)
     reports_dir = Path(run_dir).parent.parent
-    entries, result["drift"] = entries_with_run(reports_dir, Path(run_dir), result)
-    write_report(run_dir, result)
+    entries, drift = entries_with_run(reports_dir, Path(run_dir), result)
+    write_report(run_dir, result.published(drift=drift))
     write_index(reports_dir, entries)
 
 
@@ -265,17 +268,18 @@ def validate_preflight(config: ValidateConfig) -> Preflight:
     return Preflight(region, count, count, scaling, 1, 1)
 
 
-def read_baseline(run_dir: Path) -> dict:
+def read_baseline(run_dir: Path) -> RunResult:
     """A baseline run's result.json, checked to hold a measured capacity."""
     result = read_result(run_dir, "--baseline")
     if not result.get("capacity_ci"):
         error = result.get("error")
         raise InputError(f"--baseline {run_dir} has no measured capacity "
                          f"({show(error, 200) if error else 'no capacity_ci'})")
-    return checked(BaselineRecord, result, f"--baseline {Path(run_dir) / 'result.json'}")
+    label = f"--baseline {Path(run_dir) / 'result.json'}"
+    return RunResult.from_json(checked(BaselineRecord, result, label), label)
 
 
-def candidate_tune_config(config: ValidateConfig, baseline: dict) -> TuneConfig:
+def candidate_tune_config(config: ValidateConfig, baseline: RunResult) -> TuneConfig:
     """Measure the candidate with exactly the baseline's SLA; never apply anything.
 
     Inputs that depend on the baseline are checked here, before anything is measured.
@@ -283,24 +287,24 @@ def candidate_tune_config(config: ValidateConfig, baseline: dict) -> TuneConfig:
     if (config.expected_peak_rps is not None
             and peak_max_capacity(config.max_capacity, baseline) is None):
         raise InputError("--expected-peak-rps needs --max-capacity (the baseline has none)")
-    sla = baseline["sla"]
+    sla = baseline.sla
     per_instance = baseline_rps_per_instance(baseline)
     instances = config.instances or 1
     return check_tune_config(TuneConfig(
-        endpoint=config.endpoint or baseline["endpoint"], variant=config.variant,
+        endpoint=config.endpoint or baseline.endpoint, variant=config.variant,
         region=config.region, url=config.url,
         instances=config.instances if config.url else None, payload=config.payload,
-        content_type=config.content_type, sla_percentile=sla["percentile"],
-        sla_latency_ms=sla["latency_ms"], max_error_rate=sla["max_error_rate"],
-        confidence=sla.get("confidence", 0.95), dry_run=True,
+        content_type=config.content_type, sla_percentile=sla.percentile,
+        sla_latency_ms=sla.latency_ms, max_error_rate=sla.max_error_rate,
+        confidence=sla.confidence, dry_run=True,
         # The same arrival process as the baseline: capacities under different ones differ.
-        arrivals=(baseline.get("search") or {}).get("arrivals", "poisson"),
+        arrivals=baseline.search.get("arrivals", "poisson"),
         max_test_seconds=config.max_test_seconds, processes=config.processes,
         start_rps=max(1.0, round(per_instance * instances / 4, 1)),
         reports_dir=config.reports_dir))
 
 
-def judge_candidate(config: ValidateConfig, baseline: dict, analysis: Analysis,
+def judge_candidate(config: ValidateConfig, baseline: RunResult, analysis: Analysis,
                     instances: int) -> ValidationVerdict | None:
     if analysis.capacity is None:
         return None

@@ -24,11 +24,11 @@ from flows.tasks import (
 from tuner import interrupts
 from tuner.config import TuneConfig, check_tune_config
 from tuner.errors import InputError, RunError
-from tuner.result import build_result
+from tuner.report.result import RunResult, build_result
 
 
 @flow(name="tune-endpoint")
-def tune_endpoint(config: TuneConfig) -> dict:
+def tune_endpoint(config: TuneConfig) -> RunResult:
     """Measure the endpoint's capacity, derive the target, apply it, and report.
 
     Returns the result record with `run_dir`; raises InputError before anything is written
@@ -61,12 +61,9 @@ def tune_endpoint(config: TuneConfig) -> dict:
         apply=outcome, before=before.scaling_before, error=analysis.error, started_at=started,
         queue_model=analysis.queue_model,
     )
-    result["run_dir"] = str(run_dir)
-    if before.aws_note:
-        result["aws_note"] = before.aws_note
-    publish_report(run_dir, result)
+    result = publish_report(run_dir, result.published(aws_note=before.aws_note or None))
     if outcome is not None and outcome.exit_code == 2:
         raise InputError(f"{outcome.error} (report: {run_dir})")
-    if result["error"]:
-        raise RunError(result["error"], run_dir=str(run_dir))
+    if result.error:
+        raise RunError(result.error, run_dir=str(run_dir))
     return result

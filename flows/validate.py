@@ -27,11 +27,11 @@ from flows.tasks import (
 from tuner import interrupts
 from tuner.config import ValidateConfig, check_validate_config
 from tuner.errors import RunError
-from tuner.result import build_result
+from tuner.report.result import RunResult, build_result
 
 
 @flow(name="validate-capacity")
-def validate_capacity(config: ValidateConfig) -> dict:
+def validate_capacity(config: ValidateConfig) -> RunResult:
     """Measure the candidate, compare with the baseline, report; raise if it fails."""
     started = datetime.now(UTC)
     check_validate_config(config)  # again: a deployment's parameters come from the UI
@@ -59,12 +59,11 @@ def validate_capacity(config: ValidateConfig) -> dict:
         error=analysis.error, started_at=started,
         queue_model=analysis.queue_model,
     )
-    result["run_dir"] = str(run_dir)
-    result["validation"] = {"baseline": str(config.baseline),
-                            **(verdict.to_dict() if verdict else {"passed": False})}
-    publish_report(run_dir, result)
-    if result["error"]:
-        raise RunError(result["error"], run_dir=str(run_dir))
+    result = publish_report(run_dir, result.published(validation={
+        "baseline": str(config.baseline),
+        **(verdict.to_dict() if verdict else {"passed": False})}))
+    if result.error:
+        raise RunError(result.error, run_dir=str(run_dir))
     if verdict is not None and not verdict.passed:
         raise RunError("validation failed: " + "; ".join(verdict.reasons), run_dir=str(run_dir))
     return result

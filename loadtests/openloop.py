@@ -5,15 +5,15 @@ Never import this from the Prefect/boto3 process.
 
 This module is glue only: every decision (which step next, when to stop, aborts, the drain
 before the next step, a saturated generator, lost lanes) is made by the plain classes of
-`tuner.controller`, which the unit tests drive in-process. Importing it creates nothing:
+`tuner.measure.controller`, which the unit tests drive in-process. Importing it creates nothing:
 the locustfile calls `install(plan)`, and Locust's `init` event then makes each run's
 collaborators on its environment (the lanes' board and recorder, the recorder listening on
 `environment.events`; the controller, owned by the shape) and registers every message.
 
 How it fits Locust's protocols:
 - `SearchShape.tick()` (a `LoadTestShape`, runs on the master or the local runner) keeps
-  one user per lane and asks its controller (`tuner.controller.SearchController`, which
-  asks `tuner.search.next_step`) what load to offer next once all lanes have reported the
+  one user per lane and asks its controller (`tuner.measure.controller.SearchController`, which
+  asks `tuner.measure.search.next_step`) what load to offer next once all lanes have reported the
   previous step;
 - the master posts each step to every worker with a custom message (`tuner_step`);
 - each lane (a user) offers its share of the step's rate as *arrivals*: requests start at
@@ -24,7 +24,7 @@ How it fits Locust's protocols:
   and each lane sends its step's samples back (`tuner_step_done`), which works the same
   on a local runner, with `--processes N`, and across machines;
 - a step is judged only once every lane it started with reported it: a lane that leaves
-  or stays silent makes the step invalid and ends the run naming the lane (`tuner.lanes`);
+  or stays silent makes the step invalid and ends the run naming the lane (`tuner.measure.lanes`);
 - a worker joins only after a handshake (`tuner_hello`): the same endpoint-tuner and
   protocol version and the same request body, else it is refused and exits with one line;
 - every Locust process stops within a second when the tuner process that started it is
@@ -62,7 +62,7 @@ from locust.runners import (
     WorkerRunner,
 )
 
-from tuner.controller import (
+from tuner.measure.controller import (
     LOCAL_LANE,
     AbortGuard,
     Recorder,
@@ -70,10 +70,9 @@ from tuner.controller import (
     SearchController,
     lane_report,
 )
-from tuner.lanes import hello, wire_version
-from tuner.pacing import next_arrival, unsent_arrivals
-from tuner.status import TargetKind
-from tuner.wire import (
+from tuner.measure.lanes import hello, wire_version
+from tuner.measure.pacing import next_arrival, unsent_arrivals
+from tuner.measure.wire import (
     DONE_MESSAGE,
     HELLO_MESSAGE,
     REFUSED_MESSAGE,
@@ -85,6 +84,7 @@ from tuner.wire import (
     WireError,
     unserialize,
 )
+from tuner.status import TargetKind
 
 PLAN_ENV = "TUNER_PLAN"
 SUPERVISOR_ENV = "TUNER_SUPERVISOR_PID"

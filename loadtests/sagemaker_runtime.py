@@ -21,7 +21,7 @@ from loadtests.openloop import (
     load_payload,
     load_runtime_plan,
 )
-from tuner.sigv4 import InvokeSigner
+from tuner.measure.sigv4 import InvokeSigner
 
 PLAN = load_runtime_plan()
 PAYLOAD = load_payload(PLAN)

@@ -24,7 +24,7 @@ import functools  # noqa: E402
 import botocore.session  # noqa: E402
 import pytest  # noqa: E402
 
-# tuner.aws.client (and moto's helpers) open a new boto3 session for every client, and each
+# tuner.scaling.aws.client (and moto's helpers) open a new boto3 session for every client, and each
 # session parses botocore's service models again: ~0.3 s per client, most of a moto test's
 # time. One parsed copy per data path, shared by every session, as within one session.
 botocore.session.create_loader = functools.cache(botocore.session.create_loader)

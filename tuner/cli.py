@@ -11,12 +11,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tuner.config import build_config, load_toml, load_toml_raw
 from tuner.errors import InputError, RunError, TunerError
+
+if TYPE_CHECKING:  # annotations only: the CLI imports the library lazily (fast --help)
+    from tuner.report.result import RunResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Load-test SageMaker endpoints and set their autoscaling target.")
@@ -39,31 +42,31 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
-def print_summary(result: dict) -> None:
-    rec = result.get("target_invocations_per_instance")
-    typer.echo(f"endpoint            {result['endpoint']} / {result['variant']} "
-               f"({result['region']})")
-    low, high = result["capacity_ci"]
-    typer.echo(f"capacity            {result['max_sustainable_rps']:.1f} rps on "
-               f"{result['instances_under_test']} instance(s), interval {low:.1f}-"
+def print_summary(result: RunResult) -> None:
+    rec = result.target_invocations_per_instance
+    typer.echo(f"endpoint            {result.endpoint} / {result.variant} ({result.region})")
+    assert result.capacity_ci is not None and rec is not None
+    low, high = result.capacity_ci
+    typer.echo(f"capacity            {result.max_sustainable_rps:.1f} rps on "
+               f"{result.instances_under_test} instance(s), interval {low:.1f}-"
                f"{'open' if high is None else f'{high:.1f}'} rps")
-    typer.echo(f"per instance        {result['max_rps_per_instance']:.1f} rps "
+    typer.echo(f"per instance        {result.max_rps_per_instance:.1f} rps "
                "(the interval's lower end)")
     typer.echo(f"target              {rec:.2f} invocations/instance/minute "
-               f"(safety factor {result['safety_factor']:g})")
-    state = ("applied and verified" if result["applied"] else
-             "dry run: nothing written" if result["dry_run"] else "no change needed")
+               f"(safety factor {result.safety_factor:g})")
+    state = ("applied and verified" if result.applied else
+             "dry run: nothing written" if result.dry_run else "no change needed")
     typer.echo(f"policy              {state}")
-    typer.echo(f"load                {result['load_test_seconds']:.0f} s in "
-               f"{len(result['steps'])} steps")
-    typer.echo(f"report              {result['run_dir']}/report.html")
+    typer.echo(f"load                {result.load_test_seconds:.0f} s in "
+               f"{len(result.steps)} steps")
+    typer.echo(f"report              {result.run_dir}/report.html")
 
 
-def run_tune(file_values: dict[str, Any], flag_values: dict[str, Any]) -> dict:
+def run_tune(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunResult:
     """Validate, run the flow, print the summary; the command prints the run directory
     last (`_end_with_run_dir`), after whatever else it shows (the demo reads back)."""
     config = build_config(file_values, flag_values)
-    from tuner.preflight import check_endpoint
+    from tuner.scaling.preflight import check_endpoint
 
     # Local and AWS checks first, in seconds; Prefect loads only once they pass.
     check_endpoint(config, say=lambda line: typer.echo(line, err=True))
@@ -131,7 +134,7 @@ def tune(
         result = run_tune(file_values, flags)
     except TunerError as error:
         _fail(error)
-    _end_with_run_dir(result["run_dir"])
+    _end_with_run_dir(result.run_dir)
 
 
 @app.command("apply")
@@ -148,9 +151,9 @@ def apply_command(
         "it, so the policy acts)")] = False,
 ) -> None:
     """Apply a past run's recommendation without re-testing."""
-    from tuner.apply import ApplyOptions, apply_run, check_options, load_run, parse_age
     from tuner.interrupts import deferred
-    from tuner.suspension import check_markers
+    from tuner.scaling.apply import ApplyOptions, apply_run, check_options, load_run, parse_age
+    from tuner.scaling.suspension import check_markers
 
     try:
         check_options(max_change)
@@ -158,7 +161,7 @@ def apply_command(
                                max_change=max_change, max_age=parse_age(max_age),
                                keep_suspended=keep_suspended)
         run = load_run(run_dir)
-        check_markers(run["region"], run["endpoint"], run["variant"], typer.echo,
+        check_markers(run.region, run.endpoint, run.variant, typer.echo,
                       write=not dry_run)
         with deferred():  # an apply that has begun finishes (or rolls back) first
             outcome = apply_run(run_dir, options, say=typer.echo)
@@ -176,13 +179,13 @@ def export_command(
     format: Annotated[str, Opt("--format", help="terraform | cloudformation | cli")] = "terraform",
 ) -> None:
     """Print the scalable target and built-in policy as Terraform, CloudFormation or CLI."""
-    from tuner.apply import load_run
-    from tuner.iac import render
+    from tuner.scaling.apply import load_run
+    from tuner.scaling.iac import render
 
     try:
         result = load_run(run_dir)
-        typer.echo(render(format, result["scalable_target"], result["policy"],
-                          result["region"]), nl=False)
+        typer.echo(render(format, result.scalable_target, result.policy, result.region),
+                   nl=False)
     except TunerError as error:
         _fail(error)
 
@@ -201,7 +204,7 @@ def simulate_command(
     json_output: Annotated[bool, Opt("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Replay real traffic through target tracking and the measured latency curve."""
-    from tuner.simulate_run import SimulationOptions, recommendation_text, simulate_run
+    from tuner.simulate.command import SimulationOptions, recommendation_text, simulate_run
 
     try:
         record = simulate_run(run_dir, SimulationOptions(
@@ -250,8 +253,8 @@ def validate_command(
     try:
         config = build_validate_config(flags)
         if config.endpoint:  # local-first: a typo is "not found" before Prefect loads
-            from tuner.aws import resolve_region
-            from tuner.preflight import inspect_variant
+            from tuner.scaling.aws import resolve_region
+            from tuner.scaling.preflight import inspect_variant
 
             inspect_variant(resolve_region(config.region), config.endpoint, config.variant,
                             lambda line: typer.echo(line, err=True))
@@ -266,12 +269,12 @@ def validate_command(
         result = validate_capacity(config)
     except TunerError as error:
         _fail(error)
-    verdict = result["validation"]
+    verdict = result.validation or {}
     typer.echo(f"validation          passed: {verdict['candidate_rps_per_instance']:.1f} rps "
                f"per instance vs baseline {verdict['baseline_rps_per_instance']:.1f} "
                f"({100 * verdict['change']:+.1f}%)")
-    typer.echo(f"report              {result['run_dir']}/report.html")
-    _end_with_run_dir(result["run_dir"])
+    typer.echo(f"report              {result.run_dir}/report.html")
+    _end_with_run_dir(result.run_dir)
 
 
 @app.command("schedule")
@@ -318,8 +321,8 @@ def worker_command(
     import tempfile
 
     from tuner.config import check_worker
-    from tuner.loadtest import locustfile_for, worker_plan
-    from tuner.loadtest import worker_command as command_for
+    from tuner.measure.loadtest import locustfile_for, worker_plan
+    from tuner.measure.loadtest import worker_command as command_for
 
     try:
         check_worker({"master_host": master_host, "master_port": master_port,
@@ -353,9 +356,9 @@ def recover_command(
     Runs record every suspension on the endpoint's tags before making it; this reads those
     records and registers each variant's previous SuspendedState again, verified.
     """
-    from tuner.aws import resolve_region
     from tuner.inputs import region_problem, sagemaker_name_problem
-    from tuner.suspension import recover
+    from tuner.scaling.aws import resolve_region
+    from tuner.scaling.suspension import recover
 
     try:
         for problem in (sagemaker_name_problem(endpoint, "--endpoint"),
@@ -373,14 +376,14 @@ def report_command(
     run_dir: Annotated[Path, typer.Argument(help="a run directory")],
 ) -> None:
     """Regenerate a run's report from its raw data (after template changes or a crash)."""
-    from tuner.regenerate import regenerate_report
+    from tuner.report.regenerate import regenerate_report
 
     try:
         result = regenerate_report(run_dir)
     except TunerError as error:
         _fail(error)
     typer.echo(f"report              {run_dir}/report.html")
-    typer.echo(result["run_dir"])
+    typer.echo(result.run_dir)
 
 
 @app.command("history")
@@ -392,7 +395,7 @@ def history_command(
     """List past runs with their capacity trend and drift flags."""
     from dataclasses import asdict
 
-    from tuner.history import update_index
+    from tuner.report.history import update_index
 
     if not reports_dir.is_dir():
         _fail(InputError(f"--reports-dir {reports_dir} does not exist"))
@@ -431,7 +434,7 @@ def demo(
         result = run_demo(reports_dir, run_tune, max_test_seconds)
     except TunerError as error:
         _fail(error)
-    _end_with_run_dir(result["run_dir"])
+    _end_with_run_dir(result.run_dir)
 
 
 def main() -> None:
@@ -471,13 +474,13 @@ def _interrupted(stop: BaseException | None) -> None:
     os._exit(interrupts.exit_code(stop))
 
 
-def _end_with_run_dir(run_dir: str) -> None:
+def _end_with_run_dir(run_dir: str | None) -> None:
     """Print the run directory as the last line a person sees. Left to itself, Prefect
     stops its temporary server at interpreter exit and logs "Stopping temporary server"
     to stderr then, after anything printed here: so it is shut down first."""
     _shut_down_prefect()
     sys.stderr.flush()
-    typer.echo(run_dir)
+    typer.echo(str(run_dir))
 
 
 def _shut_down_prefect() -> None:

@@ -7,11 +7,11 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from tuner import apply as apply_module
-from tuner import aws
-from tuner.apply import ApplyOptions, safe_apply
 from tuner.demo.servers import create_endpoint
-from tuner.policy import (
+from tuner.scaling import apply as apply_module
+from tuner.scaling import aws
+from tuner.scaling.apply import ApplyOptions, safe_apply
+from tuner.scaling.policy import (
     POLICY_NAME,
     scalable_target_request,
     scaling_policy_request,

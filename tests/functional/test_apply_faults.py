@@ -23,11 +23,11 @@ from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 from typer.testing import CliRunner
 
-from tuner import apply as apply_module
-from tuner import aws
-from tuner.apply import ApplyOptions, safe_apply
 from tuner.demo.servers import create_endpoint
-from tuner.policy import (
+from tuner.scaling import apply as apply_module
+from tuner.scaling import aws
+from tuner.scaling.apply import ApplyOptions, safe_apply
+from tuner.scaling.policy import (
     POLICY_NAME,
     scalable_target_request,
     scaling_policy_request,
@@ -306,6 +306,7 @@ def test_cli_apply_fails_loudly_when_the_rollback_cannot_finish(tmp_path, faults
     run_dir.mkdir(parents=True)
     (run_dir / "result.json").write_text(json.dumps({
         "endpoint": "ep", "variant": "AllTraffic", "region": "us-east-1",
+        "sla": {"percentile": 90.0, "latency_ms": 100.0, "max_error_rate": 0.01},
         "finished_at": datetime.now(UTC).isoformat(),
         "scalable_target": scalable_target_request(RID, 1, 8),
         "policy": scaling_policy_request(RID, 5500.0, 600, 60)}))

@@ -5,9 +5,9 @@ import contextlib
 import pytest
 from moto import mock_aws
 
-from tuner import aws
 from tuner.demo.servers import create_endpoint
 from tuner.errors import InputError
+from tuner.scaling import aws
 
 RID = "endpoint/ep/variant/AllTraffic"
 

@@ -25,12 +25,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from flows.tasks import candidate_tune_config, create_run_dir, read_baseline
-from tuner import aws
-from tuner.apply import load_run
 from tuner.cli import app
 from tuner.config import TUNE_LIMITS, ValidateConfig, build_config, load_toml
 from tuner.errors import InputError
-from tuner.iac import FORMATS, render
 from tuner.inputs import (
     MAX_PAYLOAD_BYTES,
     REGION,
@@ -38,12 +35,15 @@ from tuner.inputs import (
     region_problem,
     sagemaker_name_problem,
 )
-from tuner.regenerate import RUN_FILE, read_raw_data, regenerate_report, run_config
-from tuner.report import render_html, render_markdown, steps_frame
-from tuner.runfiles import ReportRecord, RunRecord, checked, read_record
-from tuner.simulate import curve_from_result
-from tuner.simulate_run import SimulationOptions, scaling_model
-from tuner.traffic import MAX_MINUTES, read_csv
+from tuner.report.regenerate import RUN_FILE, read_raw_data, regenerate_report, run_config
+from tuner.report.render import render_html, render_markdown, steps_frame
+from tuner.report.runfiles import ReportRecord, RunRecord, checked, read_record
+from tuner.scaling import aws
+from tuner.scaling.apply import load_run
+from tuner.scaling.iac import FORMATS, render
+from tuner.simulate.command import SimulationOptions, scaling_model
+from tuner.simulate.sweep import curve_from_result
+from tuner.simulate.traffic import MAX_MINUTES, read_csv
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow,
@@ -243,7 +243,7 @@ def measured_result() -> dict:
     """A complete result.json as `tuner tune` writes it, with a queue model."""
     from tests.unit.test_report import sample_result
 
-    result = json.loads(json.dumps(sample_result()))
+    result = json.loads(json.dumps(sample_result().to_json()))
     result["endpoint"] = "cli-ep"
     for part in ("scalable_target", "policy"):
         result[part]["ResourceId"] = RID
@@ -316,14 +316,15 @@ def apply_export_simulate(run_dir: Path) -> None:
     write: read and check, render the exports, build the curve, render the report."""
     result = load_run(run_dir)
     for fmt in FORMATS:
-        render(fmt, result["scalable_target"], result["policy"], result["region"])
-    checked(ReportRecord, result, "result.json")
+        render(fmt, result.scalable_target, result.policy, result.region)
+    view = result.to_json()
+    checked(ReportRecord, view, "result.json")
     scaling_model(result, SimulationOptions(traffic="unused.csv"))
     with contextlib.suppress(ValueError):  # simulate_run turns this into an InputError
         curve_from_result(result)
-    render_markdown(result)
-    render_html(result, {})
-    steps_frame(result)
+    render_markdown(view)
+    render_html(view, {})
+    steps_frame(view)
 
 
 def validate_baseline(run_dir: Path) -> None:
@@ -348,7 +349,7 @@ def test_a_corrupt_result_json_is_refused_in_one_line_by_every_reader(data):
 
 def raw_run_dir(root: Path) -> Path:
     """run.json and locust/ as a `tuner tune` run leaves them (a small one)."""
-    from tuner.loadtest import build_plan
+    from tuner.measure.loadtest import build_plan
 
     config = build_config({}, {**BASE, "endpoint": "cli-ep", "reports_dir": root})
     run_dir = root / "cli-ep" / "20260101T000000Z"
@@ -649,7 +650,7 @@ def test_report_writes_no_index_outside_a_reports_directory(tmp_path):
 
 
 def test_history_skips_hostile_runs(tmp_path):
-    from tuner.history import read_entries
+    from tuner.report.history import read_entries
 
     run_dir_with(str(tmp_path), "result.json", json.dumps(measured_result()).encode())
     for name, content in (("bad1", b"\xff\xfe"), ("bad2", b"[" * 100_000),
@@ -662,7 +663,7 @@ def test_history_skips_hostile_runs(tmp_path):
 
 def test_readme_states_every_range_the_code_enforces():
     from tuner.config import VALIDATE_LIMITS
-    from tuner.simulate_run import FLAGS, SIMULATION_LIMITS
+    from tuner.simulate.command import FLAGS, SIMULATION_LIMITS
 
     readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
     for limits in (TUNE_LIMITS, VALIDATE_LIMITS, SIMULATION_LIMITS):
@@ -676,7 +677,7 @@ def test_every_step_spec_field_is_one_the_loadtest_schema_reads():
     would make every new run's raw data unreadable by `tuner report`."""
     from dataclasses import fields
 
-    from tuner.analysis import StepSpec
-    from tuner.runfiles import SpecRecord
+    from tuner.measure.analysis import StepSpec
+    from tuner.report.runfiles import SpecRecord
 
     assert {f.name for f in fields(StepSpec)} == set(SpecRecord.model_fields)

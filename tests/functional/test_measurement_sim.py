@@ -1,8 +1,8 @@
 """Statistics are code: the error rates of every claim the measurement makes, checked over
 many synthetic runs against simulated queues whose true capacity is computed separately.
 
-Each test drives the real verdict, search and capacity code (`tuner.offline`) against
-`tuner.queueing.VirtualEndpoint`, a FIFO queue in front of c slots with a realistic service
+Each test drives the real verdict, search and capacity code (`tuner.measure.offline`) against
+`tuner.measure.queueing.VirtualEndpoint`, a FIFO queue in front of c slots with a realistic service
 time law, under Poisson arrivals: seconds for hundreds of runs.
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tuner.analysis import QueueShape, Sla, StepSpec, Verdict, summarize_step
 from tuner.config import TuneConfig
-from tuner.offline import run_offline, run_offline_seeds
-from tuner.queueing import ServiceLaw, VirtualEndpoint, capacity_at_sla, fifo_sojourn_s
-from tuner.search import SearchSettings, step_duration
-from tuner.slow_correlation import latency_sketch
+from tuner.measure.analysis import QueueShape, Sla, StepSpec, Verdict, summarize_step
+from tuner.measure.offline import run_offline, run_offline_seeds
+from tuner.measure.queueing import ServiceLaw, VirtualEndpoint, capacity_at_sla, fifo_sojourn_s
+from tuner.measure.search import SearchSettings, step_duration
+from tuner.measure.slow_correlation import latency_sketch
 
 # Hundreds of offline runs per claim (spread over the cores, `run_offline_seeds`): minutes
 # in all, so `make test-fast` leaves them out.

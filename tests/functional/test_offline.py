@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tuner.analysis import Sla
-from tuner.offline import run_offline, run_offline_seeds
-from tuner.queueing import ServiceLaw, VirtualEndpoint
-from tuner.search import SearchSettings
+from tuner.measure.analysis import Sla
+from tuner.measure.offline import run_offline, run_offline_seeds
+from tuner.measure.queueing import ServiceLaw, VirtualEndpoint
+from tuner.measure.search import SearchSettings
 
 LAW, SLOTS = "constant:20", 4
 SETTINGS = SearchSettings(start_rps=20.0, percentile=90, budget_s=10.0, sla_latency_ms=100.0)

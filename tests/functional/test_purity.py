@@ -20,9 +20,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PURE_MODULES = ("analysis", "search", "stats", "pacing", "queueing", "offline", "queue_model",
-                "slow_correlation", "wire", "status",
-                "policy", "iac", "simulate", "release_gate", "lanes", "inputs", "controller")
+PURE_MODULES = ("measure.analysis", "measure.search", "measure.stats", "measure.pacing",
+                "measure.queueing", "measure.offline", "measure.queue_model",
+                "measure.slow_correlation", "measure.wire", "measure.lanes",
+                "measure.controller", "status", "inputs",
+                "scaling.policy", "scaling.iac", "scaling.release_gate", "simulate.sweep")
+# Each capability package says what it owns and what it holds; importing one loads nothing.
+PACKAGES = ("measure", "scaling", "report", "simulate", "demo")
 FORBIDDEN = ("boto3", "botocore", "prefect", "locust", "gevent", "matplotlib")
 
 PROBE = ("import importlib, json, sys; "
@@ -50,7 +54,7 @@ def test_importing_the_pure_modules_loads_no_heavy_package():
 
 def test_the_probe_sees_a_forbidden_import():
     """The probe itself works: a module that does import one is caught."""
-    assert loaded_by(["tuner.policy"], ("pydantic",)) == ["pydantic"]
+    assert loaded_by(["tuner.scaling.policy"], ("pydantic",)) == ["pydantic"]
 
 
 @pytest.mark.parametrize("name", PURE_MODULES)
@@ -60,3 +64,19 @@ def test_a_pure_module_declares_its_exports_and_has_them(name):
     assert exported, f"tuner.{name} declares no __all__"
     assert len(set(exported)) == len(exported)
     assert [n for n in exported if not hasattr(module, n)] == []
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_a_package_says_what_it_owns_lists_its_modules_and_imports_none(name):
+    package_dir = ROOT / "tuner" / name
+    modules = sorted(p.stem for p in package_dir.glob("*.py") if p.stem != "__init__")
+    package = importlib.import_module(f"tuner.{name}")
+    assert package.__doc__ and "Owns" in package.__doc__
+    assert sorted(package.__all__) == modules
+    # Importing the package alone loads none of its modules.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    probe = (f"import sys, tuner.{name}; "
+             f"print(sorted(m for m in sys.modules if m.startswith('tuner.{name}.')))")
+    done = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -1,4 +1,4 @@
-"""The queue model recovers known servers from synthetic runs (tuner.queueing.VirtualEndpoint)."""
+"""The queue model recovers known servers from synthetic runs (`VirtualEndpoint`)."""
 
 import json
 import math
@@ -8,14 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuner.analysis import StepSpec
-from tuner.queue_model import (
+from tuner.measure.analysis import StepSpec
+from tuner.measure.queue_model import (
     StepSamples,
     fit_queue_model,
     latency_from_dict,
     step_samples_from_frame,
 )
-from tuner.queueing import ServiceLaw, VirtualEndpoint, capacity_at_sla, latency_percentile_ms
+from tuner.measure.queueing import (
+    ServiceLaw,
+    VirtualEndpoint,
+    capacity_at_sla,
+    latency_percentile_ms,
+)
 
 # Fits on synthetic runs of simulated queues: ~15 s in all, so `make test-fast` leaves them out.
 pytestmark = pytest.mark.slow
@@ -180,7 +185,7 @@ def report_result(model, law, slots, percentile, sla, steps):
 
 
 def test_report_shows_the_model_and_the_target():
-    from tuner.report import plot_queue_model, queue_model_lines
+    from tuner.report.render import plot_queue_model, queue_model_lines
 
     law = ServiceLaw.parse("constant:20")
     steps = synthetic_run(law, 4, shares=(0.1, 0.5, 0.8))

@@ -3,18 +3,19 @@
 import pytest
 
 from tests.unit.test_simulate import BASIS
-from tuner.simulate import headroom
+from tuner.simulate.sweep import headroom
 
 
 def test_simulate_run_reports_the_headroom_of_the_recommendation(tmp_path):
     import json
+    from dataclasses import replace
     from datetime import UTC, datetime, timedelta
 
     from tests.unit.test_report import sample_result
-    from tuner.report import write_report
-    from tuner.simulate_run import SimulationOptions, recommendation_text, simulate_run
+    from tuner.report.render import write_report
+    from tuner.simulate.command import SimulationOptions, recommendation_text, simulate_run
 
-    result = sample_result() | {"capacity_ci": [BASIS, 200.0]}  # one instance under test
+    result = replace(sample_result(), capacity_ci=(BASIS, 200.0))  # one instance under test
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     write_report(run_dir, result)

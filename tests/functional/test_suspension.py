@@ -11,10 +11,11 @@ import pytest
 from moto import mock_aws
 
 from tests.functional.test_aws import RID, _register
-from tuner import aws, interrupts
+from tuner import interrupts
 from tuner.demo.servers import create_endpoint
 from tuner.errors import InputError, RunError
-from tuner.suspension import (
+from tuner.scaling import aws
+from tuner.scaling.suspension import (
     EndpointTags,
     SuspensionMarker,
     SuspensionRecord,
@@ -247,7 +248,7 @@ def test_a_stale_marker_does_not_override_a_newer_decision(moto):
 
 def test_the_next_tune_restores_what_a_killed_run_left_before_anything_else(moto):
     from tuner.config import build_config
-    from tuner.preflight import check_endpoint
+    from tuner.scaling.preflight import check_endpoint
 
     autoscaling, tags = moto
     _register(autoscaling, SUSPENDED)

@@ -7,7 +7,7 @@ import pytest
 from moto import mock_aws
 
 from tuner.errors import InputError
-from tuner.traffic import fetch_cloudwatch
+from tuner.simulate.traffic import fetch_cloudwatch
 
 
 def test_cloudwatch_fetch_reads_invocations_per_minute():

@@ -1,5 +1,5 @@
 """The accuracy benchmark's yardstick (benchmarks/truth.py): an independent event-driven
-simulation must agree with tuner.queueing and reproduce known figures."""
+simulation must agree with tuner.measure.queueing and reproduce known figures."""
 
 import functools
 import math
@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from truth import sojourn_times_s, true_capacity  # noqa: E402
 
-from tuner.queueing import ServiceLaw, capacity_at_sla  # noqa: E402
+from tuner.measure.queueing import ServiceLaw, capacity_at_sla  # noqa: E402
 
 # An event-driven simulation per case: ~10 s in all, so `make test-fast` leaves them out.
 pytestmark = pytest.mark.slow

@@ -154,12 +154,13 @@ def _run_dir(tmp_path, finished_at=None):
     """A run directory as `tuner tune --dry-run` leaves it, for endpoint cli-ep."""
     from datetime import UTC, datetime
 
-    from tuner.policy import scalable_target_request, scaling_policy_request
+    from tuner.scaling.policy import scalable_target_request, scaling_policy_request
 
     rid = "endpoint/cli-ep/variant/AllTraffic"
     run_dir = tmp_path / "cli-ep" / "20260101T000000Z"
     run_dir.mkdir(parents=True)
     result = {"endpoint": "cli-ep", "variant": "AllTraffic", "region": "us-east-1",
+              "sla": {"percentile": 90.0, "latency_ms": 100.0, "max_error_rate": 0.01},
               "finished_at": (finished_at or datetime.now(UTC)).isoformat(),
               "scalable_target": scalable_target_request(rid, 1, 2),
               "policy": scaling_policy_request(rid, 4321.0, 300, 300)}
@@ -211,12 +212,13 @@ def test_export_prints_parseable_cloudformation(tmp_path):
 def _measured_run_dir(tmp_path):
     """A run directory with real-looking steps (capacity 200 rps on one instance)."""
     from tests.unit.test_report import sample_result
-    from tuner.report import write_report
+    from tuner.report.render import write_report
 
     result = sample_result()
-    result.update(endpoint="cli-ep")
-    for part in ("scalable_target", "policy"):  # the recommendation is for that endpoint too
-        result[part]["ResourceId"] = "endpoint/cli-ep/variant/AllTraffic"
+    rid = "endpoint/cli-ep/variant/AllTraffic"  # the recommendation is for that endpoint too
+    result = result.published(endpoint="cli-ep",
+                              scalable_target={**result.scalable_target, "ResourceId": rid},
+                              policy={**result.policy, "ResourceId": rid})
     run_dir = tmp_path / "cli-ep" / "20260101T000000Z"
     run_dir.mkdir(parents=True)
     write_report(run_dir, result)

@@ -12,13 +12,13 @@ import urllib.request
 import psutil
 import pytest
 
-from tuner import loadtest
-from tuner.analysis import estimate_capacity, summarize_samples
 from tuner.config import build_config
 from tuner.demo.servers import free_port, model_server
-from tuner.lanes import payload_sha256
-from tuner.loadtest import run_load_test, sla_of
-from tuner.measure import analyse_output
+from tuner.measure import loadtest
+from tuner.measure.analyse import analyse_output
+from tuner.measure.analysis import estimate_capacity, summarize_samples
+from tuner.measure.lanes import payload_sha256
+from tuner.measure.loadtest import run_load_test, sla_of
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +124,7 @@ SUPERVISOR = """
 import json, sys
 from pathlib import Path
 from tuner.config import build_config
-from tuner.loadtest import run_load_test
+from tuner.measure.loadtest import run_load_test
 run_load_test(build_config({}, json.loads(sys.argv[1])), Path(sys.argv[2]), region=None)
 """
 

@@ -10,7 +10,7 @@ from flows.tune import tune_endpoint
 from tuner.config import build_config
 from tuner.demo.servers import create_endpoint
 from tuner.errors import InputError
-from tuner.regenerate import regenerate_report
+from tuner.report.regenerate import regenerate_report
 
 # Flows run in-process against the one Prefect test server of the session.
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
@@ -37,16 +37,16 @@ def config(server, tmp_path, **extra):
 
 def test_flow_measures_applies_and_reports(server_200, tmp_path, aws):
     result = tune_endpoint(config(server_200, tmp_path))
-    assert result["applied"]
+    assert result.applied
     policies = aws.describe_scaling_policies(ServiceNamespace="sagemaker",
                                              ResourceId=RID)["ScalingPolicies"]
     assert [p["PolicyName"] for p in policies] == ["SageMakerEndpointInvocationScalingPolicy"]
     stored = policies[0]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
-    assert stored == result["target_invocations_per_instance"]
-    low, high = result["capacity_ci"]
-    assert low <= result["max_sustainable_rps"] <= high
+    assert stored == result.target_invocations_per_instance
+    low, high = result.capacity_ci
+    assert low <= result.max_sustainable_rps <= high
     assert stored == pytest.approx(low * 60 * 0.5, abs=0.01)  # target rests on the lower end
-    assert result["policy"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == stored
+    assert result.policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == stored
     run_dir = tmp_path / "ep"
     (only,) = [p for p in run_dir.iterdir() if p.is_dir()]
     assert (run_dir / "audit.jsonl").exists()
@@ -58,7 +58,7 @@ def test_flow_measures_applies_and_reports(server_200, tmp_path, aws):
     # `tuner report` rebuilds the same numbers from the raw data alone
     original = json.loads((only / "result.json").read_text())
     (only / "report.html").unlink()
-    again = regenerate_report(only)
+    again = regenerate_report(only).to_json()
     for key in ("steps", "max_sustainable_rps", "capacity_ci", "max_rps_per_instance",
                 "target_invocations_per_instance", "policy", "applied", "finished_at"):
         assert again[key] == original[key], key
@@ -88,10 +88,10 @@ def two_dry_runs(prefect_harness, server_200, tmp_path_factory):
 
 
 def test_history_across_two_runs_flags_drift(two_dry_runs):
-    from tuner.history import scan
+    from tuner.report.history import scan
 
     tmp_path, _, _, second = two_dry_runs
-    assert second["drift"]["flagged"] and second["drift"]["change"] < -0.1
+    assert second.drift["flagged"] and second.drift["change"] < -0.1
     entries = scan(tmp_path)
     assert len(entries) == 2 and entries[1].drifted
     page = (tmp_path / "index.html").read_text()
@@ -101,8 +101,8 @@ def test_history_across_two_runs_flags_drift(two_dry_runs):
 
 def test_dry_run_writes_nothing_to_aws(two_dry_runs):
     _, result, aws, _ = two_dry_runs
-    assert not result["applied"]
-    assert result["changes"]  # it shows what it would do
+    assert not result.applied
+    assert result.changes  # it shows what it would do
     assert aws["targets"] == []
     assert aws["policies"] == []
 
@@ -136,8 +136,8 @@ def test_validation_passes_an_equal_candidate(server_200, tmp_path):
     result = validate_capacity(ValidateConfig(
         baseline=_baseline(tmp_path), url=server_200.url, max_test_seconds=30,
         expected_peak_rps=500, reports_dir=tmp_path / "reports"))
-    assert result["validation"]["passed"]
-    assert result["policy"] is None  # validation never proposes or writes a policy
+    assert result.validation["passed"]
+    assert result.policy is None  # validation never proposes or writes a policy
 
 
 def test_validation_fails_a_slower_candidate_with_a_report(tmp_path):

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from tuner.analysis import estimate_capacity, summarize_samples
 from tuner.config import build_config
-from tuner.loadtest import run_load_test, sla_of
+from tuner.measure.analysis import estimate_capacity, summarize_samples
+from tuner.measure.loadtest import run_load_test, sla_of
 
 pytestmark = pytest.mark.integration
 

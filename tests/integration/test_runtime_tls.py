@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from tuner.config import build_config
 from tuner.demo.servers import model_server
-from tuner.loadtest import run_load_test
+from tuner.measure.loadtest import run_load_test
 
 pytestmark = pytest.mark.integration
 

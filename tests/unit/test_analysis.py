@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuner.analysis import (
+from tuner.errors import NoPassingStepError
+from tuner.measure.analysis import (
     Sla,
     StepResult,
     StepSpec,
@@ -16,7 +17,6 @@ from tuner.analysis import (
     summarize_samples,
     summarize_step,
 )
-from tuner.errors import NoPassingStepError
 
 SLA = Sla(percentile=90, latency_ms=100, max_error_rate=0.01)
 
@@ -204,7 +204,7 @@ def test_capacity_interval_brackets_the_estimate():
 
 
 def test_generator_limit_flags_cpu_and_send_lag():
-    from tuner.analysis import generator_limit
+    from tuner.measure.analysis import generator_limit
 
     assert generator_limit([95.0, 40.0], [1.0, 1.0], SLA) == "load generator CPU at 95% of a core"
     assert "late" in generator_limit([50.0], [30.0], SLA)  # 30 ms > 20% of a 100 ms SLA
@@ -234,7 +234,7 @@ def test_noisy_but_stable_latency_is_not_flagged_unstable():
 
 
 def test_unsent_arrivals_mark_the_generator_as_the_limit():
-    from tuner.analysis import generator_limit
+    from tuner.measure.analysis import generator_limit
 
     assert "could not send 20%" in generator_limit([60.0], [1.0], SLA, unsent_share=0.2)
     assert generator_limit([60.0], [1.0], SLA, unsent_share=0.01) is None

@@ -1,7 +1,7 @@
 """The load test's decisions, driven in-process with fabricated step reports.
 
 No Locust and no clock: each test plays the glue's part (a shape tick, a lane's report, a
-worker's handshake) against `tuner.controller`, as Locust's own runner tests feed their
+worker's handshake) against `tuner.measure.controller`, as Locust's own runner tests feed their
 runners mocked messages. Each runs in milliseconds.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tuner.controller import (
+from tuner.measure.controller import (
     LOCAL_LANE,
     AbortGuard,
     Recorder,
@@ -21,7 +21,7 @@ from tuner.controller import (
     SearchController,
     lane_report,
 )
-from tuner.lanes import hello
+from tuner.measure.lanes import hello
 
 SLA_MS = 100.0
 TIMEOUT_S = 2.0

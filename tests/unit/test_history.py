@@ -1,6 +1,6 @@
 import json
 
-from tuner.history import scan, update_index
+from tuner.report.history import scan, update_index
 
 
 def add_run(reports, name, started, capacity, endpoint="ep", latency=100):
@@ -49,13 +49,15 @@ def test_half_written_results_are_skipped(tmp_path):
 
 
 def test_a_run_about_to_be_reported_gets_its_drift_from_one_read(tmp_path):
-    from tuner.history import entries_with_run
+    from tuner.report.history import entries_with_run
+    from tuner.report.result import RunResult
 
     add_run(tmp_path, "a", "2026-11-01T00:00:00+00:00", 200.0)
     run_dir = tmp_path / "ep" / "b"  # not on disk yet: its result is still in memory
-    result = {"endpoint": "ep", "variant": "AllTraffic", "started_at": "2026-11-08T00:00:00",
-              "sla": {"percentile": 90, "latency_ms": 100, "max_error_rate": 0.01},
-              "max_sustainable_rps": 150.0, "capacity_ci": [148.0, 152.0]}
+    result = RunResult.from_json({
+        "endpoint": "ep", "variant": "AllTraffic", "started_at": "2026-11-08T00:00:00",
+        "sla": {"percentile": 90, "latency_ms": 100, "max_error_rate": 0.01},
+        "max_sustainable_rps": 150.0, "capacity_ci": [148.0, 152.0]})
     entries, drift = entries_with_run(tmp_path, run_dir, result)
     assert [e.run_dir for e in entries] == ["ep/a", "ep/b"]
     assert drift == {"change": -0.25, "flagged": True, "limit": 0.1, "previous_run": "ep/a",

@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from tuner.errors import InputError
-from tuner.iac import render
-from tuner.policy import scalable_target_request, scaling_policy_request
+from tuner.scaling.iac import render
+from tuner.scaling.policy import scalable_target_request, scaling_policy_request
 
 RID = "endpoint/my-ep/variant/AllTraffic"
 TARGET = scalable_target_request(RID, 1, 4)

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tuner.analysis import Sla, StepSpec, summarize_samples
 from tuner.config import build_config
-from tuner.lanes import (
+from tuner.measure.analyse import analyse_output
+from tuner.measure.analysis import Sla, StepSpec, summarize_samples
+from tuner.measure.lanes import (
     check_lanes,
     handshake_problem,
     hello,
@@ -18,8 +19,7 @@ from tuner.lanes import (
     payload_sha256,
     wire_version,
 )
-from tuner.loadtest import LoadTestOutput
-from tuner.measure import analyse_output
+from tuner.measure.loadtest import LoadTestOutput
 
 SLA = Sla(percentile=90, latency_ms=100, max_error_rate=0.01)
 LANES = {"a": "worker hostA pid 11 (a)", "b": "worker hostB pid 22 (b)"}

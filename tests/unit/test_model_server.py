@@ -4,7 +4,7 @@ import pytest
 
 from tuner.demo.model_server import SlotScheduler, main
 from tuner.demo.servers import model_server
-from tuner.queueing import ServiceLaw
+from tuner.measure.queueing import ServiceLaw
 
 
 def test_slots_serve_exactly_their_capacity():

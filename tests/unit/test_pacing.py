@@ -1,6 +1,6 @@
 import random
 
-from tuner.pacing import next_arrival, unsent_arrivals
+from tuner.measure.pacing import next_arrival, unsent_arrivals
 
 
 def _step(rate: float, duration: float, poisson: bool, seed: int, sent_until: float):

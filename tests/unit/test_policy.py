@@ -4,7 +4,7 @@ import math
 import pytest
 
 from tuner.errors import InputError
-from tuner.policy import (
+from tuner.scaling.policy import (
     check_requests,
     cli_commands,
     plan_changes,
@@ -75,7 +75,7 @@ def test_cli_commands_reproduce_the_same_calls():
 
 
 def test_suspended_dynamic_scaling_is_planned_as_a_resume_not_as_no_change():
-    from tuner.policy import make_plan
+    from tuner.scaling.policy import make_plan
 
     target, policy = requests()
     stored = {**target, "SuspendedState": {"DynamicScalingInSuspended": True,
@@ -96,7 +96,7 @@ def test_suspended_dynamic_scaling_is_planned_as_a_resume_not_as_no_change():
 
 
 def test_state_differences_name_each_change():
-    from tuner.policy import state_differences, state_fingerprint
+    from tuner.scaling.policy import state_differences, state_fingerprint
 
     target, policy = requests()
     before = state_fingerprint(target, [policy])

@@ -3,14 +3,14 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from tuner.analysis import StepResult, derive_target, estimate_capacity
-from tuner.apply import ApplyOutcome
-from tuner.aws import ScalingState
 from tuner.config import build_config
-from tuner.loadtest import sla_of
-from tuner.policy import make_plan, scalable_target_request, scaling_policy_request
-from tuner.report import render_markdown, write_report
-from tuner.result import build_result
+from tuner.measure.analysis import StepResult, derive_target, estimate_capacity
+from tuner.measure.loadtest import sla_of
+from tuner.report.render import render_markdown, write_report
+from tuner.report.result import SCHEMA_VERSION, build_result
+from tuner.scaling.apply import ApplyOutcome
+from tuner.scaling.aws import ScalingState
+from tuner.scaling.policy import make_plan, scalable_target_request, scaling_policy_request
 
 REQUIRED = {"endpoint", "variant", "region", "sla", "instances_under_test", "steps",
             "max_sustainable_rps", "max_rps_per_instance", "safety_factor",
@@ -41,7 +41,8 @@ def sample_result():
 
 
 def test_result_has_the_documented_keys():
-    result = sample_result()
+    result = sample_result().to_json()
+    assert result["schema_version"] == SCHEMA_VERSION
     assert set(result) >= REQUIRED
     assert set(result["steps"][0]) >= STEP_KEYS
     assert result["target_invocations_per_instance"] == round(
@@ -61,6 +62,6 @@ def test_report_files_are_written_and_self_contained(tmp_path):
 
 
 def test_markdown_states_target_and_steps():
-    text = render_markdown(sample_result())
+    text = render_markdown(sample_result().to_json())
     assert "invocations per instance per minute" in text
     assert text.count("| ramp |") == 4

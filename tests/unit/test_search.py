@@ -1,7 +1,7 @@
 import pytest
 
-from tuner.analysis import StepResult, StepSpec, bracket, pool_by_rate, queue_shape
-from tuner.search import (
+from tuner.measure.analysis import StepResult, StepSpec, bracket, pool_by_rate, queue_shape
+from tuner.measure.search import (
     MAX_LOOKS,
     SearchSettings,
     _confirm,

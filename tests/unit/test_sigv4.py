@@ -7,7 +7,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from tuner.sigv4 import InvokeSigner
+from tuner.measure.sigv4 import InvokeSigner
 
 KEY, SECRET, TOKEN = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token"
 
@@ -87,7 +87,7 @@ def test_credentials_are_read_again_each_second_and_new_keys_sign(monkeypatch):
     session = RotatingSession()
     s = InvokeSigner("e", None, "eu-west-1", "application/json", b"{}", session=session)
     clock = iter([1000.2, 1000.7, 1001.1])
-    monkeypatch.setattr("tuner.sigv4.time.time", lambda: next(clock))
+    monkeypatch.setattr("tuner.measure.sigv4.time.time", lambda: next(clock))
     first, same_second, next_second = s.sign(), s.sign(), s.sign()
     assert same_second is first and session.refreshes == 2
     assert "Credential=AKID1/" in first["Authorization"]

@@ -1,11 +1,14 @@
 """Simulator semantics on hand-made traces."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from tuner.simulate import (
+from tuner.measure.analysis import Sla
+from tuner.report.result import RunResult
+from tuner.simulate.sweep import (
     POISSON_Z_99,
     LatencyCurve,
     ScalingModel,
@@ -115,8 +118,8 @@ def run_result(ci_low=315.0, instances=2, **extra):
     steps = [{"achieved_rps": rps, "sla_percentile_ms": ms, "verdict": verdict}
              for rps, ms, verdict in [(100.0, 30.0, "pass"), (300.0, 80.0, "pass"),
                                       (400.0, 900.0, "fail")]]
-    return {"instances_under_test": instances, "steps": steps, "sla": {"latency_ms": 100},
-            "capacity_ci": [ci_low, 360.0], **extra}
+    return RunResult("ep", "AllTraffic", "us-east-1", Sla(90, 100, 0.01), instances,
+                     steps=tuple(steps), capacity_ci=(ci_low, 360.0), **extra)
 
 
 @pytest.mark.parametrize(("extra", "expected"), [
@@ -134,7 +137,7 @@ def test_capacity_basis_is_the_interval_low_end_or_the_poisson_capacity_if_lower
 
 def test_a_run_without_a_capacity_interval_gives_no_curve():
     with pytest.raises(ValueError, match="capacity interval"):
-        curve_from_result(run_result() | {"capacity_ci": None})
+        curve_from_result(replace(run_result(), capacity_ci=None))
     with pytest.raises(ValueError, match="not a positive rate"):
         curve_from_result(run_result(queue_model={"poisson_capacity_rps": 0.0}))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tuner.slow_correlation import (
+from tuner.measure.slow_correlation import (
     MIN_SKETCH_SAMPLES,
     SKETCH_PROBABILITIES,
     latency_sketch,

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from tuner.stats import (
+from tuner.measure.stats import (
     binom_cdf,
     exceedance_upper_bound,
     percentile_refuted,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.unit.test_report import sample_result
 from tuner.config import build_config
-from tuner.loadtest import build_plan
+from tuner.measure.loadtest import build_plan
 from tuner.status import ApplyStatus, EndState, TargetKind
 
 
@@ -21,7 +21,7 @@ def test_the_values_are_the_strings_old_runs_hold():
 
 
 def test_result_json_writes_plain_strings_that_read_back_as_members():
-    written = json.loads(json.dumps(sample_result()))
+    written = json.loads(json.dumps(sample_result().to_json()))
     assert written["target_kind"] == "url"
     assert json.dumps([ApplyStatus.NOT_ATTEMPTED, EndState.NEW]) == '["not attempted", "new"]'
     assert ApplyStatus(written["apply_status"]) is ApplyStatus.APPLIED

@@ -2,7 +2,7 @@
 import pytest
 
 from tuner.errors import InputError
-from tuner.traffic import read_csv
+from tuner.simulate.traffic import read_csv
 
 
 def write(tmp_path, text):

@@ -1,6 +1,6 @@
 import pytest
 
-from tuner.release_gate import judge
+from tuner.scaling.release_gate import judge
 
 
 def test_equal_capacity_passes():
@@ -29,10 +29,15 @@ def test_both_reasons_are_reported(candidate):
 
 def test_the_baseline_capacity_per_instance_and_the_peak_instances_come_from_the_run():
     """Pure gate logic, formerly in the Prefect glue (flows/tasks.py)."""
-    from tuner.release_gate import baseline_rps_per_instance, peak_max_capacity
-    run = {"max_sustainable_rps": 300.0, "capacity_ci": [240.0, 320.0],
-           "instances_under_test": 2, "scalable_target": {"MaxCapacity": 6}}
+    from dataclasses import replace
+
+    from tuner.measure.analysis import Sla
+    from tuner.report.result import RunResult
+    from tuner.scaling.release_gate import baseline_rps_per_instance, peak_max_capacity
+    run = RunResult("ep", "AllTraffic", "us-east-1", Sla(90, 100, 0.01), 2,
+                    max_sustainable_rps=300.0, capacity_ci=(240.0, 320.0),
+                    scalable_target={"MaxCapacity": 6})
     assert baseline_rps_per_instance(run) == 150.0
-    assert baseline_rps_per_instance({**run, "max_sustainable_rps": None}) == 120.0
+    assert baseline_rps_per_instance(replace(run, max_sustainable_rps=None)) == 120.0
     assert peak_max_capacity(None, run) == 6 and peak_max_capacity(3, run) == 3
-    assert peak_max_capacity(None, {"scalable_target": None}) is None
+    assert peak_max_capacity(None, replace(run, scalable_target=None)) is None

@@ -1,5 +1,5 @@
 """The messages between master, workers and controller: every record the senders build
-reads back through `tuner.wire.unserialize`, and every malformed one is refused in one line
+reads back through `tuner.measure.wire.unserialize`, and every malformed one is refused in one line
 naming the message and the field, and costs the run the lane that sent it."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from tests.unit.test_controller import (
     start,
     written,
 )
-from tuner.controller import LOCAL_LANE
-from tuner.lanes import hello
-from tuner.wire import (
+from tuner.measure.controller import LOCAL_LANE
+from tuner.measure.lanes import hello
+from tuner.measure.wire import (
     DONE_MESSAGE,
     HELLO_MESSAGE,
     MESSAGES,

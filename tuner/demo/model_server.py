@@ -6,7 +6,7 @@ request draws its own service time from a service-time law (`--service-law`, e.g
 `lognormal:40:1.0` or `bimodal:20:0.05:400`; by default `constant:<--service-ms>`), from a
 random generator seeded with `--seed`, so a run is reproducible. Its saturation throughput
 is exactly `slots * 1000 / mean service ms` requests per second; the highest rate meeting a
-latency SLA under Poisson arrivals is lower (`tuner.queueing.capacity_at_sla`).
+latency SLA under Poisson arrivals is lower (`tuner.measure.queueing.capacity_at_sla`).
 
 Slots are booked on a virtual clock (each request takes the earliest free slot, FIFO, and
 finishes its service time after it frees), so event-loop jitter delays single responses but
@@ -28,7 +28,7 @@ import time
 import numpy as np
 import uvicorn
 
-from tuner.queueing import ServiceLaw
+from tuner.measure.queueing import ServiceLaw
 
 # Service times are drawn this many at a time (one numpy call per batch, not per request).
 _DRAW_BATCH = 1024

@@ -18,14 +18,15 @@ from pathlib import Path
 import typer
 
 from tuner.demo.servers import create_endpoint, model_server, moto_server
-from tuner.queueing import ServiceLaw, capacity_at_sla
+from tuner.measure.queueing import ServiceLaw, capacity_at_sla
+from tuner.report.result import RunResult
 
 DEMO_ENDPOINT = "demo-endpoint"
 DEMO_REGION = "us-east-1"
 
 
-def run_demo(reports_dir: Path, run_tune: Callable[[dict, dict], dict],
-             max_test_seconds: float = 120.0) -> dict:
+def run_demo(reports_dir: Path, run_tune: Callable[[dict, dict], RunResult],
+             max_test_seconds: float = 120.0) -> RunResult:
     """`run_tune` is the CLI's tune (`tuner.cli.run_tune`), passed in: the demo runs exactly
     what `tuner tune --url ...` runs, without importing the CLI back (no cycle)."""
     with model_server(slots=4, service_ms=20.0) as server, moto_server() as aws_url:
@@ -47,13 +48,14 @@ def run_demo(reports_dir: Path, run_tune: Callable[[dict, dict], dict],
             "max_capacity": 4, "safety_factor": 0.5, "start_rps": 20.0,
             "max_test_seconds": max_test_seconds, "reports_dir": reports_dir,
         })
-        error = (result["max_sustainable_rps"] - truth) / truth
-        low, high = result["capacity_ci"]
+        assert result.max_sustainable_rps is not None and result.capacity_ci is not None
+        error = (result.max_sustainable_rps - truth) / truth
+        low, high = result.capacity_ci
         upper = "open" if high is None else f"{high:.1f}"
-        typer.echo(f"measured {result['max_sustainable_rps']:.1f} rps vs true {truth:.1f} rps: "
+        typer.echo(f"measured {result.max_sustainable_rps:.1f} rps vs true {truth:.1f} rps: "
                    f"{error:+.1%}; interval {low:.1f}-{upper} rps, the target rests on "
                    f"{low:.1f}", err=True)
-        read_back_with_aws_cli(result["region"], f"endpoint/{DEMO_ENDPOINT}/variant/AllTraffic")
+        read_back_with_aws_cli(result.region, f"endpoint/{DEMO_ENDPOINT}/variant/AllTraffic")
         return result
 
 

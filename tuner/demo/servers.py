@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tuner.errors import RunError
-from tuner.queueing import ServiceLaw
+from tuner.measure.queueing import ServiceLaw
 
 
 def free_port() -> int:
@@ -77,7 +77,7 @@ class ModelServer:
         No arrival rate above it can be sustained, but it is not the capacity at a latency
         SLA: under Poisson arrivals requests queue well before saturation, and the highest
         rate meeting a percentile SLA is lower (for long-tailed laws or tight SLAs, much
-        lower). `tuner.queueing.capacity_at_sla` computes that one.
+        lower). `tuner.measure.queueing.capacity_at_sla` computes that one.
         """
         return self.slots * 1000.0 / self.service_ms
 

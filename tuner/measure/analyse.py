@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from tuner.analysis import (
+from tuner.config import TuneConfig
+from tuner.errors import NoPassingStepError
+from tuner.measure.analysis import (
     CapacityEstimate,
     Recommendation,
     StepResult,
@@ -20,12 +22,10 @@ from tuner.analysis import (
     judged_specs,
     summarize_samples,
 )
-from tuner.config import TuneConfig
-from tuner.errors import NoPassingStepError
-from tuner.lanes import lost_lanes_in_meta
-from tuner.loadtest import LoadTestOutput, search_settings_of, sla_of
-from tuner.queue_model import fit_queue_model, step_samples_from_frame
-from tuner.search import budget_advice
+from tuner.measure.lanes import lost_lanes_in_meta
+from tuner.measure.loadtest import LoadTestOutput, search_settings_of, sla_of
+from tuner.measure.queue_model import fit_queue_model, step_samples_from_frame
+from tuner.measure.search import budget_advice
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def refused_problem(output: LoadTestOutput, steps: list[StepResult]) -> str | No
 
 def queue_model_of(config: TuneConfig, output: LoadTestOutput,
                    specs: list[StepSpec] | None = None) -> dict | None:
-    """The M/G/c view of the measured curve (`tuner.queue_model`), for the report and the
+    """The M/G/c view of the measured curve (`tuner.measure.queue_model`), for the report and the
     simulator, from the valid steps; None when the run is too small to fit one."""
     arrivals = output.summary.get("plan", {}).get("arrivals", config.arrivals)
     valid = judged_specs(output.specs if specs is None else specs)

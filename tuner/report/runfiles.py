@@ -37,7 +37,7 @@ from tuner.inputs import (
     sagemaker_name_problem,
     show,
 )
-from tuner.policy import DIMENSION, NAMESPACE, resource_id
+from tuner.scaling.policy import DIMENSION, NAMESPACE, resource_id
 
 MAX_RPS = 10_000_000.0
 MIN_RPS = 0.001  # a measured capacity below one request in 1,000 s is not a measurement
@@ -340,6 +340,52 @@ class ReportRecord(Record):
         return self
 
 
+class ResultRecord(Record):
+    """Any result.json this tool wrote, as `result.RunResult.from_json` reads it: the run's
+    identity and SLA, and every other field's type where present (a failed run has no
+    measurements, and runs from before a field existed lack it). What a command needs
+    beyond that it checks with its own record (`ApplyRecord`, `BaselineRecord`, ...)."""
+
+    schema_version: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    endpoint: EndpointName
+    variant: VariantName = "AllTraffic"  # the tool's default, always written since
+    region: RunRegion = "-"
+    target_kind: Literal["url", "sagemaker-runtime"] | None = None
+    url: str | None = None
+    sla: SlaRecord
+    instances_under_test: Instances = 1
+    steps: list[dict] = []
+    search: dict = {}
+    max_sustainable_rps: Rate | None = None
+    capacity_ci: Bracket | None = None
+    target_basis_rps: Rate | None = None
+    capacity_method: str | None = None
+    queue_model: dict | None = None
+    max_rps_per_instance: Rate | None = None
+    safety_factor: Annotated[float, Field(gt=0, le=1)] = 0.5
+    target_invocations_per_instance: Annotated[float, Field(ge=0, le=MAX_TARGET)] | None = None
+    scalable_target: dict | None = None
+    policy: dict | None = None
+    scaling_before: dict | None = None
+    scaling_after: dict | None = None
+    changes: list[dict] = []
+    plan: dict | None = None
+    plan_text: list[str] = []
+    apply_status: Literal["applied", "no-change", "dry-run", "refused", "failed",
+                          "not attempted"] = "not attempted"
+    dry_run: bool = False
+    applied: bool = False
+    error: str | None = None
+    load_test_seconds: Annotated[float, Field(ge=0, le=1e7)] = 0.0
+    started_at: str = ""
+    finished_at: str = ""
+    run_dir: str | None = None
+    aws_note: str | None = None
+    interrupted: str | None = None
+    validation: dict | None = None
+    drift: dict | None = None
+
+
 class CarriedFacts(Record):
     """What `tuner report` carries over from an old result.json: what happened at apply."""
 
@@ -355,21 +401,6 @@ class CarriedFacts(Record):
     validation: ValidationRecord | None = None
     finished_at: AwareTime | None = None
     error: str | None = None
-
-
-class HistoryRecord(Record):
-    """What the run index reads from every result.json under a reports directory."""
-
-    endpoint: EndpointName
-    variant: VariantName
-    sla: SlaRecord
-    started_at: str = ""
-    max_sustainable_rps: Rate | None = None
-    capacity_ci: Bracket | None = None
-    target_invocations_per_instance: Annotated[float, Field(ge=0, le=MAX_TARGET)] | None = None
-    applied: bool = False
-    error: str | None = None
-    validation: dict | None = None
 
 
 class ScalingRecord(Record):
@@ -395,7 +426,7 @@ class SpecRecord(Exact):
     phase: str
     abort_reason: str | None = None
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
-    invalid_reason: str | None = None  # a lane never reported the step (tuner.lanes)
+    invalid_reason: str | None = None  # a lane never reported the step (tuner.measure.lanes)
 
 
 class StepMetaRecord(Record):
@@ -527,7 +558,7 @@ def read_result(run_dir: Path, flag: str = "") -> dict:
 
     The only reader of result.json for commands that take a run directory (`apply`,
     `export`, `simulate`, `validate --baseline`); `flag` names the argument in the error.
-    Each command then checks the fields it uses (`tuner.runfiles`).
+    Each command then checks the fields it uses (`tuner.report.runfiles`).
     """
     label = f"{flag} {run_dir}".strip()
     path = Path(run_dir) / RESULT_FILE

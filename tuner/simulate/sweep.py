@@ -44,10 +44,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tuner.analysis import Verdict
+from tuner.measure.analysis import Verdict
+
+if TYPE_CHECKING:  # annotations only: the simulator stays free of the record's readers
+    from tuner.report.result import RunResult
 
 __all__ = [
     "POISSON_Z_99",
@@ -106,18 +110,18 @@ class LatencyCurve:
         return self.latency_at(rps) > self.sla_latency_ms
 
 
-def capacity_basis(result: dict) -> float:
+def capacity_basis(result: RunResult) -> float:
     """Per-instance capacity to judge minutes by: the capacity interval's lower end, or the
     queueing model's Poisson capacity when that is lower. Both are rates for the endpoint as
     tested (`queue_model.to_dict` says so for its own), i.e. the run's `instances_under_test`
     together, so both are divided by that count; a missing or non-finite model capacity is
     ignored, since the model is optional and fitted only when the run has enough samples."""
-    instances = result["instances_under_test"]
-    ci = result.get("capacity_ci")
+    instances = result.instances_under_test
+    ci = result.capacity_ci
     if not ci or ci[0] is None:
         raise ValueError("the run has no capacity interval to take a capacity basis from")
     total = float(ci[0])
-    queue_model = result.get("queue_model")
+    queue_model = result.queue_model
     poisson = queue_model.get("poisson_capacity_rps") if isinstance(queue_model, dict) else None
     if (isinstance(poisson, int | float) and not isinstance(poisson, bool)
             and math.isfinite(poisson)):
@@ -127,12 +131,12 @@ def capacity_basis(result: dict) -> float:
     return total / instances
 
 
-def curve_from_result(result: dict) -> LatencyCurve:
+def curve_from_result(result: RunResult) -> LatencyCurve:
     """The latency curve of a tuning run, per instance, made non-decreasing, with the
     capacity basis as its capacity: the queue model's (Poisson arrivals) when the run has
     one, else the measured passing steps'."""
-    instances = result["instances_under_test"]
-    queue_model = result.get("queue_model")
+    instances = result.instances_under_test
+    queue_model = result.queue_model
     if isinstance(queue_model, dict) and queue_model.get("curve"):
         # The queue model's curve: latency under Poisson arrivals at each mean rate, the
         # same view the report shows (the measured passes are a handful of its points).
@@ -140,7 +144,7 @@ def curve_from_result(result: dict) -> LatencyCurve:
                         if p.get("p_ms") is not None and math.isfinite(p["p_ms"]))
     else:
         points = sorted(
-            (s["achieved_rps"] / instances, s["sla_percentile_ms"]) for s in result["steps"]
+            (s["achieved_rps"] / instances, s["sla_percentile_ms"]) for s in result.steps
             if s["sla_percentile_ms"] is not None and s["achieved_rps"] > 0
             and s["verdict"] == Verdict.PASS
         )
@@ -149,7 +153,7 @@ def curve_from_result(result: dict) -> LatencyCurve:
     rps = [0.0] + [p[0] for p in points]
     latency = [points[0][1]] + list(np.maximum.accumulate([p[1] for p in points]))
     return LatencyCurve(tuple(rps), tuple(float(v) for v in latency), capacity_basis(result),
-                        float(result["sla"]["latency_ms"]))
+                        float(result.sla.latency_ms))
 
 
 def headroom(target: float, capacity_rps_per_instance: float) -> float:

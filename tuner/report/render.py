@@ -21,11 +21,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from jinja2 import Environment, FileSystemLoader  # noqa: E402
 
-from tuner.iac import FILE_NAMES  # noqa: E402
-from tuner.iac import render as render_iac  # noqa: E402
-from tuner.policy import cli_commands  # noqa: E402
-from tuner.queue_model import latency_from_dict  # noqa: E402
-from tuner.runfiles import SimulationRecord, read_record  # noqa: E402
+from tuner.measure.queue_model import latency_from_dict  # noqa: E402
+from tuner.report.result import RunResult  # noqa: E402
+from tuner.report.runfiles import SimulationRecord, read_record  # noqa: E402
+from tuner.scaling.iac import FILE_NAMES  # noqa: E402
+from tuner.scaling.iac import render as render_iac  # noqa: E402
+from tuner.scaling.policy import cli_commands  # noqa: E402
 
 SIMULATION_FILE = "simulation.json"
 QUEUE_MODEL_TITLE = "Queue model: latency vs load"
@@ -409,9 +410,11 @@ def _write(path: Path, data: str | bytes) -> None:
     tmp.replace(path)
 
 
-def write_report(run_dir: Path, result: dict) -> dict[str, Path]:
+def write_report(run_dir: Path, record: RunResult) -> dict[str, Path]:
     """Write result.json, steps.csv, plots, report.md, report.html and the scaling as
-    aws-cli.sh, scaling.tf and scaling-cfn.yaml."""
+    aws-cli.sh, scaling.tf and scaling-cfn.yaml. Everything renders the record's JSON
+    form: the report shows exactly what result.json says."""
+    result = record.to_json()
     plots: dict[str, bytes] = {}
     if result["steps"]:
         plots = {"Latency vs throughput": plot_latency(result),

@@ -1,6 +1,6 @@
 """`tuner simulate RUN_DIR`: what a target would do on the endpoint's real traffic.
 
-The shell around `tuner.simulate`: loads the run (latency curve, capacity, scaling
+The shell around `tuner.simulate.sweep`: loads the run (latency curve, capacity, scaling
 settings), gets traffic from CloudWatch or a CSV, simulates the evaluated target, sweeps
 targets for the cheapest one within the violation budget, and writes `simulation.json` and
 two plots into the run directory, then re-renders the report so it includes them.
@@ -8,7 +8,7 @@ two plots into the run directory, then re-renders the report so it includes them
 The recommendation carries its headroom (share of the per-instance capacity basis an
 instance at the target leaves unused) and the busiest replayed minute's load as a share of
 the basis; `summary["headroom"]` is the recommended target's, `summary["target_headroom"]`
-the evaluated target's (see `tuner.simulate` for the basis and the burst margin).
+the evaluated target's (see `tuner.simulate.sweep` for the basis and the burst margin).
 """
 
 from __future__ import annotations
@@ -23,15 +23,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tuner import aws  # noqa: E402
-from tuner.apply import load_run  # noqa: E402
 from tuner.config import TUNE_LIMITS  # noqa: E402
 from tuner.errors import InputError  # noqa: E402
 from tuner.inputs import Limit, number_problem, path_problem  # noqa: E402
-from tuner.report import SIMULATION_FILE, SIMULATION_PLOTS, png_bytes, write_report  # noqa: E402
-from tuner.result import json_safe  # noqa: E402
-from tuner.runfiles import ReportRecord, checked  # noqa: E402
-from tuner.simulate import (  # noqa: E402
+from tuner.report.render import (  # noqa: E402
+    SIMULATION_FILE,
+    SIMULATION_PLOTS,
+    png_bytes,
+    write_report,
+)
+from tuner.report.result import RunResult, json_safe  # noqa: E402
+from tuner.report.runfiles import ReportRecord, checked  # noqa: E402
+from tuner.scaling import aws  # noqa: E402
+from tuner.scaling.apply import load_run  # noqa: E402
+from tuner.simulate.sweep import (  # noqa: E402
     POISSON_Z_99,
     ScalingModel,
     SimulationResult,
@@ -42,7 +47,7 @@ from tuner.simulate import (  # noqa: E402
     sweep_targets,
     target_grid,
 )
-from tuner.traffic import (  # noqa: E402
+from tuner.simulate.traffic import (  # noqa: E402
     CLOUDWATCH_MAX_DAYS,
     Traffic,
     fetch_cloudwatch,
@@ -92,17 +97,18 @@ def check_options(options: SimulationOptions) -> None:
             raise InputError(problem)
 
 
-def load_traffic(result: dict, options: SimulationOptions) -> Traffic:
+def load_traffic(result: RunResult, options: SimulationOptions) -> Traffic:
     if options.traffic == "cloudwatch":
-        region = aws.resolve_region(result.get("region"))
-        return fetch_cloudwatch(aws.client("cloudwatch", region), result["endpoint"],
-                                result["variant"], options.days)
+        region = aws.resolve_region(None if result.region == "-" else result.region)
+        return fetch_cloudwatch(aws.client("cloudwatch", region), result.endpoint,
+                                result.variant, options.days)
     return read_csv(Path(options.traffic))
 
 
-def scaling_model(result: dict, options: SimulationOptions) -> ScalingModel:
-    target = result["scalable_target"]
-    config = result["policy"]["TargetTrackingScalingPolicyConfiguration"]
+def scaling_model(result: RunResult, options: SimulationOptions) -> ScalingModel:
+    assert result.scalable_target is not None and result.policy is not None  # load_run's
+    target = result.scalable_target
+    config = result.policy["TargetTrackingScalingPolicyConfiguration"]
     low = options.min_capacity if options.min_capacity is not None else target["MinCapacity"]
     high = options.max_capacity if options.max_capacity is not None else target["MaxCapacity"]
     value = options.target if options.target is not None else config["TargetValue"]
@@ -117,6 +123,12 @@ def scaling_model(result: dict, options: SimulationOptions) -> ScalingModel:
                         scale_in_cooldown_s=config["ScaleInCooldown"],
                         scale_out_cooldown_s=config["ScaleOutCooldown"],
                         startup_minutes=options.instance_startup_minutes)
+
+
+def model_target(result: RunResult) -> float:
+    """The target the run recommended (the rule's: capacity x safety factor x 60)."""
+    assert result.policy is not None
+    return result.policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
 
 
 def plot_timeline(traffic: Traffic, run: SimulationResult, sla_ms: float) -> bytes:
@@ -176,7 +188,7 @@ def simulate_run(run_dir: Path, options: SimulationOptions) -> dict:
     result = load_run(run_dir)
     # The report is re-rendered from this result: all of it must be sound, not only the
     # recommendation.
-    checked(ReportRecord, result, str(Path(run_dir) / "result.json"))
+    checked(ReportRecord, result.to_json(), str(Path(run_dir) / "result.json"))
     model = scaling_model(result, options)
     try:
         curve = curve_from_result(result)
@@ -188,7 +200,7 @@ def simulate_run(run_dir: Path, options: SimulationOptions) -> dict:
                          "targets to simulate")
     traffic = load_traffic(result, options)
     evaluated = simulate(traffic.invocations, model, curve)
-    rule_target = result["policy"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
+    rule_target = model_target(result)
     grid = target_grid(curve.capacity_rps_per_instance) + [rule_target, model.target]
     sweep = sweep_targets(traffic.invocations, model, curve, grid,
                           options.max_violation_minutes, z=options.burst_z)

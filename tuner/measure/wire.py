@@ -9,7 +9,7 @@ of handing on a dict read back later with `.get(..., default)`.
     master / local runner                     worker (a lane on another machine)
     ---------------------                     ----------------------------------
                           <-- tuner_hello     Hello: version, payload hash, host, pid
-    Welcome / Refused     -->                 (the handshake: `tuner.lanes`)
+    Welcome / Refused     -->                 (the handshake: `tuner.measure.lanes`)
     StepOrder             -->                 every step, to every lane
                           <-- tuner_step_done LaneReport: the step's samples and health
 

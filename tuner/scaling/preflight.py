@@ -4,7 +4,7 @@ Plain functions over the AWS adapters, no Prefect: the CLI calls `check_endpoint
 starts the temporary Prefect server (a typo in `--endpoint` is reported in about a second,
 not after the server's start-up), and the flow's preflight task calls it again (scheduled
 runs come straight to the flow). It also looks for suspensions a crashed run left on the
-endpoint (`tuner.suspension.check_markers`) and restores them before anything else.
+endpoint (`tuner.scaling.suspension.check_markers`) and restores them before anything else.
 
 A container measured with `--url --dry-run` needs no AWS at all: when the endpoint cannot
 be read (not deployed yet, no credentials, no region) the run measures and recommends only.
@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tuner import aws
 from tuner.config import TuneConfig
 from tuner.errors import InputError
-from tuner.policy import resolve_capacity, resource_id
-from tuner.suspension import check_markers
+from tuner.scaling import aws
+from tuner.scaling.policy import resolve_capacity, resource_id
+from tuner.scaling.suspension import check_markers
 
 __all__ = ["Preflight", "check_endpoint", "inspect_variant"]
 

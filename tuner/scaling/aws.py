@@ -26,7 +26,7 @@ from botocore.exceptions import (
 from tuner import interrupts
 from tuner.errors import InputError, RunError, TunerError
 from tuner.interrupts import deferred
-from tuner.policy import NAMESPACE
+from tuner.scaling.policy import NAMESPACE
 
 RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
 
@@ -138,7 +138,7 @@ SUSPEND_ALL = {"DynamicScalingInSuspended": True, "DynamicScalingOutSuspended": 
 
 
 class SuspensionLog(Protocol):
-    """Where a suspension is recorded durably before it happens (`tuner.suspension`)."""
+    """Where a suspension is recorded durably before it happens (`tuner.scaling.suspension`)."""
 
     def write(self, previous: dict[str, bool]) -> None: ...
 

@@ -8,11 +8,11 @@ writes a scaling policy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
+    "BaselineRun",
     "ValidationVerdict",
     "baseline_rps_per_instance",
     "judge",
@@ -20,17 +20,33 @@ __all__ = [
 ]
 
 
-def baseline_rps_per_instance(baseline: Mapping[str, Any]) -> float:
+class BaselineRun(Protocol):
+    """What the gate reads of the baseline run (`report.result.RunResult` has it)."""
+
+    @property
+    def max_sustainable_rps(self) -> float | None: ...
+    @property
+    def capacity_ci(self) -> tuple[float | None, float | None] | None: ...
+    @property
+    def instances_under_test(self) -> int: ...
+    @property
+    def scalable_target(self) -> dict[str, Any] | None: ...
+
+
+def baseline_rps_per_instance(baseline: BaselineRun) -> float:
     """The baseline run's best estimate of capacity per instance (runs from before the
     estimate was recorded: its interval's lower end)."""
-    point = baseline.get("max_sustainable_rps") or baseline["capacity_ci"][0]
-    return point / baseline["instances_under_test"]
+    point = baseline.max_sustainable_rps
+    if not point:
+        assert baseline.capacity_ci is not None and baseline.capacity_ci[0] is not None
+        point = baseline.capacity_ci[0]
+    return point / baseline.instances_under_test
 
 
-def peak_max_capacity(max_capacity: int | None, baseline: Mapping[str, Any]) -> int | None:
+def peak_max_capacity(max_capacity: int | None, baseline: BaselineRun) -> int | None:
     """The instances that must serve the expected peak: --max-capacity, else the
     baseline's scalable target's."""
-    return max_capacity or (baseline.get("scalable_target") or {}).get("MaxCapacity")
+    return max_capacity or (baseline.scalable_target or {}).get("MaxCapacity")
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ from typing import Any
 
 import pandas as pd
 
-from tuner.analysis import Sla, StepSpec
 from tuner.config import TuneConfig, request_checks
 from tuner.errors import InputError, RunError
-from tuner.search import SearchSettings
+from tuner.measure.analysis import Sla, StepSpec
+from tuner.measure.search import SearchSettings
 from tuner.status import TargetKind
 
-LOADTESTS_DIR = Path(__file__).resolve().parent.parent / "loadtests"
+LOADTESTS_DIR = Path(__file__).resolve().parents[2] / "loadtests"
 # Upper bound of concurrent requests per lane for workers (the master's own comes from
 # --max-in-flight); connections are opened lazily, Locust raises the open-file limit to 10,000.
 MAX_IN_FLIGHT_PER_LANE = 8000
@@ -247,7 +247,7 @@ def worker_plan(url: str | None, endpoint: str | None, variant: str, region: str
     if url is not None:
         target: dict[str, Any] = {"kind": TargetKind.URL, "url": url}
     else:
-        from tuner.aws import resolve_region
+        from tuner.scaling.aws import resolve_region
 
         target = {"kind": TargetKind.SAGEMAKER_RUNTIME, "endpoint": endpoint, "variant": variant,
                   "region": resolve_region(region)}

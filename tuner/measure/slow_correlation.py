@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from tuner.queueing import fifo_sojourn_s
+from tuner.measure.queueing import fifo_sojourn_s
 
 __all__ = [
     "CORRELATION_WINDOW_S",

@@ -7,7 +7,7 @@ arrivals and the latency expected at the target load, and `tuner simulate` can r
 minute's latency off the same curve (`latency_from_dict` on what result.json stores).
 
 The model is an M/G/c queue: one FIFO queue in front of `c` identical slots
-(`tuner.queueing.fifo_sojourn_s`). No service-time law is assumed: it is the empirical
+(`tuner.measure.queueing.fifo_sojourn_s`). No service-time law is assumed: it is the empirical
 latency distribution of the lowest-load step, pooled with the next steps while they cannot
 be told apart from it (so they are still essentially free of queueing): at low load a
 request's latency is its service time, network overhead included. Only `c` (1..512) is
@@ -20,7 +20,7 @@ near saturation, where latencies come in clumps). Errors and timeouts count as s
 any SLA.
 
 Capacity is the highest mean arrival rate whose long-run SLA percentile meets the SLA (as
-`tuner.queueing.capacity_at_sla` defines it), under Poisson and under evenly spaced
+`tuner.measure.queueing.capacity_at_sla` defines it), under Poisson and under evenly spaced
 arrivals. The uncertainty band is a bootstrap of the service sample (20 resamples, fresh
 random numbers each): how much the curve and the capacity move with the finite sample the
 service law was read from. It does not cover the uncertainty in `c`; when no step showed
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tuner.queueing import fifo_sojourn_s
+from tuner.measure.queueing import fifo_sojourn_s
 
 __all__ = [
     "ARRIVALS",
@@ -120,7 +120,7 @@ class StepSamples:
 
 
 def step_samples_from_frame(specs, samples: pd.DataFrame) -> list[StepSamples]:
-    """Window requests of each step from `tuner.analysis.StepSpec`s and a samples frame with
+    """Window requests of each step from `tuner.measure.analysis.StepSpec`s and a samples frame with
     columns step, intended_s, completed_s, latency_ms, ok (a request belongs to the window
     when warmup_s <= intended_s < duration_s). Steps without window requests are left out."""
     groups = dict(tuple(samples.groupby("step"))) if len(samples) else {}

@@ -20,11 +20,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tuner import aws
 from tuner.config import TUNE_LIMITS
 from tuner.errors import InputError, RunError, TunerError
 from tuner.inputs import Limit, number_problem, show
-from tuner.policy import (
+from tuner.report.result import RunResult
+from tuner.report.runfiles import ApplyRecord, checked, read_result
+from tuner.scaling import aws
+from tuner.scaling.policy import (
     POLICY_NAME,
     ApplyPlan,
     check_age,
@@ -37,7 +39,6 @@ from tuner.policy import (
     stored_mismatches,
     suspended_flags,
 )
-from tuner.runfiles import ApplyRecord, checked, read_result
 from tuner.status import ApplyStatus, EndState
 
 # A rollback is retried this often, this far apart, before the state is declared unknown:
@@ -368,26 +369,27 @@ def check_options(max_change: float) -> None:
         raise InputError(problem)
 
 
-def load_run(run_dir: Path) -> dict:
+def load_run(run_dir: Path) -> RunResult:
     """A run directory's result.json, checked to hold a recommendation to apply."""
     result = read_result(run_dir)
     if not result.get("policy") or not result.get("scalable_target"):
         error = result.get("error")
         raise InputError(f"{run_dir} holds no recommendation to apply "
                          f"({show(error, 200) if error else 'no policy in result.json'})")
-    return checked(ApplyRecord, result, str(Path(run_dir) / "result.json"))
+    label = str(Path(run_dir) / "result.json")
+    return RunResult.from_json(checked(ApplyRecord, result, label), label)
 
 
 def apply_run(run_dir: Path, options: ApplyOptions,
               say: Callable[[str], None] = lambda line: None) -> ApplyOutcome:
     """Apply a past run's recommendation without re-testing (measure before, apply at release)."""
     result = load_run(run_dir)
-    region = result["region"]
-    aws.describe_variant(aws.client("sagemaker", region), result["endpoint"],
-                         result["variant"])
-    recommended_at = datetime.fromisoformat(result["finished_at"])
-    outcome = safe_apply(region=region, target=result["scalable_target"],
-                         policy=result["policy"], recommended_at=recommended_at,
+    assert result.scalable_target is not None and result.policy is not None  # load_run's check
+    region = result.region
+    aws.describe_variant(aws.client("sagemaker", region), result.endpoint, result.variant)
+    recommended_at = datetime.fromisoformat(result.finished_at)
+    outcome = safe_apply(region=region, target=result.scalable_target,
+                         policy=result.policy, recommended_at=recommended_at,
                          options=options, audit_path=Path(run_dir).parent / "audit.jsonl",
                          say=say, rerun=rerun_command(run_dir, options))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
-from tuner.analysis import (
+from tuner.errors import NoPassingStepError
+from tuner.measure.analysis import (
     CapacityEstimate,
     Sla,
     StepResult,
@@ -27,9 +28,8 @@ from tuner.analysis import (
     estimate_capacity,
     summarize_step,
 )
-from tuner.errors import NoPassingStepError
-from tuner.queueing import ServiceLaw, VirtualEndpoint
-from tuner.search import SearchSettings, budget_advice, drain_seconds, next_step
+from tuner.measure.queueing import ServiceLaw, VirtualEndpoint
+from tuner.measure.search import SearchSettings, budget_advice, drain_seconds, next_step
 
 __all__ = ["OfflineRun", "run_offline", "run_offline_seeds"]
 

@@ -20,8 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tuner.errors import InputError  # noqa: E402
-from tuner.report import png_bytes  # noqa: E402
-from tuner.runfiles import HistoryRecord, read_record  # noqa: E402
+from tuner.inputs import read_json_object  # noqa: E402
+from tuner.report.render import png_bytes  # noqa: E402
+from tuner.report.result import RunResult  # noqa: E402
 
 DRIFT_LIMIT = 0.10
 INDEX_JSON = "index.json"
@@ -58,14 +59,15 @@ def sla_key(sla: dict) -> str:
     return f"p{sla['percentile']:g}<={sla['latency_ms']:g}ms err<={sla['max_error_rate']:g}"
 
 
-def entry_from_result(run_dir: str, result: dict) -> RunEntry:
+def entry_from_result(run_dir: str, result: RunResult) -> RunEntry:
     return RunEntry(
-        run_dir=run_dir, endpoint=result["endpoint"], variant=result["variant"],
-        kind="validate" if result.get("validation") else "tune",
-        time=result.get("started_at", ""), sla=sla_key(result["sla"]),
-        capacity_rps=result.get("max_sustainable_rps"), capacity_ci=result.get("capacity_ci"),
-        target=result.get("target_invocations_per_instance"),
-        applied=bool(result.get("applied")), error=result.get("error"))
+        run_dir=run_dir, endpoint=result.endpoint, variant=result.variant,
+        kind="validate" if result.validation else "tune",
+        time=result.started_at, sla=sla_key(asdict(result.sla)),
+        capacity_rps=result.max_sustainable_rps,
+        capacity_ci=None if result.capacity_ci is None else list(result.capacity_ci),
+        target=result.target_invocations_per_instance,
+        applied=result.applied, error=result.error)
 
 
 def with_drift(entries: list[RunEntry]) -> list[RunEntry]:
@@ -89,9 +91,9 @@ def read_entries(reports_dir: Path) -> list[RunEntry]:
     entries = []
     for path in sorted(Path(reports_dir).glob("*/*/result.json")):
         try:
-            result = read_record(path, HistoryRecord)
+            result = RunResult.from_json(read_json_object(path, str(path)), str(path))
         except InputError:
-            continue  # a foreign, half-written or hostile file is not a run
+            continue  # a foreign, half-written, hostile or newer file is not a run we read
         entries.append(entry_from_result(str(path.parent.relative_to(reports_dir)), result))
     return entries
 
@@ -102,7 +104,7 @@ def scan(reports_dir: Path) -> list[RunEntry]:
 
 
 def entries_with_run(reports_dir: Path, run_dir: Path,
-                     result: dict) -> tuple[list[RunEntry], dict | None]:
+                     result: RunResult) -> tuple[list[RunEntry], dict | None]:
     """Every run including this one as it is about to be reported, and this run's drift.
 
     One read of the reports directory serves both the run's report and the index.

@@ -5,7 +5,7 @@ Everything measured is recomputed from `locust/` (samples and step plan) and `ru
 a report survives template changes and a crash after measurement. What happened at apply
 time is a fact, not a measurement: it is carried over from the old result.json when there
 is one, as is the time the recommendation was made (which `tuner apply` ages). Every file
-read is checked first (`tuner.runfiles`): a corrupt or hostile one is refused in one line
+read is checked first (`tuner.report.runfiles`): a corrupt or hostile one is refused in one line
 before anything is written.
 """
 
@@ -16,16 +16,15 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from tuner.analysis import StepSpec
-from tuner.aws import ScalingState
 from tuner.config import TuneConfig, check_tune_config
 from tuner.errors import InputError
-from tuner.history import entries_with_run, write_index
-from tuner.loadtest import LoadTestOutput
-from tuner.measure import analyse_output
-from tuner.report import SIMULATION_FILE, write_report
-from tuner.result import build_result
-from tuner.runfiles import (
+from tuner.measure.analyse import analyse_output
+from tuner.measure.analysis import StepSpec
+from tuner.measure.loadtest import LoadTestOutput
+from tuner.report.history import entries_with_run, write_index
+from tuner.report.render import SIMULATION_FILE, write_report
+from tuner.report.result import RunResult, build_result
+from tuner.report.runfiles import (
     CarriedFacts,
     LoadTestRecord,
     RunRecord,
@@ -34,14 +33,14 @@ from tuner.runfiles import (
     read_record,
     read_samples,
 )
-from tuner.status import ApplyStatus
+from tuner.scaling.aws import ScalingState
 
 RUN_FILE = "run.json"
 APPLY_FACTS = ("scalable_target", "policy", "scaling_after", "changes", "plan", "plan_text",
                "apply_status", "applied", "dry_run", "validation", "finished_at")
 
 
-def regenerate_report(run_dir: Path) -> dict:
+def regenerate_report(run_dir: Path) -> RunResult:
     run_dir = Path(run_dir)
     run_path = run_dir / RUN_FILE
     if not run_path.is_file():
@@ -54,9 +53,10 @@ def regenerate_report(run_dir: Path) -> dict:
     config = run_config(run["config"], run_path)
     output = read_raw_data(run_dir / "locust")
     old_path = run_dir / "result.json"
-    old = read_record(old_path, CarriedFacts) if old_path.is_file() else {}
+    old_json = read_record(old_path, CarriedFacts) if old_path.is_file() else {}
+    old = RunResult.from_json(old_json, str(old_path)) if old_json else None
     for key in ("scalable_target", "policy"):
-        if (old.get(key) or {}).get("ResourceId", config.resource_id) != config.resource_id:
+        if (old_json.get(key) or {}).get("ResourceId", config.resource_id) != config.resource_id:
             raise InputError(f"{old_path}: {key} is not for this run's {config.resource_id}")
     if (run_dir / SIMULATION_FILE).exists():  # the report shows it: check it before analysing
         read_record(run_dir / SIMULATION_FILE, SimulationRecord)
@@ -71,19 +71,20 @@ def regenerate_report(run_dir: Path) -> dict:
         before=ScalingState(scaling["scalable_target"], scaling["policies"]),
         error=analysis.error, started_at=datetime.fromisoformat(run["started_at"]),
         queue_model=analysis.queue_model)
-    for key in APPLY_FACTS:
-        if key in old:
-            result[key] = old[key]
-    if not old:
-        result["finished_at"] = datetime.fromtimestamp(
+    if old is not None:  # what happened at apply time is a fact: carried over
+        result = result.published(**{key: getattr(old, key) for key in APPLY_FACTS
+                                     if key in old_json})
+        if old.apply_status.is_error and not analysis.error:
+            result = result.published(error=old.error)
+    else:
+        result = result.published(finished_at=datetime.fromtimestamp(
             output.summary.get("finished_at", datetime.now(UTC).timestamp()), UTC
-        ).isoformat(timespec="seconds")
-    if old.get("apply_status") in (ApplyStatus.FAILED, ApplyStatus.REFUSED) and not analysis.error:
-        result["error"] = old.get("error")
-    result["run_dir"] = str(run_dir)
+        ).isoformat(timespec="seconds"))
+    result = result.published(run_dir=str(run_dir))
     reports_dir = reports_root(run_dir, config.endpoint)
-    entries, result["drift"] = ([], None) if reports_dir is None else entries_with_run(
+    entries, drift = ([], None) if reports_dir is None else entries_with_run(
         reports_dir, run_dir.resolve(), result)
+    result = result.published(drift=drift)
     write_report(run_dir, result)
     if reports_dir is not None:
         write_index(reports_dir, entries)

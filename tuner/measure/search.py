@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
-from tuner.analysis import (
+from tuner.measure.analysis import (
     LEAN_CONFIDENCE,
     QueueShape,
     RateEvidence,
@@ -41,7 +41,7 @@ from tuner.analysis import (
     pool_by_rate,
     queue_shape,
 )
-from tuner.stats import requests_to_show, samples_for_zero_exceedances
+from tuner.measure.stats import requests_to_show, samples_for_zero_exceedances
 
 __all__ = ["Phase", "SearchSettings", "budget_advice", "drain_seconds", "next_step",
            "out_of_budget", "step_duration"]

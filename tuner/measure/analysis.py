@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 
 from tuner.errors import NoPassingStepError
-from tuner.slow_correlation import (
+from tuner.measure.slow_correlation import (
     latency_sketch,
     merge_sketches,
     simulated_correlation,
 )
-from tuner.stats import (
+from tuner.measure.stats import (
     binom_sf,
     exceedance_lower_bound,
     exceedance_upper_bound,
@@ -105,7 +105,7 @@ class StepSpec:
     # client, though still queued at the endpoint).
     timeout_s: float = 10.0
     # Set when the step is no evidence at all: a lane (worker) never reported it, so the
-    # endpoint got less load than `offered_rps` (`tuner.lanes`). Such a step is not judged.
+    # endpoint got less load than `offered_rps` (`tuner.measure.lanes`). Such a step is not judged.
     invalid_reason: str | None = None
 
     @property

@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from tuner import __version__
-from tuner.wire import Hello
+from tuner.measure.wire import Hello
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -53,7 +53,7 @@ def payload_sha256(body: bytes, content_type: str) -> str:
 
 
 def hello(body: bytes, content_type: str, host: str, pid: int) -> Hello:
-    """What a worker sends the master when it connects (`tuner.wire.Hello`)."""
+    """What a worker sends the master when it connects (`tuner.measure.wire.Hello`)."""
     return Hello(version=wire_version(), payload_sha256=payload_sha256(body, content_type),
                  host=host, pid=pid)
 

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tuner import aws
 from tuner.errors import InputError, RunError
 from tuner.interrupts import deferred
-from tuner.policy import NAMESPACE
+from tuner.scaling import aws
+from tuner.scaling.policy import NAMESPACE
 
 __all__ = ["EndpointTags", "SuspensionMarker", "check_markers", "recover", "tag_key"]
 

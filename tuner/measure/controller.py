@@ -9,7 +9,7 @@ decides is here, so a unit test can drive a whole run in-process with fabricated
   what a lane sends back when its step ends (its samples, what it left unanswered, how
   far behind it fell);
 - the master side (or the local runner): `SearchController` admits workers, starts each
-  step the search (`tuner.search.next_step`) asks for, waits for every lane, judges the
+  step the search (`tuner.measure.search.next_step`) asks for, waits for every lane, judges the
   step, pauses while the endpoint drains what the step abandoned, and stops on budget,
   on a saturated generator, on a lost lane or when its workers are gone; `RunFiles`
   writes what it measured as it goes (`samples.csv`, `loadtest.json`).
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tuner.analysis import (
+from tuner.measure.analysis import (
     SAMPLE_COLUMNS,
     Sla,
     StepResult,
@@ -37,7 +37,7 @@ from tuner.analysis import (
     generator_limit,
     summarize_step,
 )
-from tuner.lanes import (
+from tuner.measure.lanes import (
     REPORT_GRACE_S,
     LaneCheck,
     check_lanes,
@@ -45,14 +45,14 @@ from tuner.lanes import (
     lane_label,
     lost_step_reason,
 )
-from tuner.search import (
+from tuner.measure.search import (
     SearchSettings,
     budget_advice,
     drain_seconds,
     next_step,
     out_of_budget,
 )
-from tuner.wire import (
+from tuner.measure.wire import (
     DONE_MESSAGE,
     HELLO_MESSAGE,
     SAMPLE_FIELDS,
@@ -76,7 +76,7 @@ __all__ = [
     "lane_report",
 ]
 
-# The tuner process follows this logger's lines in locust.log (`tuner.loadtest.LogTail`).
+# The tuner process follows this logger's lines in locust.log (`tuner.measure.loadtest.LogTail`).
 log = logging.getLogger("tuner.openloop")
 
 # The lane id of a local (not distributed) runner, as Locust names its messages' sender.
@@ -174,7 +174,7 @@ class AbortGuard:
 def lane_report(index: int, samples: Mapping[str, list], timeout_s: float, abandoned: int,
                 cpu_percent: float | None, send_lags_s: list[float], unsent: int,
                 abort_reason: str | None, aborted_at: float | None) -> LaneReport:
-    """What a lane sends the master when its step ends (`tuner.wire.LaneReport`).
+    """What a lane sends the master when its step ends (`tuner.measure.wire.LaneReport`).
 
     `unanswered` counts the requests the client gave up on (timed out, or `abandoned`: still
     waiting when the step ended and killed), which the endpoint may still be working
@@ -341,7 +341,7 @@ class SearchController:
         self.reports.setdefault(checked["index"], []).append({**checked, "lane": lane})
 
     def check_current(self, alive: Collection[str], overdue: bool = False) -> LaneCheck:
-        """Where the running step stands with its lanes (`tuner.lanes.check_lanes`)."""
+        """Where the running step stands with its lanes (`tuner.measure.lanes.check_lanes`)."""
         assert self.current is not None
         received = self.reports.get(self.current.index, [])
         garbled = tuple(f"{label} (its report was malformed: {self.malformed[lane][1]})"

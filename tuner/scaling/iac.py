@@ -13,7 +13,7 @@ import re
 import yaml
 
 from tuner.errors import InputError
-from tuner.policy import cli_commands
+from tuner.scaling.policy import cli_commands
 
 __all__ = [
     "FILE_NAMES",
