@@ -206,6 +206,21 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def read_csv_table(path: Path, label: str, missing_hint: str = "") -> Any:
+    """A CSV file as a pandas DataFrame, or one line saying why not (`missing_hint` says
+    what the file should have been). pandas is imported here, not at module import: the
+    CLI's start-up stays fast."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise InputError(f"{label}: no such file{missing_hint}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
+            ValueError) as exc:
+        raise InputError(f"{label} is not a readable CSV ({show(str(exc), 120)})") from None
+
+
 def read_json_object(path: Path, label: str, *, allow_nan: bool = False) -> dict:
     """A JSON object from a file the tool wrote earlier, or one line saying why not.
 

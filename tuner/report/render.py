@@ -302,13 +302,9 @@ def plot_latency(result: dict) -> bytes:
         ax.plot([result["max_sustainable_rps"]], [sla["latency_ms"]], marker="*", markersize=14,
                 color="green", linestyle="none",
                 label=f"chosen: max sustainable {result['max_sustainable_rps']:.1f} rps")
-    ax.set_xlabel("achieved throughput (requests/s)")
-    ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")
-    ax.set_title("Latency vs throughput")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return png_bytes(fig)
+    return _finished(fig, ax, "achieved throughput (requests/s)", "latency (ms)",
+                     "Latency vs throughput")
 
 
 def plot_throughput(result: dict) -> bytes:
@@ -328,9 +324,15 @@ def plot_throughput(result: dict) -> bytes:
     for s in steps:
         ax.annotate(str(s["index"]), (s["offered_rps"], s["achieved_rps"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("offered (requests/s)")
-    ax.set_ylabel("achieved (requests/s)")
-    ax.set_title("Offered vs achieved load (numbers: step order)")
+    return _finished(fig, ax, "offered (requests/s)", "achieved (requests/s)",
+                     "Offered vs achieved load (numbers: step order)")
+
+
+def _finished(fig, ax, xlabel: str, ylabel: str, title: str) -> bytes:
+    """Labels, legend and grid as every report plot has them; the PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return png_bytes(fig)

@@ -32,6 +32,7 @@ from tuner.errors import InputError
 from tuner.inputs import (
     Limit,
     number_problem,
+    read_csv_table,
     read_json_object,
     region_problem,
     sagemaker_name_problem,
@@ -386,21 +387,14 @@ class ResultRecord(Record):
     drift: dict | None = None
 
 
-class CarriedFacts(Record):
-    """What `tuner report` carries over from an old result.json: what happened at apply."""
+class CarriedFacts(ResultRecord):
+    """What `tuner report` carries over from an old result.json, what happened at apply,
+    checked as strictly as what it will be rendered into (the scaling as IaC)."""
 
-    scalable_target: ScalableTargetRecord | None = None
-    policy: PolicyRecord | None = None
-    scaling_after: dict | None = None
-    changes: list[dict] = []
-    plan: dict | None = None
-    plan_text: list[str] = []
-    apply_status: str = "not attempted"
-    applied: bool = False
-    dry_run: bool = False
-    validation: ValidationRecord | None = None
-    finished_at: AwareTime | None = None
-    error: str | None = None
+    scalable_target: ScalableTargetRecord | None = None  # type: ignore[assignment]
+    policy: PolicyRecord | None = None  # type: ignore[assignment]
+    validation: ValidationRecord | None = None  # type: ignore[assignment]
+    finished_at: AwareTime | None = None  # type: ignore[assignment]
 
 
 class ScalingRecord(Record):
@@ -520,13 +514,7 @@ def read_record(path: Path, model: type[Record], label: str | None = None,
 def read_samples(path: Path, step_indices: set[int]) -> pd.DataFrame:
     """locust/samples.csv: one row per request, every figure finite, every step known."""
     label = str(path)
-    try:
-        samples = pd.read_csv(path)
-    except FileNotFoundError:
-        raise InputError(f"{label}: no such file (the run's raw samples)") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
-            ValueError) as exc:
-        raise InputError(f"{label} is not a readable CSV ({show(str(exc), 120)})") from None
+    samples = read_csv_table(path, label, " (the run's raw samples)")
     missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
     if missing:
         raise InputError(f"{label} lacks columns {', '.join(missing)}: not a samples file "

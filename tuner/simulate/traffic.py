@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.errors import InputError
-from tuner.inputs import show
+from tuner.inputs import read_csv_table, show
 
 MAX_MISSING_SHARE = 0.5
 CLOUDWATCH_MAX_DAYS = 15  # one-minute datapoints are kept for 15 days
@@ -85,14 +85,7 @@ def regularise(timestamps: pd.Series, values: pd.Series, source: str,
 
 def read_csv(path: Path) -> Traffic:
     """A CSV with columns `timestamp,invocations`, one row per minute (gaps allowed)."""
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise InputError(f"--traffic {path}: no such file") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
-            ValueError) as exc:
-        raise InputError(f"--traffic {path}: not a readable CSV "
-                         f"({' '.join(str(exc).split())[:200]})") from None
+    frame = read_csv_table(path, f"--traffic {path}")
     if not {"timestamp", "invocations"} <= set(frame.columns):
         raise InputError(f"--traffic {path}: needs columns timestamp,invocations (has "
                          f"{','.join(map(str, frame.columns))})")
