@@ -37,14 +37,19 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Everything, in two passes over the whole suite: the in-process tests spread over the
+# cores (pytest-xdist), then the statistical studies (which spread their own runs over the
+# cores) and the integration tier one test at a time (load tests must not share the CPU:
+# their timings would lie).
 test: lint
 	mkdir -p $(PREFECT_HOME)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m "not slow and not integration" -n auto
+	$(VENV)/bin/pytest -m "slow or integration"
 
 # Unit and functional tiers only: no load test, no server process, no flow.
 test-fast: lint
 	mkdir -p $(PREFECT_HOME)
-	$(VENV)/bin/pytest tests/unit tests/functional -m "not slow"
+	$(VENV)/bin/pytest tests/unit tests/functional -m "not slow" -n auto
 
 bench: $(STAMP)
 	$(PY) benchmarks/accuracy.py --seed 11
