@@ -36,12 +36,6 @@ def _fail(error: TunerError) -> None:
     raise typer.Exit(error.exit_code)
 
 
-def _quiet_prefect() -> None:
-    """No network here and none needed: keep Prefect from phoning home."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-
-
 def print_summary(result: RunResult) -> None:
     rec = result.target_invocations_per_instance
     typer.echo(f"endpoint            {result.endpoint} / {result.variant} ({result.region})")
@@ -70,7 +64,9 @@ def run_tune(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunRes
 
     # Local and AWS checks first, in seconds; Prefect loads only once they pass.
     check_endpoint(config, say=lambda line: typer.echo(line, err=True))
-    _quiet_prefect()
+    from flows.runtime import quiet
+
+    quiet()
     from flows.tune import tune_endpoint
 
     result = tune_endpoint(config)
@@ -263,7 +259,9 @@ def validate_command(
         from flows.tasks import candidate_tune_config, read_baseline
 
         candidate_tune_config(config, read_baseline(config.baseline))
-        _quiet_prefect()
+        from flows.runtime import quiet
+
+        quiet()
         from flows.validate import validate_capacity
 
         result = validate_capacity(config)
@@ -292,9 +290,7 @@ def schedule_command(
         tune_config = scheduled_config(load_toml_raw(config), config)
     except TunerError as error:
         _fail(error)
-    _quiet_prefect()
-    from prefect import serve
-
+    from flows.runtime import serve
     from flows.schedule import deployment
 
     mode = "dry runs" if tune_config.dry_run else "APPLYING targets"
@@ -468,7 +464,9 @@ def _interrupted(stop: BaseException | None) -> None:
         typer.echo(run_dir)
     sys.stdout.flush()
     sys.stderr.flush()
-    _stop_temporary_prefect_server()
+    from flows.runtime import stop_temporary_server
+
+    stop_temporary_server(lambda line: typer.echo(line, err=True))
     # Not sys.exit: at interpreter exit Prefect's log queue could keep draining to the
     # temporary server, already stopped, and never return.
     os._exit(interrupts.exit_code(stop))
@@ -478,36 +476,11 @@ def _end_with_run_dir(run_dir: str | None) -> None:
     """Print the run directory as the last line a person sees. Left to itself, Prefect
     stops its temporary server at interpreter exit and logs "Stopping temporary server"
     to stderr then, after anything printed here: so it is shut down first."""
-    _shut_down_prefect()
+    from flows.runtime import shut_down
+
+    shut_down(lambda line: typer.echo(line, err=True))
     sys.stderr.flush()
     typer.echo(str(run_dir))
-
-
-def _shut_down_prefect() -> None:
-    """Send Prefect's queued logs and events, then stop its temporary server (the order of
-    Prefect's own test harness: stopped first, the workers would send to a dead server at
-    exit). Nothing to do when no flow ran in this process."""
-    if "prefect.server.api.server" not in sys.modules:
-        return
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        worker.drain_all(timeout=10)
-    _stop_temporary_prefect_server()
-
-
-def _stop_temporary_prefect_server() -> None:
-    """Stop the temporary Prefect server a flow started (Prefect stops it at interpreter
-    exit, which `os._exit` skips; left running it would outlive us)."""
-    server = sys.modules.get("prefect.server.api.server")
-    if server is None:
-        return
-    for instance in list(getattr(server.SubprocessASGIServer, "_instances", {}).values()):
-        try:
-            instance.stop()
-        except Exception as exc:  # exiting anyway: say it, do not hang on it
-            typer.echo(f"(could not stop the temporary Prefect server: {exc})", err=True)
 
 
 if __name__ == "__main__":

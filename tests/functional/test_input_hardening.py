@@ -441,7 +441,7 @@ def cli(monkeypatch):
         raise AssertionError("a Prefect flow was about to start")
 
     monkeypatch.setattr(aws, "client", no_aws)
-    monkeypatch.setattr("tuner.cli._quiet_prefect", no_flow)
+    monkeypatch.setattr("flows.runtime.quiet", no_flow)
     runner = CliRunner()
 
     def invoke(args):

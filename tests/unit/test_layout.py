@@ -75,3 +75,23 @@ def test_the_import_graph_has_no_cycle():
 def test_the_cycle_finder_finds_one():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def _external_imports(tree: ast.Module) -> set[str]:
+    """Top-level package names a module imports anywhere (TYPE_CHECKING included)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+    return names
+
+
+def test_prefect_is_imported_only_in_flows():
+    """The library and its CLI hold no Prefect code: flows, tasks, schedules and the
+    Prefect process around a run (`flows/runtime.py`) live in flows/."""
+    offenders = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tuner").rglob("*.py")
+                       if "prefect" in _external_imports(ast.parse(p.read_text())))
+    assert offenders == []
+    assert "prefect" in _external_imports(ast.parse((ROOT / "flows" / "runtime.py").read_text()))
