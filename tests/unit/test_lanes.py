@@ -40,6 +40,18 @@ def test_a_lane_that_left_or_stayed_silent_is_lost_by_name():
     assert check_lanes(LANES, {"a", "b"}, alive=set(), overdue=True).complete
 
 
+def test_a_lane_whose_report_was_malformed_is_lost_even_if_it_also_reported():
+    """All the lane rules in one place: a report that was not a report is no evidence."""
+    why = "tuner_step_done message without samples"
+    check = check_lanes(LANES, {"a", "b"}, alive={"a", "b"}, overdue=False,
+                        malformed={"b": why})
+    assert not check.complete
+    assert check.lost == (f"worker hostB pid 22 (b) (its report was malformed: {why})",)
+    # A lane not in this step is none of its business.
+    assert check_lanes(LANES, {"a", "b"}, alive={"a"}, overdue=False,
+                       malformed={"z": why}).complete
+
+
 def samples_of(index: int, rate: float, duration_s: float, share: float = 1.0) -> pd.DataFrame:
     """Fast answers for `share` of a step's arrivals: what reaches the disk when only some
     of its lanes reported."""

@@ -68,6 +68,25 @@ def test_a_malformed_record_is_refused_naming_the_message_and_the_field(
     assert says in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_each_record_is_defined_once_and_every_declared_field_is_required(tmp_path):
+    """The checks come from the TypedDicts themselves: drop any declared field of what a
+    sender builds, and the receiver names it."""
+    from typing import get_type_hints
+
+    from tuner.measure import wire
+
+    controller = make_controller(tmp_path, FakeClock())
+    step = start(controller)
+    built = {HELLO_MESSAGE: (wire.Hello, hello(BODY, "application/json", "host-a", 7)),
+             STEP_MESSAGE: (wire.StepOrder, step), DONE_MESSAGE: (wire.LaneReport,
+                                                                  report(step))}
+    for kind, (record, message) in built.items():
+        assert set(get_type_hints(record)) == set(message)
+        for name in message:
+            with pytest.raises(WireError, match=f"{kind} message without {name}$"):
+                unserialize(kind, {k: v for k, v in message.items() if k != name})
+
+
 def test_missing_fields_unknown_kinds_and_non_records_are_refused():
     with pytest.raises(WireError, match="tuner_welcome message without version"):
         unserialize(WELCOME_MESSAGE, {})

@@ -344,16 +344,14 @@ class SearchController:
         """Where the running step stands with its lanes (`tuner.measure.lanes.check_lanes`)."""
         assert self.current is not None
         received = self.reports.get(self.current.index, [])
-        garbled = tuple(f"{label} (its report was malformed: {self.malformed[lane][1]})"
-                        for lane, label in self.current_lanes_ids.items()
-                        if lane in self.malformed
-                        and self.malformed[lane][0] in (None, self.current.index))
-        if garbled:
-            return LaneCheck(complete=False, lost=garbled)
+        # A malformed report counts against the step it named (or the running one, when
+        # it named none it could read).
+        malformed = {lane: why for lane, (index, why) in self.malformed.items()
+                     if index in (None, self.current.index)}
         waited = self.clock() - self.started_at
         limit = self.current.duration_s + self.plan["request_timeout_s"] + REPORT_GRACE_S
         return check_lanes(self.current_lanes_ids, {r["lane"] for r in received},
-                           alive, overdue or waited >= limit)
+                           alive, overdue or waited >= limit, malformed)
 
     # -- the step cycle ---------------------------------------------------------------
 

@@ -94,10 +94,16 @@ class LaneCheck:
 
 
 def check_lanes(expected: Mapping[str, str], reported: Collection[str],
-                alive: Collection[str], overdue: bool) -> LaneCheck:
+                alive: Collection[str], overdue: bool,
+                malformed: Mapping[str, str] | None = None) -> LaneCheck:
     """A step is complete when every lane it started with reported; a lane that left (quit,
     or missed its heartbeats) before reporting is lost, and so is one still silent once the
-    step is overdue. `expected` maps lane ids to labels."""
+    step is overdue, or one whose report of this step was not a report (`malformed`: lane
+    id -> why; it is not evidence). `expected` maps lane ids to labels."""
+    garbled = [f"{label} (its report was malformed: {malformed[lane]})"
+               for lane, label in expected.items() if malformed and lane in malformed]
+    if garbled:
+        return LaneCheck(complete=False, lost=tuple(garbled))
     missing = [lane for lane in expected if lane not in reported]
     if not missing:
         return LaneCheck(complete=True)

@@ -22,8 +22,18 @@ Pure: imported by the Locust glue and by the controller alike.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping
-from typing import Any, Literal, TypedDict
+from typing import (
+    Any,
+    Literal,
+    TypedDict,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
 
 __all__ = [
     "DONE_MESSAGE",
@@ -116,28 +126,38 @@ class LaneReport(TypedDict):
     aborted_at: float | None
 
 
-# Field -> accepted types (None: may be null). bool is not an int here.
-_INT = (int,)
-_NUMBER = (int, float)
-_FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
-    HELLO_MESSAGE: {"version": ((str,), False), "payload_sha256": ((str,), False),
-                    "host": ((str,), False), "pid": (_INT, False)},
-    WELCOME_MESSAGE: {"version": ((str,), False)},
-    REFUSED_MESSAGE: {"error": ((str,), False)},
-    STEP_MESSAGE: {"index": (_INT, False), "offered_rps": (_NUMBER, False),
-                   "duration_s": (_NUMBER, False), "warmup_s": (_NUMBER, False),
-                   "phase": ((str,), False), "abort_reason": ((str,), True),
-                   "timeout_s": (_NUMBER, False), "invalid_reason": ((str,), True),
-                   "lanes": (_INT, False), "settings": ((dict,), False)},
-    DONE_MESSAGE: {"index": (_INT, False), "samples": ((dict,), False),
-                   "unanswered": (_INT, False), "cpu_percent": (_NUMBER, True),
-                   "send_lag_p90_ms": (_NUMBER, True), "unsent": (_INT, False),
-                   "scheduled": (_INT, False), "abort_reason": ((str,), True),
-                   "aborted_at": (_NUMBER, True)},
-}
-_SETTINGS: dict[str, tuple[tuple[type, ...], bool]] = {
-    "request_timeout_s": (_NUMBER, False), "abort": ((dict,), True),
-    "arrivals": ((str,), False), "max_in_flight": (_INT, False)}
+FieldSpec = tuple[tuple[type, ...], bool]  # accepted types, may be null
+
+
+def _field_spec(hint: Any) -> FieldSpec:
+    """What a field's annotation accepts on the wire: a float may arrive as an int (JSON,
+    msgpack), a nested record or a literal as its JSON type; bool is never an int."""
+    nullable = False
+    if get_origin(hint) in (Union, types.UnionType):
+        members = [a for a in get_args(hint) if a is not type(None)]
+        nullable = len(members) < len(get_args(hint))
+        (hint,) = members
+    origin = get_origin(hint) or hint
+    if origin is Literal:
+        return (type(get_args(hint)[0]),), nullable
+    if origin is float:
+        return (int, float), nullable
+    if is_typeddict(origin):
+        return (dict,), nullable
+    return (origin,), nullable
+
+
+def _fields(record: type) -> dict[str, FieldSpec]:
+    """Each field of a message record, as its annotation says: one definition of a
+    message (the TypedDict), read by `unserialize`."""
+    return {name: _field_spec(hint) for name, hint in get_type_hints(record).items()}
+
+
+_FIELDS: dict[str, dict[str, FieldSpec]] = {
+    HELLO_MESSAGE: _fields(Hello), WELCOME_MESSAGE: _fields(Welcome),
+    REFUSED_MESSAGE: _fields(Refused), STEP_MESSAGE: _fields(StepOrder),
+    DONE_MESSAGE: _fields(LaneReport)}
+_SETTINGS = _fields(StepSettings)
 MESSAGES = tuple(_FIELDS)
 # The plan's lane settings that travel with every step (workers on other machines know
 # only their target): the controller copies exactly these into each StepOrder.
@@ -145,8 +165,8 @@ STEP_SETTINGS = tuple(_SETTINGS)
 
 
 def _check(kind: str, where: str, data: Mapping[str, Any],
-           fields: Mapping[str, tuple[tuple[type, ...], bool]], required: bool) -> None:
-    for name, (types, nullable) in fields.items():
+           fields: Mapping[str, FieldSpec], required: bool) -> None:
+    for name, (accepted, nullable) in fields.items():
         if name not in data:
             if required:
                 raise WireError(f"{kind} message without {where}{name}")
@@ -154,9 +174,9 @@ def _check(kind: str, where: str, data: Mapping[str, Any],
         value = data[name]
         if value is None and nullable:
             continue
-        if isinstance(value, bool) or not isinstance(value, types):
+        if isinstance(value, bool) or not isinstance(value, accepted):
             raise WireError(f"{kind} message's {where}{name} is {value!r:.60}, not "
-                            f"{' or '.join(t.__name__ for t in types)}")
+                            f"{' or '.join(t.__name__ for t in accepted)}")
 
 
 def _check_samples(samples: Mapping[str, Any]) -> None:
