@@ -55,6 +55,9 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 MAX_HEADER_CHARS = 1024  # botocore: sagemaker-runtime ContentType (Header, max 1024)
 MAX_URL_CHARS = 2048
 MAX_JSON_BYTES = 64 * 1024 * 1024  # a run file larger than this is not one we wrote
+# The tool's own files nest a handful of levels; far deeper is hostile, and recursive code
+# reading it back (rendering, `json_safe`) would hit Python's recursion limit.
+MAX_JSON_DEPTH = 64
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -250,4 +253,19 @@ def read_json_object(path: Path, label: str, *, allow_nan: bool = False) -> dict
         raise InputError(f"{label} is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise InputError(f"{label} is not a JSON object (found {type(value).__name__})")
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise InputError(f"{label} nests deeper than {MAX_JSON_DEPTH} levels: not a file this "
+                         "tool wrote")
     return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a JSON value (iteratively: no recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1)
+                         for child in (item.values() if isinstance(item, dict) else item))
+    return deepest

@@ -618,6 +618,10 @@ REPORT_CASES = {
     "result.json policy elsewhere": ("result.json", lambda d: {
         "policy": {**measured_result()["policy"], "ResourceId": "endpoint/x/variant/y"}}),
     "simulation.json junk": ("simulation.json", lambda d: {"summary": {}}),
+    "result.json newer schema": ("result.json", lambda d: {
+        **measured_result(), "schema_version": 99}),
+    "result.json nested too deeply": ("result.json", lambda d: {
+        **measured_result(), "plan": json.loads("[" * 500 + "]" * 500)}),
 }
 
 
@@ -647,6 +651,20 @@ def test_report_writes_no_index_outside_a_reports_directory(tmp_path):
     assert (moved / "report.html").exists()
     assert sorted(os.listdir(tmp_path / "b")) == ["loose-run"]  # no index.html beside it
     assert not (tmp_path / "index.html").exists()
+
+
+def test_report_keeps_what_it_cannot_recompute_from_the_old_result(tmp_path):
+    """`tuner report` rebuilds the measurement; the old result.json's facts stay: what
+    happened at apply, why AWS was not consulted, a signal, keys a newer version added."""
+    run_dir = raw_run_dir(tmp_path)
+    old = {**measured_result(), "aws_note": "AWS not consulted (test)",
+           "interrupted": "SIGTERM", "from_later": {"kept": True}}
+    (run_dir / "result.json").write_text(json.dumps(old))
+    again = regenerate_report(run_dir).to_json()
+    assert again["aws_note"] == "AWS not consulted (test)"
+    assert again["interrupted"] == "SIGTERM"
+    assert again["from_later"] == {"kept": True}
+    assert again["policy"] == old["policy"] and again["apply_status"] == old["apply_status"]
 
 
 def test_history_skips_hostile_runs(tmp_path):

@@ -96,6 +96,29 @@ def test_a_record_from_a_newer_tool_is_refused_in_one_line(old_reports):
     assert scan(old_reports) == []  # the index leaves out what it cannot read
 
 
+def test_a_newer_record_says_upgrade_even_when_other_checks_would_fail_first(old_reports):
+    """The version is checked before anything else: a newer file may lack or retype
+    what this version needs, and 'no recommendation' would be the wrong advice."""
+    from flows.tasks import read_baseline
+
+    path = old_reports / RUN / "result.json"
+    newer = {**old_json(), "schema_version": SCHEMA_VERSION + 1, "region": 7}
+    del newer["policy"], newer["capacity_ci"]
+    path.write_text(json.dumps(newer))
+    for reader in (load_run, read_baseline):
+        with pytest.raises(InputError, match="newer than this endpoint-tuner reads"):
+            reader(old_reports / RUN)
+
+
+def test_a_result_nested_absurdly_deep_is_refused_in_one_line(old_reports):
+    """Recursive readers (rendering, json_safe) would crash on it: refused on reading."""
+    path = old_reports / RUN / "result.json"
+    path.write_text(json.dumps({**old_json(), "plan": json.loads("[" * 500 + "]" * 500)}))
+    with pytest.raises(InputError, match="nests deeper than 64 levels"):
+        load_run(old_reports / RUN)
+    assert scan(old_reports) == []
+
+
 def test_keys_this_version_does_not_know_are_kept():
     record = RunResult.from_json({**old_json(), "schema_version": 2, "from_later": [1]})
     assert record.extra == {"from_later": [1]}

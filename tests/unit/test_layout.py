@@ -89,9 +89,12 @@ def _external_imports(tree: ast.Module) -> set[str]:
 
 
 def test_prefect_is_imported_only_in_flows():
-    """The library and its CLI hold no Prefect code: flows, tasks, schedules and the
-    Prefect process around a run (`flows/runtime.py`) live in flows/."""
-    offenders = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tuner").rglob("*.py")
+    """The library, its CLI, the Locust glue and the benchmarks hold no Prefect code:
+    flows, tasks, schedules and the Prefect process around a run (`flows/runtime.py`)
+    live in flows/."""
+    outside = [p for folder in ("tuner", "loadtests", "benchmarks")
+               for p in (ROOT / folder).rglob("*.py")]
+    offenders = sorted(str(p.relative_to(ROOT)) for p in outside
                        if "prefect" in _external_imports(ast.parse(p.read_text())))
     assert offenders == []
     assert "prefect" in _external_imports(ast.parse((ROOT / "flows" / "runtime.py").read_text()))

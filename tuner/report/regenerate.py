@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from tuner.config import TuneConfig, check_tune_config
 from tuner.errors import InputError
+from tuner.inputs import read_json_object
 from tuner.measure.analyse import analyse_output
 from tuner.measure.analysis import StepSpec
 from tuner.measure.loadtest import LoadTestOutput
@@ -29,6 +30,8 @@ from tuner.report.runfiles import (
     LoadTestRecord,
     RunRecord,
     SimulationRecord,
+    check_schema_version,
+    checked,
     one_line,
     read_record,
     read_samples,
@@ -53,7 +56,11 @@ def regenerate_report(run_dir: Path) -> RunResult:
     config = run_config(run["config"], run_path)
     output = read_raw_data(run_dir / "locust")
     old_path = run_dir / "result.json"
-    old_json = read_record(old_path, CarriedFacts) if old_path.is_file() else {}
+    old_json: dict = {}
+    if old_path.is_file():
+        raw = read_json_object(old_path, str(old_path))
+        check_schema_version(raw, str(old_path))  # first: a newer file is not misread
+        old_json = checked(CarriedFacts, raw, str(old_path))
     old = RunResult.from_json(old_json, str(old_path)) if old_json else None
     for key in ("scalable_target", "policy"):
         if (old_json.get(key) or {}).get("ResourceId", config.resource_id) != config.resource_id:
@@ -73,7 +80,9 @@ def regenerate_report(run_dir: Path) -> RunResult:
         queue_model=analysis.queue_model)
     if old is not None:  # what happened at apply time is a fact: carried over
         result = result.published(**{key: getattr(old, key) for key in APPLY_FACTS
-                                     if key in old_json})
+                                     if key in old_json},
+                                  aws_note=old.aws_note, interrupted=old.interrupted,
+                                  extra=old.extra)
         if old.apply_status.is_error and not analysis.error:
             result = result.published(error=old.error)
     else:

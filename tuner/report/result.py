@@ -23,9 +23,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tuner.config import TuneConfig
-from tuner.errors import InputError
 from tuner.measure.analysis import CapacityEstimate, Recommendation, Sla, StepResult
-from tuner.report.runfiles import ResultRecord, checked
+from tuner.report.runfiles import (
+    RESULT_SCHEMA_VERSION,
+    ResultRecord,
+    check_schema_version,
+    checked,
+)
 from tuner.status import ApplyStatus, TargetKind
 
 if TYPE_CHECKING:  # annotations only (the run directory's reader is `runfiles.read_result`)
@@ -34,7 +38,7 @@ if TYPE_CHECKING:  # annotations only (the run directory's reader is `runfiles.r
 
 __all__ = ["SCHEMA_VERSION", "RunResult", "build_result", "json_safe"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = RESULT_SCHEMA_VERSION
 
 Json = dict[str, Any]
 
@@ -85,7 +89,7 @@ class RunResult:
     error: str | None = None
     load_test_seconds: float = 0.0
     started_at: str = ""
-    finished_at: str = ""
+    finished_at: str | None = None
     # What publishing the run adds (`published`); absent from a record not yet published.
     run_dir: str | None = None
     aws_note: str | None = None
@@ -93,6 +97,9 @@ class RunResult:
     validation: Json | None = None  # `tuner validate`'s verdict and baseline
     drift: Json | None = None  # against the previous comparable run
     extra: Json = field(default_factory=dict)  # keys this version does not know, kept
+
+    # Frozen for its fields, not deeply (the JSON parts are dicts): not hashable either.
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def is_validation(self) -> bool:
@@ -121,13 +128,7 @@ class RunResult:
     def from_json(cls, data: object, label: str = "result.json") -> RunResult:
         """A result.json's content as a record, or one line (InputError) saying why not:
         a field of the wrong type, or a schema newer than this tool reads."""
-        if isinstance(data, dict):
-            version = data.get("schema_version", 1)
-            if (isinstance(version, int) and not isinstance(version, bool)
-                    and version > SCHEMA_VERSION):
-                raise InputError(f"{label} has schema_version {version}, newer than this "
-                                 f"endpoint-tuner reads ({SCHEMA_VERSION}): upgrade "
-                                 "endpoint-tuner to read it")
+        check_schema_version(data, label)
         record: Json = checked(ResultRecord, data, label)
         known = {f.name for f in fields(cls)} - {"extra"}
         values = {key: value for key, value in record.items() if key in known}

@@ -379,7 +379,7 @@ class ResultRecord(Record):
     error: str | None = None
     load_test_seconds: Annotated[float, Field(ge=0, le=1e7)] = 0.0
     started_at: str = ""
-    finished_at: str = ""
+    finished_at: str | None = None
     run_dir: str | None = None
     aws_note: str | None = None
     interrupted: str | None = None
@@ -541,6 +541,22 @@ def read_samples(path: Path, step_indices: set[int]) -> pd.DataFrame:
 RESULT_FILE = "result.json"
 
 
+# The version of result.json this code writes (`report.result.RunResult`); a file without
+# the field is version 1 (written before it existed, the same keys).
+RESULT_SCHEMA_VERSION = 2
+
+
+def check_schema_version(data: object, label: str) -> None:
+    """Refuse a result.json from a newer endpoint-tuner in one line, before any other check
+    (an older reader would misread, or wrongly refuse, what it does not know)."""
+    version = data.get("schema_version", 1) if isinstance(data, dict) else 1
+    if (isinstance(version, int) and not isinstance(version, bool)
+            and version > RESULT_SCHEMA_VERSION):
+        raise InputError(f"{label} has schema_version {version}, newer than this "
+                         f"endpoint-tuner reads ({RESULT_SCHEMA_VERSION}): upgrade "
+                         "endpoint-tuner to read it")
+
+
 def read_result(run_dir: Path, flag: str = "") -> dict:
     """A run directory's result.json, or one line saying why it cannot be read.
 
@@ -553,4 +569,6 @@ def read_result(run_dir: Path, flag: str = "") -> dict:
     if not path.is_file():
         raise InputError(f"{label} is not a run directory (no {RESULT_FILE}): pass the "
                          "directory `tuner tune` printed last")
-    return read_json_object(path, str(path))
+    data = read_json_object(path, str(path))
+    check_schema_version(data, str(path))
+    return data

@@ -384,7 +384,9 @@ def apply_run(run_dir: Path, options: ApplyOptions,
               say: Callable[[str], None] = lambda line: None) -> ApplyOutcome:
     """Apply a past run's recommendation without re-testing (measure before, apply at release)."""
     result = load_run(run_dir)
-    assert result.scalable_target is not None and result.policy is not None  # load_run's check
+    # load_run's checks (ApplyRecord):
+    assert result.scalable_target is not None and result.policy is not None
+    assert result.finished_at is not None
     region = result.region
     aws.describe_variant(aws.client("sagemaker", region), result.endpoint, result.variant)
     recommended_at = datetime.fromisoformat(result.finished_at)
