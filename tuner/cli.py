@@ -148,7 +148,8 @@ def apply_command(
 ) -> None:
     """Apply a past run's recommendation without re-testing."""
     from tuner.interrupts import deferred
-    from tuner.scaling.apply import ApplyOptions, apply_run, check_options, load_run, parse_age
+    from tuner.report.past_run import apply_run, load_run
+    from tuner.scaling.apply import ApplyOptions, check_options, parse_age
     from tuner.scaling.suspension import check_markers
 
     try:
@@ -175,7 +176,7 @@ def export_command(
     format: Annotated[str, Opt("--format", help="terraform | cloudformation | cli")] = "terraform",
 ) -> None:
     """Print the scalable target and built-in policy as Terraform, CloudFormation or CLI."""
-    from tuner.scaling.apply import load_run
+    from tuner.report.past_run import load_run
     from tuner.scaling.iac import render
 
     try:
@@ -324,6 +325,10 @@ def worker_command(
         check_worker({"master_host": master_host, "master_port": master_port,
                       "endpoint": endpoint, "variant": variant, "region": region,
                       "processes": processes, "runtime_client": runtime_client})
+        if endpoint is not None and url is None:  # the runtime API: the region it calls
+            from tuner.scaling.aws import resolve_region
+
+            region = resolve_region(region)
         plan = worker_plan(url, endpoint, variant, region, payload, content_type)
     except TunerError as error:
         _fail(error)

@@ -35,11 +35,11 @@ from tuner.inputs import (
     region_problem,
     sagemaker_name_problem,
 )
+from tuner.report.past_run import load_run
 from tuner.report.regenerate import RUN_FILE, read_raw_data, regenerate_report, run_config
 from tuner.report.render import render_html, render_markdown, steps_frame
 from tuner.report.runfiles import ReportRecord, RunRecord, checked, read_record
 from tuner.scaling import aws
-from tuner.scaling.apply import load_run
 from tuner.scaling.iac import FORMATS, render
 from tuner.simulate.command import SimulationOptions, scaling_model
 from tuner.simulate.sweep import curve_from_result

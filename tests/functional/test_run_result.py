@@ -16,8 +16,8 @@ from tuner.config import ValidateConfig
 from tuner.errors import InputError
 from tuner.measure.analysis import Sla
 from tuner.report.history import scan
+from tuner.report.past_run import load_run
 from tuner.report.result import SCHEMA_VERSION, RunResult
-from tuner.scaling.apply import load_run
 from tuner.scaling.iac import render
 from tuner.simulate.command import SimulationOptions, model_target, scaling_model
 from tuner.simulate.sweep import curve_from_result

@@ -98,3 +98,30 @@ def test_prefect_is_imported_only_in_flows():
                        if "prefect" in _external_imports(ast.parse(p.read_text())))
     assert offenders == []
     assert "prefect" in _external_imports(ast.parse((ROOT / "flows" / "runtime.py").read_text()))
+
+
+# Which capability packages each may import (besides the top-level modules: config, errors,
+# inputs, status, interrupts): measuring knows nothing of AWS scaling or reports; scaling
+# uses the measurement's types; a report shows both; the simulator reads a report.
+ALLOWED_PACKAGES = {
+    "measure": set(),
+    "scaling": {"measure"},
+    "report": {"measure", "scaling"},
+    "simulate": {"measure", "scaling", "report"},
+    "demo": {"measure", "report"},
+}
+
+
+def test_capability_packages_depend_one_way():
+    wrong = []
+    for module, imports in import_graph().items():
+        parts = module.split(".")
+        if parts[0] != "tuner" or len(parts) < 3 or parts[1] not in ALLOWED_PACKAGES:
+            continue
+        for target in imports:
+            other = target.split(".")
+            if (len(other) >= 3 and other[0] == "tuner" and other[1] != parts[1]
+                    and other[1] in ALLOWED_PACKAGES
+                    and other[1] not in ALLOWED_PACKAGES[parts[1]]):
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []

@@ -247,10 +247,10 @@ def worker_plan(url: str | None, endpoint: str | None, variant: str, region: str
     if url is not None:
         target: dict[str, Any] = {"kind": TargetKind.URL, "url": url}
     else:
-        from tuner.scaling.aws import resolve_region
-
+        if region is None:
+            raise InputError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
         target = {"kind": TargetKind.SAGEMAKER_RUNTIME, "endpoint": endpoint, "variant": variant,
-                  "region": resolve_region(region)}
+                  "region": region}
     return {"output_dir": "worker-output", "target": target,
             "payload_file": str(payload.resolve()) if payload else None,
             "content_type": content_type, "max_in_flight": MAX_IN_FLIGHT_PER_LANE,

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from tuner.config import TUNE_LIMITS  # noqa: E402
 from tuner.errors import InputError  # noqa: E402
 from tuner.inputs import Limit, number_problem, path_problem  # noqa: E402
+from tuner.report.past_run import load_run  # noqa: E402
 from tuner.report.render import (  # noqa: E402
     SIMULATION_FILE,
     SIMULATION_PLOTS,
@@ -35,7 +36,6 @@ from tuner.report.render import (  # noqa: E402
 from tuner.report.result import RunResult, json_safe  # noqa: E402
 from tuner.report.runfiles import ReportRecord, checked  # noqa: E402
 from tuner.scaling import aws  # noqa: E402
-from tuner.scaling.apply import load_run  # noqa: E402
 from tuner.simulate.sweep import (  # noqa: E402
     POISSON_Z_99,
     ScalingModel,
