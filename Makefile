@@ -10,6 +10,11 @@ UV := $(VENV)/bin/uv
 export PREFECT_HOME := $(CURDIR)/.state/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+# Python may cache compiled modules (git-ignored __pycache__/) even where the environment
+# says not to: the suite starts dozens of interpreters (test workers, `tuner` and Locust
+# subprocesses), each of which would compile this project's modules, and pytest's
+# rewritten test modules, from source again.
+export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: demo test test-fast lint bench bench-offline bench-generator clean lock
 

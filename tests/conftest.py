@@ -21,13 +21,66 @@ os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 
 import functools  # noqa: E402
 
+import botocore.client  # noqa: E402
+import botocore.hooks  # noqa: E402
 import botocore.session  # noqa: E402
+import botocore.utils  # noqa: E402
 import pytest  # noqa: E402
 
 # tuner.scaling.aws.client (and moto's helpers) open a new boto3 session for every client, and each
 # session parses botocore's service models again: ~0.3 s per client, most of a moto test's
 # time. One parsed copy per data path, shared by every session, as within one session.
 botocore.session.create_loader = functools.cache(botocore.session.create_loader)
+
+# What else a session builds again for every client, and builds the same each time: the
+# client class of a service (its ~400 methods for SageMaker; the class holds no state: a
+# client's events, credentials and endpoint are its instance's) and the alias of each event
+# name (botocore caches it per session).
+_client_classes: dict = {}
+_create_client_class = botocore.client.ClientCreator._create_client_class
+
+
+def _shared_client_class(self, service_name, service_model):
+    key = (service_name, service_model.api_version)
+    if key not in _client_classes:
+        _client_classes[key] = _create_client_class(self, service_name, service_model)
+    return _client_classes[key]
+
+
+botocore.client.ClientCreator._create_client_class = _shared_client_class
+
+_aliases: dict = {}
+_alias_event_name = botocore.hooks.EventAliaser._alias_event_name
+
+
+def _shared_alias(self, event_name):
+    if self._event_aliases is not botocore.utils.EVENT_ALIASES:
+        return _alias_event_name(self, event_name)
+    if event_name not in _aliases:
+        _aliases[event_name] = _alias_event_name(self, event_name)
+    return _aliases[event_name]
+
+
+botocore.hooks.EventAliaser._alias_event_name = _shared_alias
+
+# Every handler a session registers is checked for **kwargs by reading its signature: the
+# same few hundred functions for every session.
+_accepts_kwargs = botocore.hooks.accepts_kwargs
+
+
+@functools.cache
+def _function_accepts_kwargs(function) -> bool:
+    return _accepts_kwargs(function)
+
+
+def _handler_accepts_kwargs(handler) -> bool:
+    try:
+        return _function_accepts_kwargs(getattr(handler, "__func__", handler))
+    except TypeError:  # not hashable: read it each time, as botocore does
+        return _accepts_kwargs(handler)
+
+
+botocore.hooks.accepts_kwargs = _handler_accepts_kwargs
 
 TIERS = ("unit", "functional", "integration")
 

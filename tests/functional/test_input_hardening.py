@@ -20,11 +20,11 @@ from pathlib import Path
 import botocore
 import botocore.session
 import pytest
+import typer
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from flows.tasks import candidate_tune_config, create_run_dir, read_baseline
 from tuner.cli import app
 from tuner.config import TUNE_LIMITS, ValidateConfig, build_config, load_toml
 from tuner.errors import InputError
@@ -189,6 +189,8 @@ def test_a_body_above_the_runtime_api_limit_is_refused(tmp_path):
 
 
 def test_run_directories_never_lead_outside_the_reports_directory(tmp_path):
+    from flows.tasks import create_run_dir  # Prefect: seconds to import, so not at collection
+
     reports, elsewhere = tmp_path / "reports", tmp_path / "elsewhere"
     reports.mkdir()
     elsewhere.mkdir()
@@ -328,6 +330,8 @@ def apply_export_simulate(run_dir: Path) -> None:
 
 
 def validate_baseline(run_dir: Path) -> None:
+    from flows.tasks import candidate_tune_config, read_baseline
+
     config = ValidateConfig(baseline=run_dir, url="http://127.0.0.1:9",
                             reports_dir=run_dir / "reports")
     candidate_tune_config(config, read_baseline(run_dir))
@@ -431,8 +435,15 @@ def test_corrupt_raw_data_is_refused_in_one_line_before_any_analysis(raw_run, da
 
 # --- the CLI: exit 2, one line, nothing written, no AWS call, no flow started -------------
 
+@pytest.fixture(scope="module")
+def cli_command():
+    """`tuner`'s click command, built once: typer builds it again on every invoke (reading
+    every command's signature, ~0.1 s), which is what a hundred invocations here cost."""
+    return typer.main.get_command(app)
+
+
 @pytest.fixture
-def cli(monkeypatch):
+def cli(monkeypatch, cli_command):
     """Runs `tuner ...` in-process; any AWS client or Prefect flow start fails the test."""
     def no_aws(*args, **kwargs):
         raise AssertionError(f"AWS client created: {args}")
@@ -445,7 +456,7 @@ def cli(monkeypatch):
     runner = CliRunner()
 
     def invoke(args):
-        done = runner.invoke(app, [str(a) for a in args])
+        done = runner.invoke(cli_command, [str(a) for a in args])
         assert done.exception is None or isinstance(done.exception, SystemExit), (
             done.exception, done.output)
         return done
@@ -551,7 +562,7 @@ def test_apply_dry_run_refuses_a_corrupt_run_without_calling_aws(data):
         patch.setattr(aws, "client", no_aws)
         run_dir = run_dir_with(tmp, "result.json", content)
         before = tree(Path(tmp))
-        done = CliRunner().invoke(app, ["apply", str(run_dir), "--dry-run"])
+        done = CliRunner().invoke(typer.main.get_command(app), ["apply", str(run_dir), "--dry-run"])
         if calls:  # only a recommendation that passed every check may reach AWS
             load_run(run_dir)
             return

@@ -3,16 +3,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prefect import Flow
 
-from flows.schedule import deployment, scheduled_config, validate_cron
 from tuner.config import TuneConfig, ValidateConfig
 from tuner.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module")
+def schedule():
+    """`flows.schedule`, imported by the tests that use it, not at collection: Prefect takes
+    seconds to import, and every test worker collects this module."""
+    return importlib.import_module("flows.schedule")
+
+
 def test_prefect_yaml_parses_and_names_flows_that_exist():
+    from prefect import Flow
+
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     models = {"tune_endpoint": TuneConfig, "validate_capacity": ValidateConfig}
     names = []
@@ -29,23 +36,23 @@ def test_prefect_yaml_parses_and_names_flows_that_exist():
     assert tune["parameters"]["config"]["dry_run"] is True
 
 
-def test_schedules_are_dry_runs_unless_the_config_says_apply(tmp_path):
+def test_schedules_are_dry_runs_unless_the_config_says_apply(schedule, tmp_path):
     base = {"endpoint": "ep", "sla-latency-ms": 100}
-    assert scheduled_config(base, tmp_path).dry_run is True
-    assert scheduled_config({**base, "apply": True}, tmp_path).dry_run is False
+    assert schedule.scheduled_config(base, tmp_path).dry_run is True
+    assert schedule.scheduled_config({**base, "apply": True}, tmp_path).dry_run is False
     with pytest.raises(InputError, match="apply = true|false"):
-        scheduled_config({**base, "dry_run": False}, tmp_path)
+        schedule.scheduled_config({**base, "dry_run": False}, tmp_path)
 
 
-def test_invalid_cron_is_an_input_error():
-    validate_cron("0 3 * * 1")
+def test_invalid_cron_is_an_input_error(schedule):
+    schedule.validate_cron("0 3 * * 1")
     with pytest.raises(InputError, match="not a valid cron"):
-        validate_cron("every monday")
+        schedule.validate_cron("every monday")
 
 
-def test_deployment_carries_schedule_and_typed_config(tmp_path):
-    config = scheduled_config({"endpoint": "ep", "sla_latency_ms": 100}, tmp_path)
-    built = deployment(config, "0 3 * * 1", "weekly")
+def test_deployment_carries_schedule_and_typed_config(schedule, tmp_path):
+    config = schedule.scheduled_config({"endpoint": "ep", "sla_latency_ms": 100}, tmp_path)
+    built = schedule.deployment(config, "0 3 * * 1", "weekly")
     assert built.name == "weekly"
     assert built.schedules[0].schedule.cron == "0 3 * * 1"
     assert built.parameters["config"]["dry_run"] is True

@@ -1,4 +1,4 @@
-"""Small statistics the step verdicts rest on, in pure Python (no SciPy dependency).
+"""Small statistics the step verdicts rest on (no SciPy dependency).
 
 A latency SLA "percentile q <= X" is a claim about a proportion: at most (1 - q) of
 requests may be slower than X. Counting the slow requests in a step and testing that count
@@ -9,6 +9,8 @@ confidence, instead of trusting a noisy point estimate of a high percentile.
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 __all__ = [
     "binom_cdf",
@@ -41,12 +43,27 @@ def binom_cdf(k: int, n: int, p: float) -> float:
         return 0.0
     # Sum the smaller tail in log space for accuracy.
     if k <= n * p:
-        logs = [_log_pmf(i, n, p) for i in range(0, k + 1)]
+        return min(1.0, _tail_sum(0, k, n, p))
+    return max(0.0, 1.0 - _tail_sum(k + 1, n, n, p))
+
+
+# Tails longer than this are summed with NumPy: the Clopper-Pearson bounds bisect over
+# tails of thousands of terms, one `lgamma` triple per term in Python.
+_SHORT_TAIL = 32
+
+
+def _tail_sum(first: int, last: int, n: int, p: float) -> float:
+    """P(first <= X <= last), summed in log space (largest term factored out)."""
+    if last - first < _SHORT_TAIL:
+        logs = [_log_pmf(i, n, p) for i in range(first, last + 1)]
         top = max(logs)
-        return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
-    logs = [_log_pmf(i, n, p) for i in range(k + 1, n + 1)]
-    top = max(logs)
-    return max(0.0, 1.0 - math.exp(top) * sum(math.exp(v - top) for v in logs))
+        return math.exp(top) * sum(math.exp(v - top) for v in logs)
+    # log pmf(i + 1) - log pmf(i) = log((n - i) / (i + 1)) + log(p / (1 - p))
+    i = np.arange(first, last, dtype=float)
+    steps = np.log((n - i) / (i + 1.0)) + (math.log(p) - math.log1p(-p))
+    logs = _log_pmf(first, n, p) + np.concatenate(([0.0], np.cumsum(steps)))
+    top = float(logs.max())
+    return math.exp(top) * float(np.exp(logs - top).sum())
 
 
 def binom_sf(k: int, n: int, p: float) -> float:
