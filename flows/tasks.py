@@ -6,7 +6,6 @@ Each task does one thing a reader can name (preflight, load test, analyse, apply
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,19 +15,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tuner import interrupts
-from tuner.config import TuneConfig, ValidateConfig, check_tune_config
-from tuner.errors import InputError, TunerError
-from tuner.inputs import check, inside, sagemaker_name_problem, show
+from tuner.config import TuneConfig, ValidateConfig
 from tuner.interrupts import deferred
 from tuner.measure.analyse import Analysis, analyse_output
 from tuner.measure.analysis import Recommendation
-from tuner.measure.loadtest import LoadTestOutput, hard_time_limit, read_load_test, run_load_test
+from tuner.measure.loadtest import LoadTestOutput, hard_time_limit, run_load_test
 from tuner.measure.progress import live_progress
-from tuner.report.history import entries_with_run, write_index
-from tuner.report.regenerate import RUN_FILE
-from tuner.report.render import render_markdown, steps_frame, write_report
-from tuner.report.result import RunResult, build_result
-from tuner.report.runfiles import BaselineRecord, checked, read_result
+from tuner.report.publish import publish_run, write_run_record
+from tuner.report.render import render_markdown, steps_frame
+from tuner.report.result import RunResult
 from tuner.scaling import aws
 from tuner.scaling.apply import ApplyOptions, ApplyOutcome, rerun_command, safe_apply
 from tuner.scaling.policy import (
@@ -62,21 +57,6 @@ def preflight(config: TuneConfig) -> Preflight:
                 config.endpoint, config.variant, before.instances_under_test,
                 before.min_capacity, before.max_capacity)
     return before
-
-
-def create_run_dir(reports_dir: Path, endpoint: str, suffix: str = "") -> Path:
-    """`<reports>/<endpoint>/<UTC timestamp>/`, never reusing an existing directory, and
-    proven to stay inside `reports_dir` (the name is SageMaker's pattern, no link leads out)."""
-    check(sagemaker_name_problem(endpoint, "--endpoint"))
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + suffix
-    base = Path(reports_dir) / endpoint / stamp
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{stamp}-{n}")
-    inside(reports_dir, candidate, "the run directory")
-    candidate.mkdir(parents=True)
-    return candidate
 
 
 @task(name="load-test", cache_policy=NO_CACHE)
@@ -189,14 +169,12 @@ def publish_report(run_dir: Path, result: RunResult) -> RunResult:
     The run's drift against the previous comparable run goes into its report, and the
     reports directory's index.json / index.html are rebuilt to include it.
     """
-    reports_dir = Path(run_dir).parent.parent
-    result = result.published(run_dir=str(run_dir))
-    entries, drift = entries_with_run(reports_dir, Path(run_dir), result)
-    result = result.published(drift=drift)
+    result, paths = publish_run(Path(run_dir), result.published(run_dir=str(run_dir)),
+                                Path(run_dir).parent.parent)
+    drift = result.drift
     if drift and drift["flagged"]:
         get_run_logger().warning("capacity drift %+.1f%% from %s", 100 * drift["change"],
                                  drift["previous_run"])
-    paths = write_report(run_dir, result)
     key = _artifact_key(f"tuning-{result.endpoint}-{result.variant}")
     view = result.to_json()
     create_markdown_artifact(render_markdown(view), key=key,
@@ -204,53 +182,14 @@ def publish_report(run_dir: Path, result: RunResult) -> RunResult:
     if result.steps:
         rows = steps_frame(view).astype(object).fillna("").to_dict(orient="records")
         create_table_artifact(rows, key=key + "-steps", description="Load test steps")
-    write_index(reports_dir, entries)
     get_run_logger().info("report: %s", paths["html"])
     return result
 
 
-def interrupted_state_text() -> str:
-    """What an interrupted run verified about the endpoint, from `interrupts` facts."""
-    scaling = interrupts.fact("scaling") or "its scaling was not touched"
-    applied = interrupts.fact("apply") or "nothing was applied"
-    return f"{scaling}; {applied}"
-
-
-def report_interrupted(run_dir: Path, config: TuneConfig, before: Preflight,
-                       started: datetime, outcome: ApplyOutcome | None,
-                       stop: BaseException) -> None:
-    """The report of a run stopped by a signal: what was measured until then, no target,
-    and what happened to the endpoint. Plain functions only (no Prefect API calls): it must
-    be written within seconds of the signal."""
-    signal_name = interrupts.signal_name(stop)
-    error = f"interrupted by {signal_name}: {interrupted_state_text()}"
-    try:
-        output = read_load_test(Path(run_dir) / "locust")
-        analysis = analyse_output(config, output, before.instances_under_test, error)
-        steps, load_s, stop_reason = analysis.steps, output.load_seconds, error
-    except (TunerError, OSError, ValueError, KeyError):
-        steps, load_s, stop_reason = [], 0.0, error  # stopped before any step was written
-    result = build_result(
-        config=config, region=before.region, instances_under_test=before.instances_under_test,
-        steps=steps, load_seconds=load_s, search_stop_reason=stop_reason, capacity=None,
-        recommendation=None, apply=outcome, before=before.scaling_before, error=error,
-        started_at=started)
-    result = result.published(run_dir=str(run_dir), interrupted=signal_name)
-    reports_dir = Path(run_dir).parent.parent
-    entries, drift = entries_with_run(reports_dir, Path(run_dir), result)
-    write_report(run_dir, result.published(drift=drift))
-    write_index(reports_dir, entries)
-
-
 @task(name="record-run", cache_policy=NO_CACHE)
 def record_run(run_dir: Path, config: TuneConfig, before: Preflight, started: datetime) -> None:
-    """What the run was asked and found before measuring, so `tuner report` can rebuild the
-    report from the raw data even if the run died after the load test."""
-    (Path(run_dir) / RUN_FILE).write_text(json.dumps({
-        "config": config.model_dump(mode="json"), "region": before.region,
-        "instances_under_test": before.instances_under_test,
-        "scaling_before": before.scaling_before.to_dict(),
-        "started_at": started.isoformat(timespec="seconds")}, indent=2, default=str))
+    """run.json: what `tuner report` rebuilds the report from (`report.publish`)."""
+    write_run_record(run_dir, config, before, started)
 
 
 @task(name="validate-preflight", cache_policy=NO_CACHE)
@@ -266,42 +205,6 @@ def validate_preflight(config: ValidateConfig) -> Preflight:
                                        get_run_logger().warning)
     count = variant.current_instance_count
     return Preflight(region, count, count, scaling, 1, 1)
-
-
-def read_baseline(run_dir: Path) -> RunResult:
-    """A baseline run's result.json, checked to hold a measured capacity."""
-    result = read_result(run_dir, "--baseline")
-    if not result.get("capacity_ci"):
-        error = result.get("error")
-        raise InputError(f"--baseline {run_dir} has no measured capacity "
-                         f"({show(error, 200) if error else 'no capacity_ci'})")
-    label = f"--baseline {Path(run_dir) / 'result.json'}"
-    return RunResult.from_json(checked(BaselineRecord, result, label), label)
-
-
-def candidate_tune_config(config: ValidateConfig, baseline: RunResult) -> TuneConfig:
-    """Measure the candidate with exactly the baseline's SLA; never apply anything.
-
-    Inputs that depend on the baseline are checked here, before anything is measured.
-    """
-    if (config.expected_peak_rps is not None
-            and peak_max_capacity(config.max_capacity, baseline) is None):
-        raise InputError("--expected-peak-rps needs --max-capacity (the baseline has none)")
-    sla = baseline.sla
-    per_instance = baseline_rps_per_instance(baseline)
-    instances = config.instances or 1
-    return check_tune_config(TuneConfig(
-        endpoint=config.endpoint or baseline.endpoint, variant=config.variant,
-        region=config.region, url=config.url,
-        instances=config.instances if config.url else None, payload=config.payload,
-        content_type=config.content_type, sla_percentile=sla.percentile,
-        sla_latency_ms=sla.latency_ms, max_error_rate=sla.max_error_rate,
-        confidence=sla.confidence, dry_run=True,
-        # The same arrival process as the baseline: capacities under different ones differ.
-        arrivals=baseline.search.get("arrivals", "poisson"),
-        max_test_seconds=config.max_test_seconds, processes=config.processes,
-        start_rps=max(1.0, round(per_instance * instances / 4, 1)),
-        reports_dir=config.reports_dir))
 
 
 def judge_candidate(config: ValidateConfig, baseline: RunResult, analysis: Analysis,

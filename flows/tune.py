@@ -13,17 +13,16 @@ from prefect import flow
 from flows.tasks import (
     analyse,
     apply_recommendation,
-    create_run_dir,
     instance_change,
     load_test,
     preflight,
     publish_report,
     record_run,
-    report_interrupted,
 )
 from tuner import interrupts
 from tuner.config import TuneConfig, check_tune_config
 from tuner.errors import InputError, RunError
+from tuner.report.publish import create_run_dir, report_interrupted
 from tuner.report.result import RunResult, build_result
 
 

@@ -13,20 +13,18 @@ from prefect import flow
 
 from flows.tasks import (
     analyse,
-    candidate_tune_config,
-    create_run_dir,
     instance_change,
     judge_candidate,
     load_test,
     publish_report,
-    read_baseline,
     record_run,
-    report_interrupted,
     validate_preflight,
 )
 from tuner import interrupts
 from tuner.config import ValidateConfig, check_validate_config
 from tuner.errors import RunError
+from tuner.report.baseline import candidate_tune_config, read_baseline
+from tuner.report.publish import create_run_dir, report_interrupted
 from tuner.report.result import RunResult, build_result
 
 

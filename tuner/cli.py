@@ -257,7 +257,7 @@ def validate_command(
                             lambda line: typer.echo(line, err=True))
         # The baseline is input too: a corrupt or hostile one is refused before any flow
         # starts (the flow reads it again).
-        from flows.tasks import candidate_tune_config, read_baseline
+        from tuner.report.baseline import candidate_tune_config, read_baseline
 
         candidate_tune_config(config, read_baseline(config.baseline))
         from flows.runtime import quiet

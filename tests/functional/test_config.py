@@ -6,7 +6,7 @@ from tuner.errors import InputError
 
 
 def test_run_directory_readers_refuse_corrupt_result_json(tmp_path):
-    from flows.tasks import read_baseline
+    from tuner.report.baseline import read_baseline
     from tuner.report.past_run import load_run
 
     (tmp_path / "result.json").write_text("{broken")

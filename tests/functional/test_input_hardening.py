@@ -36,9 +36,9 @@ from tuner.inputs import (
     sagemaker_name_problem,
 )
 from tuner.report.past_run import load_run
-from tuner.report.regenerate import RUN_FILE, read_raw_data, regenerate_report, run_config
+from tuner.report.regenerate import read_raw_data, regenerate_report, run_config
 from tuner.report.render import render_html, render_markdown, steps_frame
-from tuner.report.runfiles import ReportRecord, RunRecord, checked, read_record
+from tuner.report.runfiles import RUN_FILE, ReportRecord, RunRecord, checked, read_record
 from tuner.scaling import aws
 from tuner.scaling.iac import FORMATS, render
 from tuner.simulate.command import SimulationOptions, scaling_model
@@ -189,7 +189,7 @@ def test_a_body_above_the_runtime_api_limit_is_refused(tmp_path):
 
 
 def test_run_directories_never_lead_outside_the_reports_directory(tmp_path):
-    from flows.tasks import create_run_dir  # Prefect: seconds to import, so not at collection
+    from tuner.report.publish import create_run_dir
 
     reports, elsewhere = tmp_path / "reports", tmp_path / "elsewhere"
     reports.mkdir()
@@ -330,7 +330,7 @@ def apply_export_simulate(run_dir: Path) -> None:
 
 
 def validate_baseline(run_dir: Path) -> None:
-    from flows.tasks import candidate_tune_config, read_baseline
+    from tuner.report.baseline import candidate_tune_config, read_baseline
 
     config = ValidateConfig(baseline=run_dir, url="http://127.0.0.1:9",
                             reports_dir=run_dir / "reports")

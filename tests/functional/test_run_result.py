@@ -76,7 +76,7 @@ def test_every_command_reads_an_old_run_directory(old_reports):
     assert scaling_model(result, SimulationOptions(traffic="x.csv")).target == model_target(
         result) == 5402.37
     # validate --baseline
-    from flows.tasks import candidate_tune_config, read_baseline
+    from tuner.report.baseline import candidate_tune_config, read_baseline
 
     baseline = read_baseline(run_dir)
     config = candidate_tune_config(ValidateConfig(baseline=run_dir, url="http://127.0.0.1:9"),
@@ -99,7 +99,7 @@ def test_a_record_from_a_newer_tool_is_refused_in_one_line(old_reports):
 def test_a_newer_record_says_upgrade_even_when_other_checks_would_fail_first(old_reports):
     """The version is checked before anything else: a newer file may lack or retype
     what this version needs, and 'no recommendation' would be the wrong advice."""
-    from flows.tasks import read_baseline
+    from tuner.report.baseline import read_baseline
 
     path = old_reports / RUN / "result.json"
     newer = {**old_json(), "schema_version": SCHEMA_VERSION + 1, "region": 7}

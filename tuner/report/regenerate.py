@@ -18,27 +18,26 @@ from pydantic import ValidationError
 
 from tuner.config import TuneConfig, check_tune_config
 from tuner.errors import InputError
-from tuner.inputs import read_json_object
 from tuner.measure.analyse import analyse_output
 from tuner.measure.analysis import StepSpec
 from tuner.measure.loadtest import LoadTestOutput
-from tuner.report.history import entries_with_run, write_index
-from tuner.report.render import SIMULATION_FILE, write_report
+from tuner.report.publish import publish_run
+from tuner.report.render import SIMULATION_FILE
 from tuner.report.result import RunResult, build_result
 from tuner.report.runfiles import (
+    RUN_FILE,
     CarriedFacts,
     LoadTestRecord,
     RunRecord,
     SimulationRecord,
-    check_schema_version,
     checked,
     one_line,
     read_record,
+    read_result,
     read_samples,
 )
 from tuner.scaling.aws import ScalingState
 
-RUN_FILE = "run.json"
 APPLY_FACTS = ("scalable_target", "policy", "scaling_after", "changes", "plan", "plan_text",
                "apply_status", "applied", "dry_run", "validation", "finished_at")
 
@@ -57,10 +56,8 @@ def regenerate_report(run_dir: Path) -> RunResult:
     output = read_raw_data(run_dir / "locust")
     old_path = run_dir / "result.json"
     old_json: dict = {}
-    if old_path.is_file():
-        raw = read_json_object(old_path, str(old_path))
-        check_schema_version(raw, str(old_path))  # first: a newer file is not misread
-        old_json = checked(CarriedFacts, raw, str(old_path))
+    if old_path.is_file():  # read_result checks its schema first: a newer file is not misread
+        old_json = checked(CarriedFacts, read_result(run_dir), str(old_path))
     old = RunResult.from_json(old_json, str(old_path)) if old_json else None
     for key in ("scalable_target", "policy"):
         if (old_json.get(key) or {}).get("ResourceId", config.resource_id) != config.resource_id:
@@ -89,14 +86,9 @@ def regenerate_report(run_dir: Path) -> RunResult:
         result = result.published(finished_at=datetime.fromtimestamp(
             output.summary.get("finished_at", datetime.now(UTC).timestamp()), UTC
         ).isoformat(timespec="seconds"))
-    result = result.published(run_dir=str(run_dir))
-    reports_dir = reports_root(run_dir, config.endpoint)
-    entries, drift = ([], None) if reports_dir is None else entries_with_run(
-        reports_dir, run_dir.resolve(), result)
-    result = result.published(drift=drift)
-    write_report(run_dir, result)
-    if reports_dir is not None:
-        write_index(reports_dir, entries)
+    # Resolved, like the reports directory it is placed in (`reports_root`).
+    result, _ = publish_run(run_dir.resolve(), result.published(run_dir=str(run_dir)),
+                            reports_root(run_dir, config.endpoint))
     return result
 
 

@@ -539,6 +539,7 @@ def read_samples(path: Path, step_indices: set[int]) -> pd.DataFrame:
 
 
 RESULT_FILE = "result.json"
+RUN_FILE = "run.json"  # what the run was asked before it measured (`publish.write_run_record`)
 
 
 # The version of result.json this code writes (`report.result.RunResult`); a file without

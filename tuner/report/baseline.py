@@ -1,0 +1,53 @@
+"""A past run as `tuner validate`'s baseline: read back, checked to hold a measured
+capacity, and the candidate's measurement configured from it (the baseline's SLA and
+arrival process, never applied). The verdict itself is `scaling.release_gate`'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuner.config import TuneConfig, ValidateConfig, check_tune_config
+from tuner.errors import InputError
+from tuner.inputs import show
+from tuner.report.result import RunResult
+from tuner.report.runfiles import BaselineRecord, checked, read_result
+from tuner.scaling.release_gate import baseline_rps_per_instance, peak_max_capacity
+
+__all__ = ["candidate_tune_config", "read_baseline"]
+
+
+def read_baseline(run_dir: Path) -> RunResult:
+    """A baseline run's result.json, checked to hold a measured capacity."""
+    result = read_result(run_dir, "--baseline")
+    if not result.get("capacity_ci"):
+        error = result.get("error")
+        raise InputError(f"--baseline {run_dir} has no measured capacity "
+                         f"({show(error, 200) if error else 'no capacity_ci'})")
+    label = f"--baseline {Path(run_dir) / 'result.json'}"
+    return RunResult.from_json(checked(BaselineRecord, result, label), label)
+
+
+def candidate_tune_config(config: ValidateConfig, baseline: RunResult) -> TuneConfig:
+    """Measure the candidate with exactly the baseline's SLA; never apply anything.
+
+    Inputs that depend on the baseline are checked here, before anything is measured.
+    """
+    if (config.expected_peak_rps is not None
+            and peak_max_capacity(config.max_capacity, baseline) is None):
+        raise InputError("--expected-peak-rps needs --max-capacity (the baseline has none)")
+    sla = baseline.sla
+    per_instance = baseline_rps_per_instance(baseline)
+    instances = config.instances or 1
+    return check_tune_config(TuneConfig(
+        endpoint=config.endpoint or baseline.endpoint, variant=config.variant,
+        region=config.region, url=config.url,
+        instances=config.instances if config.url else None, payload=config.payload,
+        content_type=config.content_type, sla_percentile=sla.percentile,
+        sla_latency_ms=sla.latency_ms, max_error_rate=sla.max_error_rate,
+        confidence=sla.confidence, dry_run=True,
+        # The same arrival process as the baseline: capacities under different ones differ.
+        arrivals=baseline.search.get("arrivals", "poisson"),
+        max_test_seconds=config.max_test_seconds, processes=config.processes,
+        start_rps=max(1.0, round(per_instance * instances / 4, 1)),
+        reports_dir=config.reports_dir))
