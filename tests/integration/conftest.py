@@ -21,13 +21,23 @@ def server_200():
 def prefect_harness():
     """One temporary Prefect server (~16 s to start) for every flow run in-process.
 
-    Started by the first test that asks for it, not by tests that never run a flow; the CLI
-    tests run `tuner` as a subprocess, which starts its own temporary server as a user's would.
+    Started by the first test that asks for it, not by tests that never run a flow.
     """
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_harness) -> dict[str, str]:
+    """The environment pointing a `tuner` subprocess at the session's Prefect server, as a
+    user's `PREFECT_API_URL` would: its flow then starts no temporary server of its own
+    (~10 s of every CLI run). The tests of the temporary server's own lifecycle (the last
+    line printed after it stops; a signal stopping it) leave this out and start one."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {"PREFECT_API_URL": PREFECT_API_URL.value()}
 
 
 @contextlib.contextmanager

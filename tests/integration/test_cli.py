@@ -75,11 +75,11 @@ def test_url_dry_run_measures_and_recommends_with_no_aws_at_all(tmp_path, server
 
 
 def test_tune_applies_the_builtin_policy_and_the_aws_cli_reads_it_back(
-        tmp_path, local_aws, server_200):
+        tmp_path, local_aws, server_200, prefect_api):
     done = run(["tune", "--endpoint", "cli-ep", "--sla-latency-ms", "100", "--url",
                 server_200.url, "--min-capacity", "1", "--max-capacity", "4",
                 "--start-rps", "40", "--max-test-seconds", "20", "--arrivals", "uniform",
-                "--reports-dir", str(tmp_path)], env=local_aws)
+                "--reports-dir", str(tmp_path)], env={**local_aws, **prefect_api})
     assert done.returncode == 0, done.stderr[-2000:]
     run_dir = Path(done.stdout.strip().splitlines()[-1])
     result = json.loads((run_dir / "result.json").read_text())
@@ -99,12 +99,13 @@ def test_tune_applies_the_builtin_policy_and_the_aws_cli_reads_it_back(
     assert config["TargetValue"] == result["target_invocations_per_instance"]
 
 
-def test_runtime_api_path_signs_and_invokes_through_aws_endpoint_url(tmp_path, local_aws):
+def test_runtime_api_path_signs_and_invokes_through_aws_endpoint_url(tmp_path, local_aws,
+                                                                    prefect_api):
     """No --url: SigV4-signed InvokeEndpoint calls over FastHttpUser reach the moto server."""
     done = run(["tune", "--endpoint", "cli-ep", "--sla-latency-ms", "1000", "--start-rps", "10",
                 "--max-rps", "40", "--max-test-seconds", "15", "--dry-run",
                 "--min-capacity", "1", "--max-capacity", "2",
-                "--reports-dir", str(tmp_path)], env=local_aws)
+                "--reports-dir", str(tmp_path)], env={**local_aws, **prefect_api})
     assert done.returncode == 0, done.stderr[-2000:]
     run_dir = Path(done.stdout.strip().splitlines()[-1])
     result = json.loads((run_dir / "result.json").read_text())
@@ -115,7 +116,8 @@ def test_runtime_api_path_signs_and_invokes_through_aws_endpoint_url(tmp_path, l
     assert not result["applied"]
 
 
-def test_autoscaling_state_is_left_exactly_as_found_after_an_abort(tmp_path, local_aws):
+def test_autoscaling_state_is_left_exactly_as_found_after_an_abort(tmp_path, local_aws,
+                                                                  prefect_api):
     """Runtime API against moto (a few hundred rps at most): overload it so the first step
     aborts."""
     import boto3
@@ -141,7 +143,7 @@ def test_autoscaling_state_is_left_exactly_as_found_after_an_abort(tmp_path, loc
     before = state()
     done = run(["tune", "--endpoint", "cli-ep", "--sla-latency-ms", "20", "--start-rps", "3000",
                 "--max-test-seconds", "12", "--dry-run", "--reports-dir", str(tmp_path)],
-               env=local_aws)
+               env={**local_aws, **prefect_api})
     assert done.returncode in (0, 1), done.stderr[-2000:]
     run_dir = Path(done.stdout.strip().splitlines()[-1])
     loadtest = json.loads((run_dir / "locust" / "loadtest.json").read_text())
