@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from tuner.demo.servers import create_endpoint
 from tuner.scaling import apply as apply_module
@@ -42,19 +41,18 @@ class Calls:
 
 
 @pytest.fixture
-def calls(monkeypatch):
-    with mock_aws():
-        create_endpoint("ep")
-        recorder = Calls()
-        original = aws.client
+def calls(moto_aws, monkeypatch):
+    create_endpoint("ep")
+    recorder = Calls()
+    original = aws.client
 
-        def recording_client(service, region):
-            client = original(service, region)
-            client.meta.events.register("before-call.application-autoscaling.*", recorder.hook)
-            return client
+    def recording_client(service, region):
+        client = original(service, region)
+        client.meta.events.register("before-call.application-autoscaling.*", recorder.hook)
+        return client
 
-        monkeypatch.setattr(aws, "client", recording_client)
-        yield recorder
+    monkeypatch.setattr(aws, "client", recording_client)
+    yield recorder
 
 
 def requests(target=6000.0, low=1, high=4, scale_in=300):

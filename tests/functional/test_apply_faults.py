@@ -19,7 +19,6 @@ import botocore.retries.standard
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
-from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 from typer.testing import CliRunner
 
@@ -93,22 +92,21 @@ class Faults:
 
 
 @pytest.fixture
-def faults(monkeypatch):
-    with mock_aws():
-        create_endpoint("ep")
-        injected = Faults()
-        original = aws.client
+def faults(moto_aws, monkeypatch):
+    create_endpoint("ep")
+    injected = Faults()
+    original = aws.client
 
-        def faulty_client(service, region):
-            client = original(service, region)
-            client.meta.events.register("before-call.application-autoscaling.*",
-                                        injected.before)
-            client.meta.events.register("after-call.application-autoscaling.*", injected.after)
-            return client
+    def faulty_client(service, region):
+        client = original(service, region)
+        client.meta.events.register("before-call.application-autoscaling.*",
+                                    injected.before)
+        client.meta.events.register("after-call.application-autoscaling.*", injected.after)
+        return client
 
-        monkeypatch.setattr(aws, "client", faulty_client)
-        monkeypatch.setattr(apply_module, "ROLLBACK_PAUSE_S", 0.0, raising=False)
-        yield injected
+    monkeypatch.setattr(aws, "client", faulty_client)
+    monkeypatch.setattr(apply_module, "ROLLBACK_PAUSE_S", 0.0, raising=False)
+    yield injected
 
 
 def raw_client():

@@ -3,7 +3,6 @@
 import contextlib
 
 import pytest
-from moto import mock_aws
 
 from tuner.demo.servers import create_endpoint
 from tuner.errors import InputError
@@ -13,10 +12,9 @@ RID = "endpoint/ep/variant/AllTraffic"
 
 
 @pytest.fixture
-def moto():
-    with mock_aws():
-        create_endpoint("ep", instances=2)
-        yield
+def moto(moto_aws):
+    create_endpoint("ep", instances=2)
+    yield
 
 
 def test_describe_variant_reads_instance_count(moto):

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import botocore.session
 import pytest
-from moto import mock_aws
 
 from tests.functional.test_aws import RID, _register
 from tuner import interrupts
@@ -30,11 +29,10 @@ NOW = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def moto():
-    with mock_aws():
-        create_endpoint("ep")
-        yield aws.client("application-autoscaling", "us-east-1"), EndpointTags.of(
-            aws.client("sagemaker", "us-east-1"), "ep")
+def moto(moto_aws):
+    create_endpoint("ep")
+    yield aws.client("application-autoscaling", "us-east-1"), EndpointTags.of(
+        aws.client("sagemaker", "us-east-1"), "ep")
 
 
 def _state(autoscaling):

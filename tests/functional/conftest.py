@@ -1,0 +1,25 @@
+"""Fixtures of the functional tier: AWS through moto, in-process."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def _moto_patched():
+    """moto's patching of botocore, once per test process (~40 ms per `mock_aws()` start)."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def moto_aws(_moto_patched):
+    """An empty moto AWS for one test, as a fresh `mock_aws()` gives: every backend's state
+    is wiped before and after it."""
+    from moto.core.base_backend import BackendDict
+
+    BackendDict.reset()
+    yield
+    BackendDict.reset()
