@@ -1,6 +1,7 @@
 """The Prefect flow end to end: real Locust against the bundled server, moto for AWS."""
 
 import json
+from pathlib import Path
 
 import boto3
 import pytest
@@ -35,11 +36,36 @@ def config(server, tmp_path, **extra):
                              "arrivals": "uniform", **extra})
 
 
-def test_flow_measures_applies_and_reports(server_200, tmp_path, aws):
-    result = tune_endpoint(config(server_200, tmp_path))
+@pytest.fixture(scope="module")
+def two_runs(prefect_harness, server_200, tmp_path_factory):
+    """Two runs into one reports directory: an applied run on the 200 rps server, then a dry
+    run against a server 25% slower, with the AWS state read after each. Read by the flow
+    test, the history test and the dry-run test: two flow runs, not three."""
+    from tuner.demo.servers import model_server
+
+    reports = tmp_path_factory.mktemp("reports")
+    with mock_aws():
+        create_endpoint("ep")
+        client = boto3.client("application-autoscaling", region_name="us-east-1")
+
+        def state():
+            return {"targets": client.describe_scalable_targets(
+                        ServiceNamespace="sagemaker")["ScalableTargets"],
+                    "policies": client.describe_scaling_policies(
+                        ServiceNamespace="sagemaker")["ScalingPolicies"]}
+
+        first = tune_endpoint(config(server_200, reports))
+        after_first = state()
+        with model_server(slots=3, service_ms=20.0) as slower:  # 150 rps: -25%
+            second = tune_endpoint(config(slower, reports, dry_run=True, max_test_seconds=15))
+        after_second = state()
+    return reports, first, after_first, second, after_second
+
+
+def test_flow_measures_applies_and_reports(two_runs):
+    tmp_path, result, aws_state, _, _ = two_runs
     assert result.applied
-    policies = aws.describe_scaling_policies(ServiceNamespace="sagemaker",
-                                             ResourceId=RID)["ScalingPolicies"]
+    policies = [p for p in aws_state["policies"] if p["ResourceId"] == RID]
     assert [p["PolicyName"] for p in policies] == ["SageMakerEndpointInvocationScalingPolicy"]
     stored = policies[0]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
     assert stored == result.target_invocations_per_instance
@@ -47,9 +73,9 @@ def test_flow_measures_applies_and_reports(server_200, tmp_path, aws):
     assert low <= result.max_sustainable_rps <= high
     assert stored == pytest.approx(low * 60 * 0.5, abs=0.01)  # target rests on the lower end
     assert result.policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == stored
-    run_dir = tmp_path / "ep"
-    (only,) = [p for p in run_dir.iterdir() if p.is_dir()]
-    assert (run_dir / "audit.jsonl").exists()
+    only = Path(result.run_dir)
+    assert only.parent == tmp_path / "ep"
+    assert (tmp_path / "ep" / "audit.jsonl").exists()
     for name in ("result.json", "steps.csv", "report.md", "report.html", "aws-cli.sh",
                  "scaling.tf", "scaling-cfn.yaml", "run.json", "locust/samples.csv"):
         assert (only / name).exists(), name
@@ -65,32 +91,10 @@ def test_flow_measures_applies_and_reports(server_200, tmp_path, aws):
     assert (only / "report.html").exists()
 
 
-@pytest.fixture(scope="module")
-def two_dry_runs(prefect_harness, server_200, tmp_path_factory):
-    """Two dry runs into one reports directory, the second against a server 25% slower: read
-    by the history test and by the dry-run test (the first run is a plain dry run on a fresh
-    endpoint, with the AWS state read right after it), one flow run fewer."""
-    from tuner.demo.servers import model_server
-
-    reports = tmp_path_factory.mktemp("reports")
-    with mock_aws():
-        create_endpoint("ep")
-        client = boto3.client("application-autoscaling", region_name="us-east-1")
-        first = tune_endpoint(config(server_200, reports, dry_run=True, max_test_seconds=15))
-        after_first = {
-            "targets": client.describe_scalable_targets(
-                ServiceNamespace="sagemaker")["ScalableTargets"],
-            "policies": client.describe_scaling_policies(
-                ServiceNamespace="sagemaker")["ScalingPolicies"]}
-        with model_server(slots=3, service_ms=20.0) as slower:  # 150 rps: -25%
-            second = tune_endpoint(config(slower, reports, dry_run=True, max_test_seconds=15))
-    return reports, first, after_first, second
-
-
-def test_history_across_two_runs_flags_drift(two_dry_runs):
+def test_history_across_two_runs_flags_drift(two_runs):
     from tuner.report.history import scan
 
-    tmp_path, _, _, second = two_dry_runs
+    tmp_path, _, _, second, _ = two_runs
     assert second.drift["flagged"] and second.drift["change"] < -0.1
     entries = scan(tmp_path)
     assert len(entries) == 2 and entries[1].drifted
@@ -99,12 +103,12 @@ def test_history_across_two_runs_flags_drift(two_dry_runs):
     assert "drift: more than 10%" in (tmp_path / entries[1].run_dir / "report.md").read_text()
 
 
-def test_dry_run_writes_nothing_to_aws(two_dry_runs):
-    _, result, aws, _ = two_dry_runs
+def test_dry_run_writes_nothing_to_aws(two_runs):
+    _, _, before, result, after = two_runs
     assert not result.applied
-    assert result.changes  # it shows what it would do
-    assert aws["targets"] == []
-    assert aws["policies"] == []
+    assert result.changes  # it shows what it would do: the slower server's lower target
+    assert before["policies"]  # the first run's policy, which the dry run leaves as it is
+    assert after == before
 
 
 def test_unknown_endpoint_is_an_input_error_and_writes_nothing(server_200, tmp_path, aws):

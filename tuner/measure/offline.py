@@ -13,6 +13,7 @@ endpoint to drain (`search.drain_seconds`).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections.abc import Iterable
@@ -83,8 +84,7 @@ def run_offline_seeds(law: str, slots: int, settings: SearchSettings, sla: Sla,
         return [_seed_run(law, slots, settings, sla, seed) for seed in seeds]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(workers, len(seeds)), mp_context=context) as pool:
-        return list(pool.map(_seed_run, *zip(*[(law, slots, settings, sla, seed)
-                                                for seed in seeds], strict=True)))
+        return list(pool.map(functools.partial(_seed_run, law, slots, settings, sla), seeds))
 
 
 def _seed_run(law: str, slots: int, settings: SearchSettings, sla: Sla,
