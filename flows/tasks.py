@@ -7,7 +7,7 @@ Each task does one thing a reader can name (preflight, load test, analyse, apply
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -25,24 +25,17 @@ from tuner.report.publish import publish_run, write_run_record
 from tuner.report.render import render_markdown, steps_frame
 from tuner.report.result import RunResult
 from tuner.scaling import aws
-from tuner.scaling.apply import ApplyOptions, ApplyOutcome, rerun_command, safe_apply
-from tuner.scaling.policy import (
-    make_plan,
-    scalable_target_request,
-    scaling_policy_request,
+from tuner.scaling.apply import (
+    ApplyOutcome,
+    apply_options,
+    recommended_requests,
+    rerun_command,
+    safe_apply,
+    unconsulted_dry_run,
 )
-from tuner.scaling.preflight import Preflight, check_endpoint, inspect_variant
-from tuner.scaling.release_gate import (
-    ValidationVerdict,
-    baseline_rps_per_instance,
-    judge,
-    peak_max_capacity,
-)
-from tuner.scaling.suspension import (
-    EndpointTags,
-    SuspensionMarker,
-    SuspensionRecord,
-)
+from tuner.scaling.preflight import Preflight, check_candidate, check_endpoint
+from tuner.scaling.release_gate import ValidationVerdict
+from tuner.scaling.suspension import run_suspension_record
 
 
 @task(name="preflight", cache_policy=NO_CACHE)
@@ -67,7 +60,8 @@ def load_test(config: TuneConfig, run_dir: Path, before: Preflight) -> LoadTestO
                 config.search, config.start_rps, config.max_test_seconds)
     target = None if config.url else before.scaling_before.target
     autoscaling = aws.client("application-autoscaling", before.region) if target else None
-    log = suspension_log(config, before.region, run_dir) if target else None
+    log = run_suspension_record(config.endpoint, config.variant, before.region,
+                                Path(run_dir).name, hard_time_limit(config)) if target else None
     with aws.dynamic_scaling_suspended(autoscaling, target, log) as previous:
         if previous is not None:
             logger.info("dynamic scaling suspended for the test; will restore %s", previous)
@@ -80,19 +74,6 @@ def load_test(config: TuneConfig, run_dir: Path, before: Preflight) -> LoadTestO
     logger.info("load test done: %d steps, %.1f s of load (%s)", len(output.specs),
                 output.load_seconds, output.summary.get("stop_reason"))
     return output
-
-
-# A suspension marker outlives its run's hard time limit by this much before any later run
-# may take it for stale without proof that the run's process is gone.
-MARKER_GRACE_S = 300.0
-
-
-def suspension_log(config: TuneConfig, region: str, run_dir: Path) -> SuspensionRecord:
-    """The durable record of this run's suspension, on the endpoint's tags."""
-    tags = EndpointTags.of(aws.client("sagemaker", region), config.endpoint)
-    expires = datetime.now(UTC) + timedelta(seconds=hard_time_limit(config) + MARKER_GRACE_S)
-    return SuspensionRecord(tags, config.variant, lambda previous: (
-        SuspensionMarker.for_this_process(Path(run_dir).name, previous, expires)))
 
 
 @task(name="check-instances", cache_policy=NO_CACHE)
@@ -131,21 +112,16 @@ def apply_recommendation(config: TuneConfig, before: Preflight,
     """The same safe apply as `tuner apply RUN_DIR`: plan, guardrails, write, verify."""
     if recommendation is None:
         return None
-    target = scalable_target_request(config.resource_id, before.min_capacity,
-                                     before.max_capacity)
-    policy = scaling_policy_request(config.resource_id,
-                                    recommendation.target_invocations_per_instance,
-                                    config.scale_in_cooldown, config.scale_out_cooldown)
+    target, policy = recommended_requests(config, before.min_capacity, before.max_capacity,
+                                          recommendation.target_invocations_per_instance)
     logger = get_run_logger()
     if not before.aws_consulted:  # --url --dry-run with no endpoint to compare with
-        plan = make_plan(None, [], target, policy, False)
-        for line in plan.lines():
+        outcome = unconsulted_dry_run(target, policy)
+        for line in outcome.plan.lines():
             logger.info(line)
         logger.info("dry run: nothing written (AWS not consulted)")
-        return ApplyOutcome("dry-run", plan, None)
-    options = ApplyOptions(dry_run=config.dry_run, replace_custom=config.replace_custom,
-                           force=config.force, max_change=config.max_change,
-                           keep_suspended=config.keep_suspended)
+        return outcome
+    options = apply_options(config)
     with deferred():  # an apply that has begun finishes (or rolls back) before a signal acts
         outcome = safe_apply(region=before.region, target=target, policy=policy,
                              recommended_at=datetime.now(UTC), options=options,
@@ -194,29 +170,14 @@ def record_run(run_dir: Path, config: TuneConfig, before: Preflight, started: da
 
 @task(name="validate-preflight", cache_policy=NO_CACHE)
 def validate_preflight(config: ValidateConfig) -> Preflight:
-    """A container URL needs no AWS at all; an endpoint is checked like `tune` does."""
-    if config.url:
-        instances = config.instances or 1
-        return Preflight(config.region or "-", instances, instances, aws.ScalingState(None, []),
-                         1, 1)
-    assert config.endpoint is not None
-    region = aws.resolve_region(config.region)
-    variant, scaling = inspect_variant(region, config.endpoint, config.variant,
-                                       get_run_logger().warning)
-    count = variant.current_instance_count
-    return Preflight(region, count, count, scaling, 1, 1)
+    """A container URL needs no AWS at all; an endpoint is checked like `tune` does
+    (`tuner.scaling.preflight.check_candidate`)."""
+    return check_candidate(config, get_run_logger().warning)
 
 
-def judge_candidate(config: ValidateConfig, baseline: RunResult, analysis: Analysis,
-                    instances: int) -> ValidationVerdict | None:
-    if analysis.capacity is None:
-        return None
-    # Best estimates compare like with like (two lower ends would fail equal candidates
-    # whenever one interval came out wider); the peak must be served by what was shown.
-    candidate = analysis.capacity.max_sustainable_rps / instances
-    verdict = judge(baseline_rps_per_instance(baseline), candidate, config.max_regression,
-                    config.expected_peak_rps, peak_max_capacity(config.max_capacity, baseline),
-                    candidate_shown_rps_per_instance=analysis.capacity.last_pass_rps / instances)
-    get_run_logger().info("validation %s: %s", "passed" if verdict.passed else "FAILED",
-                          "; ".join(verdict.reasons) or f"change {verdict.change:+.1%}")
+def log_verdict(verdict: ValidationVerdict | None) -> ValidationVerdict | None:
+    """The release gate's verdict (`tuner.report.baseline.judge_candidate`), logged."""
+    if verdict is not None:
+        get_run_logger().info("validation %s: %s", "passed" if verdict.passed else "FAILED",
+                              "; ".join(verdict.reasons) or f"change {verdict.change:+.1%}")
     return verdict

@@ -1,6 +1,7 @@
 """Prefect flow: preflight -> load test -> analyse -> apply -> report.
 
-Orchestration only; every step lives in `flows.tasks`. Runs with no Prefect server
+Orchestration only: the steps are `flows.tasks` (Prefect tasks over the library) and
+`tuner.report.publish` (the run directory and its report). Runs with no Prefect server
 configured (a temporary local one is started), on a schedule, or from the `tuner` CLI.
 """
 

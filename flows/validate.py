@@ -14,8 +14,8 @@ from prefect import flow
 from flows.tasks import (
     analyse,
     instance_change,
-    judge_candidate,
     load_test,
+    log_verdict,
     publish_report,
     record_run,
     validate_preflight,
@@ -23,7 +23,7 @@ from flows.tasks import (
 from tuner import interrupts
 from tuner.config import ValidateConfig, check_validate_config
 from tuner.errors import RunError
-from tuner.report.baseline import candidate_tune_config, read_baseline
+from tuner.report.baseline import candidate_tune_config, judge_candidate, read_baseline
 from tuner.report.publish import create_run_dir, report_interrupted
 from tuner.report.result import RunResult, build_result
 
@@ -47,7 +47,8 @@ def validate_capacity(config: ValidateConfig) -> RunResult:
         except KeyboardInterrupt as stop:
             report_interrupted(run_dir, tune_config, before, started, None, stop)
             raise
-    verdict = judge_candidate(config, baseline, analysis, before.instances_under_test)
+    verdict = log_verdict(judge_candidate(config, baseline, analysis.capacity,
+                                          before.instances_under_test))
     result = build_result(
         config=tune_config, region=before.region,
         instances_under_test=before.instances_under_test, steps=analysis.steps,

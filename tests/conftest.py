@@ -20,6 +20,7 @@ os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 
 import functools  # noqa: E402
+import inspect  # noqa: E402
 
 import botocore.client  # noqa: E402
 import botocore.hooks  # noqa: E402
@@ -41,6 +42,8 @@ _create_client_class = botocore.client.ClientCreator._create_client_class
 
 
 def _shared_client_class(self, service_name, service_model):
+    if service_name == "s3":  # boto3 adds S3's transfer methods to the class per session
+        return _create_client_class(self, service_name, service_model)
     key = (service_name, service_model.api_version)
     if key not in _client_classes:
         _client_classes[key] = _create_client_class(self, service_name, service_model)
@@ -74,10 +77,10 @@ def _function_accepts_kwargs(function) -> bool:
 
 
 def _handler_accepts_kwargs(handler) -> bool:
-    try:
-        return _function_accepts_kwargs(getattr(handler, "__func__", handler))
-    except TypeError:  # not hashable: read it each time, as botocore does
-        return _accepts_kwargs(handler)
+    function = getattr(handler, "__func__", handler)
+    if inspect.isfunction(function):  # module-level code: cached without growing per client
+        return _function_accepts_kwargs(function)
+    return _accepts_kwargs(handler)  # a callable object made per client: read it each time
 
 
 botocore.hooks.accepts_kwargs = _handler_accepts_kwargs

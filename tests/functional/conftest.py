@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _moto_patched():
-    """moto's patching of botocore, once per test process (~40 ms per `mock_aws()` start)."""
+    """moto's patching of botocore, once per test process for this tier (~40 ms per
+    `mock_aws()` start); undone when the tier's tests end, so that a run of several tiers
+    leaves the integration tier's own `mock_aws()` blocks unnested (they reset on entry)."""
     from moto import mock_aws
 
     with mock_aws():

@@ -196,7 +196,11 @@ def test_audit_records_caller_before_after_and_never_credentials(tmp_path, calls
     assert record["before"]["policies"] == []
     assert record["after"]["policies"][0]["PolicyName"] == POLICY_NAME
     text = (tmp_path / "audit.jsonl").read_text()
-    assert "testing" not in text  # the test credentials
+    import boto3
+
+    credentials = boto3.session.Session().get_credentials()  # the ones the apply used
+    assert credentials.access_key and credentials.access_key not in text
+    assert credentials.secret_key and credentials.secret_key not in text
 
 
 def test_dry_run_previews_a_large_change_instead_of_refusing(tmp_path, calls):

@@ -19,7 +19,8 @@ def server_200():
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """One temporary Prefect server (~16 s to start) for every flow run in-process.
+    """One temporary Prefect server (~20 s to start) for every flow run of the session: the
+    flows run in-process and `tuner` subprocesses reach it through `prefect_api`.
 
     Started by the first test that asks for it, not by tests that never run a flow.
     """

@@ -1,6 +1,7 @@
 """The Prefect flow end to end: real Locust against the bundled server, moto for AWS."""
 
 import json
+import shutil
 from pathlib import Path
 
 import boto3
@@ -38,9 +39,10 @@ def config(server, tmp_path, **extra):
 
 @pytest.fixture(scope="module")
 def two_runs(prefect_harness, server_200, tmp_path_factory):
-    """Two runs into one reports directory: an applied run on the 200 rps server, then a dry
-    run against a server 25% slower, with the AWS state read after each. Read by the flow
-    test, the history test and the dry-run test: two flow runs, not three."""
+    """Two runs of one endpoint into one reports directory, the AWS state read after each:
+    a dry run against a server 25% slower on an endpoint that does not scale yet, then an
+    applied run on the 200 rps server. Read by the flow test, the history test and the
+    dry-run test: two flow runs, not three."""
     from tuner.demo.servers import model_server
 
     reports = tmp_path_factory.mktemp("reports")
@@ -54,34 +56,40 @@ def two_runs(prefect_harness, server_200, tmp_path_factory):
                     "policies": client.describe_scaling_policies(
                         ServiceNamespace="sagemaker")["ScalingPolicies"]}
 
-        first = tune_endpoint(config(server_200, reports))
-        after_first = state()
         with model_server(slots=3, service_ms=20.0) as slower:  # 150 rps: -25%
-            second = tune_endpoint(config(slower, reports, dry_run=True, max_test_seconds=15))
-        after_second = state()
-    return reports, first, after_first, second, after_second
+            dry = tune_endpoint(config(slower, reports, dry_run=True, max_test_seconds=15))
+        after_dry = state()
+        applied = tune_endpoint(config(server_200, reports))
+        after_applied = state()
+    return reports, dry, after_dry, applied, after_applied
 
 
-def test_flow_measures_applies_and_reports(two_runs):
-    tmp_path, result, aws_state, _, _ = two_runs
+def test_flow_measures_applies_and_reports(two_runs, tmp_path):
+    reports, dry, _, result, aws_state = two_runs
     assert result.applied
-    policies = [p for p in aws_state["policies"] if p["ResourceId"] == RID]
+    policies = aws_state["policies"]
     assert [p["PolicyName"] for p in policies] == ["SageMakerEndpointInvocationScalingPolicy"]
+    assert policies[0]["ResourceId"] == RID
     stored = policies[0]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
     assert stored == result.target_invocations_per_instance
     low, high = result.capacity_ci
     assert low <= result.max_sustainable_rps <= high
     assert stored == pytest.approx(low * 60 * 0.5, abs=0.01)  # target rests on the lower end
     assert result.policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == stored
-    only = Path(result.run_dir)
-    assert only.parent == tmp_path / "ep"
-    assert (tmp_path / "ep" / "audit.jsonl").exists()
+    run_dir = Path(result.run_dir)
+    # One new run directory beside the dry run's, none reused.
+    assert sorted(p for p in (reports / "ep").iterdir() if p.is_dir()) == sorted(
+        [Path(dry.run_dir), run_dir])
+    assert (reports / "ep" / "audit.jsonl").exists()
     for name in ("result.json", "steps.csv", "report.md", "report.html", "aws-cli.sh",
                  "scaling.tf", "scaling-cfn.yaml", "run.json", "locust/samples.csv"):
-        assert (only / name).exists(), name
-    assert "report.html" in (tmp_path / "index.html").read_text()
+        assert (run_dir / name).exists(), name
+    assert f"{run_dir.name}/report.html" in (reports / "index.html").read_text()
 
-    # `tuner report` rebuilds the same numbers from the raw data alone
+    # `tuner report` rebuilds the same numbers from the raw data alone (on a copy: the
+    # shared run stays as the flow wrote it)
+    only = tmp_path / "copy" / "ep" / run_dir.name
+    shutil.copytree(run_dir, only)
     original = json.loads((only / "result.json").read_text())
     (only / "report.html").unlink()
     again = regenerate_report(only).to_json()
@@ -95,7 +103,8 @@ def test_history_across_two_runs_flags_drift(two_runs):
     from tuner.report.history import scan
 
     tmp_path, _, _, second, _ = two_runs
-    assert second.drift["flagged"] and second.drift["change"] < -0.1
+    # The 200 rps server after the 150 rps one: a capacity a third higher.
+    assert second.drift["flagged"] and second.drift["change"] > 0.1
     entries = scan(tmp_path)
     assert len(entries) == 2 and entries[1].drifted
     page = (tmp_path / "index.html").read_text()
@@ -104,11 +113,11 @@ def test_history_across_two_runs_flags_drift(two_runs):
 
 
 def test_dry_run_writes_nothing_to_aws(two_runs):
-    _, _, before, result, after = two_runs
+    _, result, aws, _, _ = two_runs
     assert not result.applied
-    assert result.changes  # it shows what it would do: the slower server's lower target
-    assert before["policies"]  # the first run's policy, which the dry run leaves as it is
-    assert after == before
+    assert result.changes  # it shows what it would do
+    assert aws["targets"] == []
+    assert aws["policies"] == []
 
 
 def test_unknown_endpoint_is_an_input_error_and_writes_nothing(server_200, tmp_path, aws):

@@ -41,3 +41,30 @@ def test_the_baseline_capacity_per_instance_and_the_peak_instances_come_from_the
     assert baseline_rps_per_instance(replace(run, max_sustainable_rps=None)) == 120.0
     assert peak_max_capacity(None, run) == 6 and peak_max_capacity(3, run) == 3
     assert peak_max_capacity(None, replace(run, scalable_target=None)) is None
+
+
+def test_a_candidate_is_judged_per_instance_on_its_best_estimate_and_its_peak_on_its_pass():
+    """Gate logic moved out of the Prefect glue (flows/tasks.py) into report.baseline."""
+    from pathlib import Path
+
+    from tuner.config import ValidateConfig
+    from tuner.measure.analysis import CapacityEstimate, Sla
+    from tuner.report.baseline import judge_candidate
+    from tuner.report.result import RunResult
+
+    baseline = RunResult("ep", "AllTraffic", "us-east-1", Sla(90, 100, 0.01), 1,
+                         max_sustainable_rps=200.0, capacity_ci=(160.0, 240.0),
+                         scalable_target={"MaxCapacity": 4})
+    config = ValidateConfig(baseline=Path("b"), url="http://127.0.0.1:9", instances=2,
+                            expected_peak_rps=700)
+    assert judge_candidate(config, baseline, None, 2) is None  # nothing measured
+    # 400 rps over 2 instances: equal per instance; the peak needs 700 / (360 / 2) = 3.9 of 4
+    same = CapacityEstimate(400.0, 360.0, 480.0, "interpolated")
+    assert judge_candidate(config, baseline, same, 2).passed
+    # Shown only up to 300 rps (150 per instance): 4 instances serve 600 of the 700 rps peak
+    shown_less = CapacityEstimate(400.0, 300.0, 480.0, "interpolated")
+    verdict = judge_candidate(config, baseline, shown_less, 2)
+    assert not verdict.passed and "--max-capacity" in verdict.reasons[0]
+    # Half the baseline per instance: a regression
+    assert not judge_candidate(config, baseline, CapacityEstimate(200.0, 180.0, 240.0, "x"),
+                               2).passed

@@ -58,10 +58,14 @@ def _tail_sum(first: int, last: int, n: int, p: float) -> float:
         logs = [_log_pmf(i, n, p) for i in range(first, last + 1)]
         top = max(logs)
         return math.exp(top) * sum(math.exp(v - top) for v in logs)
-    # log pmf(i + 1) - log pmf(i) = log((n - i) / (i + 1)) + log(p / (1 - p))
+    # log pmf(i + 1) - log pmf(i) = log((n - i) / (i + 1)) + log(p / (1 - p)), accumulated
+    # from the tail's largest term (the mode, or the end nearest it): the terms that
+    # matter carry the least rounding.
     i = np.arange(first, last, dtype=float)
     steps = np.log((n - i) / (i + 1.0)) + (math.log(p) - math.log1p(-p))
-    logs = _log_pmf(first, n, p) + np.concatenate(([0.0], np.cumsum(steps)))
+    offsets = np.concatenate(([0.0], np.cumsum(steps)))
+    anchor = min(max(int((n + 1) * p), first), last)
+    logs = _log_pmf(anchor, n, p) + offsets - offsets[anchor - first]
     top = float(logs.max())
     return math.exp(top) * float(np.exp(logs - top).sum())
 

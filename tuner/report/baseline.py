@@ -1,6 +1,6 @@
 """A past run as `tuner validate`'s baseline: read back, checked to hold a measured
-capacity, and the candidate's measurement configured from it (the baseline's SLA and
-arrival process, never applied). The verdict itself is `scaling.release_gate`'s.
+capacity, the candidate's measurement configured from it (the baseline's SLA and arrival
+process, never applied), and the candidate judged against it (`scaling.release_gate`).
 """
 
 from __future__ import annotations
@@ -10,11 +10,17 @@ from pathlib import Path
 from tuner.config import TuneConfig, ValidateConfig, check_tune_config
 from tuner.errors import InputError
 from tuner.inputs import show
+from tuner.measure.analysis import CapacityEstimate
 from tuner.report.result import RunResult
 from tuner.report.runfiles import BaselineRecord, checked, read_result
-from tuner.scaling.release_gate import baseline_rps_per_instance, peak_max_capacity
+from tuner.scaling.release_gate import (
+    ValidationVerdict,
+    baseline_rps_per_instance,
+    judge,
+    peak_max_capacity,
+)
 
-__all__ = ["candidate_tune_config", "read_baseline"]
+__all__ = ["candidate_tune_config", "judge_candidate", "read_baseline"]
 
 
 def read_baseline(run_dir: Path) -> RunResult:
@@ -51,3 +57,17 @@ def candidate_tune_config(config: ValidateConfig, baseline: RunResult) -> TuneCo
         max_test_seconds=config.max_test_seconds, processes=config.processes,
         start_rps=max(1.0, round(per_instance * instances / 4, 1)),
         reports_dir=config.reports_dir))
+
+
+def judge_candidate(config: ValidateConfig, baseline: RunResult,
+                    capacity: CapacityEstimate | None, instances: int) -> ValidationVerdict | None:
+    """The release gate's verdict on the candidate's measured capacity (None: nothing was
+    measured). Best estimates compare like with like (two lower ends would fail equal
+    candidates whenever one interval came out wider); the peak must be served by what was
+    shown (the candidate's last pass)."""
+    if capacity is None:
+        return None
+    return judge(baseline_rps_per_instance(baseline), capacity.max_sustainable_rps / instances,
+                 config.max_regression, config.expected_peak_rps,
+                 peak_max_capacity(config.max_capacity, baseline),
+                 candidate_shown_rps_per_instance=capacity.last_pass_rps / instances)

@@ -4,8 +4,9 @@ Creates the directory (`create_run_dir`: never reused, never outside the reports
 directory), writes what the run was asked before it measures (`write_run_record`, run.json:
 `tuner report` rebuilds from it), and publishes the report with the run's drift and the
 reports directory's index (`publish_run`), also for a run a signal stopped
-(`report_interrupted`: plain file writes, within seconds of the signal). The Prefect tasks
-in `flows/tasks.py` call these and add only Prefect's logging and artifacts.
+(`report_interrupted`: plain file writes, within seconds of the signal). The flows call
+these directly or through their Prefect tasks (which add Prefect's logging and
+artifacts), and `tuner report` through `regenerate`.
 """
 
 from __future__ import annotations

@@ -562,7 +562,8 @@ def read_result(run_dir: Path, flag: str = "") -> dict:
     """A run directory's result.json, or one line saying why it cannot be read.
 
     The only reader of result.json for commands that take a run directory (`apply`,
-    `export`, `simulate`, `validate --baseline`); `flag` names the argument in the error.
+    `export`, `simulate`, `validate --baseline`, `report`); `flag` names the argument in
+    the error.
     Each command then checks the fields it uses (`tuner.report.runfiles`).
     """
     label = f"{flag} {run_dir}".strip()

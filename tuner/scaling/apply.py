@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tuner.config import TUNE_LIMITS
+from tuner.config import TUNE_LIMITS, TuneConfig
 from tuner.errors import InputError, RunError, TunerError
 from tuner.inputs import Limit, number_problem, show
 from tuner.scaling import aws
@@ -32,6 +32,8 @@ from tuner.scaling.policy import (
     check_requests,
     make_plan,
     policy_put_args,
+    scalable_target_request,
+    scaling_policy_request,
     state_differences,
     state_fingerprint,
     stored_mismatches,
@@ -365,3 +367,26 @@ def check_options(max_change: float) -> None:
     problem = number_problem(max_change, "--max-change", *TUNE_LIMITS["max_change"])
     if problem:
         raise InputError(problem)
+
+
+def recommended_requests(config: TuneConfig, min_capacity: int, max_capacity: int,
+                         target_invocations_per_instance: float) -> tuple[dict, dict]:
+    """The RegisterScalableTarget and PutScalingPolicy requests a run recommends: the
+    variant's capacity bounds and the built-in policy at the derived target."""
+    target = scalable_target_request(config.resource_id, min_capacity, max_capacity)
+    policy = scaling_policy_request(config.resource_id, target_invocations_per_instance,
+                                    config.scale_in_cooldown, config.scale_out_cooldown)
+    return target, policy
+
+
+def apply_options(config: TuneConfig) -> ApplyOptions:
+    """What `tuner tune`'s flags ask of its apply."""
+    return ApplyOptions(dry_run=config.dry_run, replace_custom=config.replace_custom,
+                        force=config.force, max_change=config.max_change,
+                        keep_suspended=config.keep_suspended)
+
+
+def unconsulted_dry_run(target: dict, policy: dict) -> ApplyOutcome:
+    """A dry run with no AWS to compare with (`--url --dry-run` and no endpoint): the plan
+    from nothing to the recommendation."""
+    return ApplyOutcome(ApplyStatus.DRY_RUN, make_plan(None, [], target, policy, False), None)

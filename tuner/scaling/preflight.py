@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tuner.config import TuneConfig
+from tuner.config import TuneConfig, ValidateConfig
 from tuner.errors import InputError
 from tuner.scaling import aws
 from tuner.scaling.policy import resolve_capacity, resource_id
 from tuner.scaling.suspension import check_markers
 
-__all__ = ["Preflight", "check_endpoint", "inspect_variant"]
+__all__ = ["Preflight", "check_candidate", "check_endpoint", "inspect_variant"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,18 @@ def _without_aws(config: TuneConfig, why: str) -> Preflight:
             "nothing deployed")
     return Preflight(config.region or "-", instances, instances, aws.ScalingState(None, []),
                      low, high, aws_note=note)
+
+
+def check_candidate(config: ValidateConfig, warn: Callable[[str], None]) -> Preflight:
+    """`tuner validate`'s preflight: a container URL needs no AWS at all (the instances it
+    stands for are `--instances`); an endpoint is inspected as `tune` does, and nothing is
+    ever applied to it (capacity bounds 1-1)."""
+    if config.url:
+        instances = config.instances or 1
+        return Preflight(config.region or "-", instances, instances, aws.ScalingState(None, []),
+                         1, 1)
+    assert config.endpoint is not None  # the config's checks require a URL or an endpoint
+    region = aws.resolve_region(config.region)
+    variant, scaling = inspect_variant(region, config.endpoint, config.variant, warn)
+    count = variant.current_instance_count
+    return Preflight(region, count, count, scaling, 1, 1)

@@ -27,7 +27,7 @@ import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tuner.errors import InputError, RunError
@@ -35,7 +35,8 @@ from tuner.interrupts import deferred
 from tuner.scaling import aws
 from tuner.scaling.policy import NAMESPACE
 
-__all__ = ["EndpointTags", "SuspensionMarker", "check_markers", "recover", "tag_key"]
+__all__ = ["MARKER_GRACE_S", "EndpointTags", "SuspensionMarker", "SuspensionRecord",
+           "check_markers", "recover", "run_suspension_record", "tag_key"]
 
 TAG_PREFIX = "endpoint-tuner:suspended:"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -254,3 +255,18 @@ class SuspensionRecord:
 
     def clear(self) -> None:
         self.tags.clear(self.variant)
+
+
+# A suspension marker outlives its run's hard time limit by this much before any later run
+# may take it for stale without proof that the run's process is gone.
+MARKER_GRACE_S = 300.0
+
+
+def run_suspension_record(endpoint: str, variant: str, region: str, run_id: str,
+                          hard_limit_s: float) -> SuspensionRecord:
+    """The durable record of one run's suspension, on the endpoint's tags: expires the
+    run's hard time limit plus `MARKER_GRACE_S` from now."""
+    tags = EndpointTags.of(aws.client("sagemaker", region), endpoint)
+    expires = datetime.now(UTC) + timedelta(seconds=hard_limit_s + MARKER_GRACE_S)
+    return SuspensionRecord(tags, variant, lambda previous: (
+        SuspensionMarker.for_this_process(run_id, previous, expires)))
