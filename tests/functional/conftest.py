@@ -25,3 +25,24 @@ def moto_aws(_moto_patched):
     BackendDict.reset()
     yield
     BackendDict.reset()
+
+
+@pytest.fixture
+def hook_autoscaling(monkeypatch):
+    """`hook_autoscaling(before=..., after=...)`: every client the code under test makes
+    (`tuner.scaling.aws.client`) calls these botocore handlers around each of its
+    Application Auto Scaling calls: to record the calls, or to inject faults."""
+    from tuner.scaling import aws
+
+    def install(before=None, after=None) -> None:
+        original = aws.client
+
+        def hooked_client(service, region):
+            client = original(service, region)
+            for stage, handler in (("before-call", before), ("after-call", after)):
+                if handler is not None:
+                    client.meta.events.register(f"{stage}.application-autoscaling.*", handler)
+            return client
+
+        monkeypatch.setattr(aws, "client", hooked_client)
+    return install

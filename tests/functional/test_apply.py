@@ -41,18 +41,11 @@ class Calls:
 
 
 @pytest.fixture
-def calls(moto_aws, monkeypatch):
+def calls(moto_aws, hook_autoscaling):
     create_endpoint("ep")
     recorder = Calls()
-    original = aws.client
-
-    def recording_client(service, region):
-        client = original(service, region)
-        client.meta.events.register("before-call.application-autoscaling.*", recorder.hook)
-        return client
-
-    monkeypatch.setattr(aws, "client", recording_client)
-    yield recorder
+    hook_autoscaling(before=recorder.hook)
+    return recorder
 
 
 def requests(target=6000.0, low=1, high=4, scale_in=300):

@@ -92,19 +92,10 @@ class Faults:
 
 
 @pytest.fixture
-def faults(moto_aws, monkeypatch):
+def faults(moto_aws, hook_autoscaling, monkeypatch):
     create_endpoint("ep")
     injected = Faults()
-    original = aws.client
-
-    def faulty_client(service, region):
-        client = original(service, region)
-        client.meta.events.register("before-call.application-autoscaling.*",
-                                    injected.before)
-        client.meta.events.register("after-call.application-autoscaling.*", injected.after)
-        return client
-
-    monkeypatch.setattr(aws, "client", faulty_client)
+    hook_autoscaling(before=injected.before, after=injected.after)
     monkeypatch.setattr(apply_module, "ROLLBACK_PAUSE_S", 0.0, raising=False)
     yield injected
 
