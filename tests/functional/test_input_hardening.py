@@ -550,7 +550,7 @@ def test_validate_refuses_a_hostile_baseline_before_the_flow(cli, tmp_path, key,
 
 @FEW
 @given(st.data())
-def test_apply_dry_run_refuses_a_corrupt_run_without_calling_aws(data):
+def test_apply_dry_run_refuses_a_corrupt_run_without_calling_aws(cli_command, data):
     content = data.draw(corrupted(measured_result()))
     calls = []
 
@@ -562,7 +562,7 @@ def test_apply_dry_run_refuses_a_corrupt_run_without_calling_aws(data):
         patch.setattr(aws, "client", no_aws)
         run_dir = run_dir_with(tmp, "result.json", content)
         before = tree(Path(tmp))
-        done = CliRunner().invoke(typer.main.get_command(app), ["apply", str(run_dir), "--dry-run"])
+        done = CliRunner().invoke(cli_command, ["apply", str(run_dir), "--dry-run"])
         if calls:  # only a recommendation that passed every check may reach AWS
             load_run(run_dir)
             return
