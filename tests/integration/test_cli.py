@@ -103,7 +103,7 @@ def test_runtime_api_path_signs_and_invokes_through_aws_endpoint_url(tmp_path, l
                                                                     prefect_api):
     """No --url: SigV4-signed InvokeEndpoint calls over FastHttpUser reach the moto server."""
     done = run(["tune", "--endpoint", "cli-ep", "--sla-latency-ms", "1000", "--start-rps", "10",
-                "--max-rps", "40", "--max-test-seconds", "15", "--dry-run",
+                "--max-rps", "40", "--max-test-seconds", "20", "--dry-run",
                 "--min-capacity", "1", "--max-capacity", "2",
                 "--reports-dir", str(tmp_path)], env={**local_aws, **prefect_api})
     assert done.returncode == 0, done.stderr[-2000:]
