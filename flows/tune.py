@@ -59,7 +59,7 @@ def tune_endpoint(config: TuneConfig) -> RunResult:
         generator=output.summary.get("step_meta"),
         capacity=analysis.capacity, recommendation=analysis.recommendation,
         apply=outcome, before=before.scaling_before, error=analysis.error, started_at=started,
-        queue_model=analysis.queue_model,
+        queue_model=analysis.queue_model, payloads=analysis.payloads,
     )
     result = publish_report(run_dir, result.published(aws_note=before.aws_note or None))
     if outcome is not None and outcome.exit_code == 2:

@@ -22,8 +22,14 @@ from flows.tasks import (
 )
 from tuner import interrupts
 from tuner.config import ValidateConfig, check_validate_config
-from tuner.errors import RunError
-from tuner.report.baseline import candidate_tune_config, judge_candidate, read_baseline
+from tuner.errors import InputError, RunError
+from tuner.measure.loadtest import config_payload_set
+from tuner.report.baseline import (
+    candidate_tune_config,
+    judge_candidate,
+    payloads_problem,
+    read_baseline,
+)
 from tuner.report.publish import create_run_dir, report_interrupted
 from tuner.report.result import RunResult, build_result
 
@@ -35,6 +41,9 @@ def validate_capacity(config: ValidateConfig) -> RunResult:
     check_validate_config(config)  # again: a deployment's parameters come from the UI
     baseline = read_baseline(config.baseline)
     tune_config = candidate_tune_config(config, baseline)
+    problem = payloads_problem(baseline, config_payload_set(tune_config).sha256())
+    if problem:
+        raise InputError(problem)
     with interrupts.handled():  # SIGINT/SIGTERM: scaling restored, report marked interrupted
         before = validate_preflight(config)
         run_dir = create_run_dir(config.reports_dir, tune_config.endpoint, suffix="-validate")
@@ -56,7 +65,7 @@ def validate_capacity(config: ValidateConfig) -> RunResult:
         generator=output.summary.get("step_meta"), capacity=analysis.capacity,
         recommendation=analysis.recommendation, apply=None, before=before.scaling_before,
         error=analysis.error, started_at=started,
-        queue_model=analysis.queue_model,
+        queue_model=analysis.queue_model, payloads=analysis.payloads,
     )
     result = publish_report(run_dir, result.published(validation={
         "baseline": str(config.baseline),

@@ -1,8 +1,8 @@
-"""One fixed POST, sent through a FastHttpUser's own HTTP client without per-request wrapping.
+"""POSTs to one URL, sent through a FastHttpUser's own HTTP client without per-request wrapping.
 
 Why: at open-loop rates a generator process is bound by its CPU per request.
 `FastHttpSession.request` spends about 60 of its ~155 µs per request (measured on this
-project's bundled server) on work a fixed POST never needs: building the URL, merging the
+project's bundled server) on work a prepared POST never needs: building the URL, merging the
 headers three times, the cookie jar, redirects, gzip, wrapping the response. `FastPost`
 resolves the path and headers once and calls the same `HTTPClient.request` that
 FastHttpSession ends in, taken from the user's own client pool, so every FastHttpUser
@@ -35,10 +35,10 @@ class HTTPStatusError(Exception):
 
 
 class FastPost:
-    """One user's fixed POST to one URL; `send` is safe to call from many greenlets."""
+    """One user's POSTs to one URL (each with a prepared body and headers); `send` is safe
+    to call from many greenlets."""
 
-    def __init__(self, user: FastHttpUser, url: str, body: bytes, headers: dict[str, str],
-                 name: str) -> None:
+    def __init__(self, user: FastHttpUser, url: str, name: str) -> None:
         target = URL(url)
         if target.scheme not in ("http", "https"):
             raise RunError(f"cannot send to {url!r}: the URL must start with http:// or "
@@ -46,20 +46,18 @@ class FastPost:
         self.http = user.client.client.clientpool.get_client(target)
         self.path = target.quoted_uri  # percent-encoded, as FastHttpSession sends it
         self.url = url
-        self.body = body
-        self.headers = headers
         self.name = name
         self.fire = user.environment.events.request.fire
 
-    def send(self, context: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        """POST the body (with `headers` instead of the fixed ones, if given), read the whole
-        response, and report it; a status outside 2xx or a network error is a failure."""
+    def send(self, context: dict[str, Any], body: bytes, headers: dict[str, str]) -> None:
+        """POST `body` with `headers`, read the whole response, and report it; a status
+        outside 2xx or a network error is a failure."""
         start_time = time.time()
         started = time.perf_counter()
         length, exception = 0, None
         try:
-            with self.http.request("POST", self.path, body=self.body,
-                                   headers=headers or self.headers) as response:
+            with self.http.request("POST", self.path, body=body,
+                                   headers=headers) as response:
                 content = response.read()
                 length = len(content)
                 if not 200 <= response.status_code < 300:

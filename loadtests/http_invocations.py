@@ -11,11 +11,11 @@ from __future__ import annotations
 from locust import FastHttpUser, task
 
 from loadtests.fastpost import FastPost
-from loadtests.openloop import OpenLoopLane, SearchShape, install, load_payload, load_plan
+from loadtests.openloop import OpenLoopLane, SearchShape, install, load_payloads, load_plan
 
 PLAN = load_plan()
-PAYLOAD = load_payload(PLAN)
-install(PLAN)
+PAYLOADS = load_payloads(PLAN)
+install(PLAN, PAYLOADS)
 
 __all__ = ["InvocationsUser", "SearchShape"]
 
@@ -30,19 +30,22 @@ class InvocationsUser(OpenLoopLane, FastHttpUser):
     """One lane of arrivals; concurrent requests within the lane share a connection pool."""
 
     plan = PLAN
+    payloads = PAYLOADS
     host = PLAN["target"].get("url")
     concurrency = PLAN["max_in_flight"]
     network_timeout = PLAN["request_timeout_s"]
     connection_timeout = PLAN["request_timeout_s"]
 
     def on_start(self) -> None:
-        headers = {"Content-Type": PLAN["content_type"], "Accept": "application/json"}
-        self.post = FastPost(self, invocations_url(self.host), PAYLOAD, headers,
-                             name="/invocations")
+        self.post = FastPost(self, invocations_url(self.host), name="/invocations")
+        # Each payload's body and headers, prepared once.
+        self.requests = [(p.body, {"Content-Type": p.content_type, "Accept": "application/json"})
+                         for p in PAYLOADS.payloads]
 
     @task
     def lanes(self) -> None:
         self.run_lanes()
 
-    def invoke(self, tag: tuple[int, float, float]) -> None:
-        self.post.send({"tuner": tag})
+    def invoke(self, tag: tuple[int, float, float, int]) -> None:
+        body, headers = self.requests[tag[3]]
+        self.post.send({"tuner": tag}, body, headers)

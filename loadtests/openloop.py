@@ -6,7 +6,7 @@ Never import this from the Prefect/boto3 process.
 This module is glue only: every decision (which step next, when to stop, aborts, the drain
 before the next step, a saturated generator, lost lanes) is made by the plain classes of
 `tuner.measure.controller`, which the unit tests drive in-process. Importing it creates nothing:
-the locustfile calls `install(plan)`, and Locust's `init` event then makes each run's
+the locustfile calls `install(plan, payloads)`, and Locust's `init` event then makes each run's
 collaborators on its environment (the lanes' board and recorder, the recorder listening on
 `environment.events`; the controller, owned by the shape) and registers every message.
 
@@ -26,7 +26,11 @@ How it fits Locust's protocols:
 - a step is judged only once every lane it started with reported it: a lane that leaves
   or stays silent makes the step invalid and ends the run naming the lane (`tuner.measure.lanes`);
 - a worker joins only after a handshake (`tuner_hello`): the same endpoint-tuner and
-  protocol version and the same request body, else it is refused and exits with one line;
+  protocol version and the same payload set (its hash), else it is refused and exits with
+  one line;
+- each request sends a payload drawn from the run's set (`load_payloads`; by weight, with a
+  generator seeded per step from the plan's `payload_seed`, so every lane draws the same
+  sequence) and its index travels in the request's tag into `samples.csv`;
 - every Locust process stops within a second when the tuner process that started it is
   gone (`TUNER_SUPERVISOR_PID`), whatever killed it.
 
@@ -72,6 +76,7 @@ from tuner.measure.controller import (
 )
 from tuner.measure.lanes import hello, wire_version
 from tuner.measure.pacing import next_arrival, unsent_arrivals
+from tuner.measure.payloads import DEFAULT_BODY, PayloadPicker, PayloadSet, single_payload_set
 from tuner.measure.wire import (
     DONE_MESSAGE,
     HELLO_MESSAGE,
@@ -142,10 +147,17 @@ def load_runtime_plan() -> dict[str, Any]:
     return plan
 
 
-def load_payload(plan: dict[str, Any]) -> bytes:
+def load_payloads(plan: dict[str, Any]) -> PayloadSet:
+    """The bodies this process sends: the payload set the tuner wrote for the run
+    (`payloads.jsonl`, every body prepared once), or on its own one body file (or the
+    built-in example)."""
+    if plan.get("payload_set_file"):
+        return PayloadSet.from_jsonl(Path(plan["payload_set_file"]).read_bytes())
+    content_type = plan.get("content_type", "application/json")
     if plan.get("payload_file"):
-        return Path(plan["payload_file"]).read_bytes()
-    return b'{"instances": [[0.1, 0.2, 0.3, 0.4]]}'
+        path = plan["payload_file"]
+        return single_payload_set(Path(path).read_bytes(), content_type, path)
+    return single_payload_set(DEFAULT_BODY, content_type)
 
 
 class StepBoard:
@@ -197,6 +209,7 @@ class OpenLoopLane:
     """
 
     plan: dict[str, Any]
+    payloads: PayloadSet
     invoke: Any  # (tag) -> None, provided by the concrete user
 
     def run_lanes(self) -> None:
@@ -217,6 +230,10 @@ class OpenLoopLane:
         in_flight = min(plan["max_in_flight"], max(64, math.ceil(rate * timeout * 1.2) + 16))
         pool = Pool(in_flight)
         rng = random.Random()
+        # Every lane draws the same payload sequence for a step (seeded by the master).
+        picker = PayloadPicker([p.weight for p in self.payloads.payloads],
+                               plan.get("payload_seed", 0))
+        picker.reset(step["index"])
         poisson = plan.get("arrivals") == "poisson"
         guard = AbortGuard(plan.get("abort"), step["index"], recorder)
         lags: list[float] = []
@@ -243,7 +260,8 @@ class OpenLoopLane:
                 if time.perf_counter() - t0 >= duration:
                     break
                 if abort_reason is None:
-                    pool.spawn(self.send, step["index"], t0, intended, lags, guard.outstanding)
+                    pool.spawn(self.send, (step["index"], t0, intended, picker.next_index()),
+                               lags, guard.outstanding)
                     intended = next_arrival(intended, rate, poisson, rng)
             if abort_reason is not None:
                 aborted_at = time.perf_counter() - t0
@@ -258,18 +276,20 @@ class OpenLoopLane:
             step["index"], recorder.pop(step["index"]), timeout, abandoned, cpu_percent,
             lags, unsent, abort_reason, aborted_at))
 
-    def send(self, step: int, t0: float, intended: float, lags: list[float],
+    def send(self, tag: tuple[int, float, float, int], lags: list[float],
              outstanding: dict[float, bool]) -> None:
+        """Send one request; `tag`: step index, step start, intended offset, payload index."""
+        _, t0, intended, _ = tag
         lags.append(time.perf_counter() - t0 - intended)
         outstanding[intended] = True
         try:
-            self.invoke((step, t0, intended))
+            self.invoke(tag)
         except gevent.GreenletExit:
             # Killed unanswered at the step's end: an error like a timeout, reported like
             # any request, so the step's counts and Locust's own cover every request sent.
             self.environment.events.request.fire(
                 request_type="POST", name="(abandoned at the step's end)",
-                context={"tuner": (step, t0, intended)}, response=None, response_length=0,
+                context={"tuner": tag}, response=None, response_length=0,
                 exception=RuntimeError("abandoned unanswered at the end of the step"),
                 response_time=(time.perf_counter() - t0 - intended) * 1000.0)
             raise
@@ -302,20 +322,22 @@ class SearchShape(LoadTestShape):
         return decision.users
 
 
-def make_controller(environment: Any, plan: dict[str, Any]) -> SearchController:
+def make_controller(environment: Any, plan: dict[str, Any],
+                    payloads_sha256: str) -> SearchController:
     """The controller of this run, from the plan and Locust's own options."""
     options = getattr(environment, "parsed_options", None)
-    identity = hello(load_payload(plan), plan.get("content_type", ""), socket.gethostname(),
-                     os.getpid())
+    identity = hello(payloads_sha256, socket.gethostname(), os.getpid())
     return SearchController(
         plan, identity, distributed=isinstance(environment.runner, MasterRunner),
         expect_workers=int(getattr(options, "expect_workers", 1) or 1),
         files=RunFiles(Path(plan["output_dir"])))
 
 
-def install(plan: dict[str, Any]) -> None:
+def install(plan: dict[str, Any], payloads: PayloadSet) -> None:
     """Wire the lanes, the controller and the message handlers into Locust once its
-    runner exists. Every message this glue speaks is registered here."""
+    runner exists. Every message this glue speaks is registered here. `payloads` is what
+    this process sends; its hash is what a worker and its master must agree on."""
+    payloads_sha256 = payloads.sha256()
 
     @events.init.add_listener
     def _on_init(environment, **_: Any) -> None:
@@ -323,7 +345,7 @@ def install(plan: dict[str, Any]) -> None:
         environment.tuner_lanes = lanes = LaneSide(environment)
         controller = None
         if not isinstance(runner, WorkerRunner):
-            controller = make_controller(environment, plan)
+            controller = make_controller(environment, plan, payloads_sha256)
             if isinstance(environment.shape_class, SearchShape):
                 environment.shape_class.controller = controller
         supervisor = os.environ.get(SUPERVISOR_ENV)
@@ -333,7 +355,7 @@ def install(plan: dict[str, Any]) -> None:
             runner.register_message(STEP_MESSAGE,
                                     lambda environment, msg, **_: lanes.board.post(msg.data))
         if controller is None:
-            join_master(environment, plan)
+            join_master(environment, payloads_sha256)
             return
         runner.register_message(
             DONE_MESSAGE, lambda environment, msg, **_: controller.on_report(msg.node_id,
@@ -359,7 +381,7 @@ def answer_hello(runner: Any, controller: SearchController, msg: Message) -> Non
         runner.send_message(REFUSED_MESSAGE, Refused(error=problem), client_id=msg.node_id)
 
 
-def join_master(environment, plan: dict[str, Any]) -> None:
+def join_master(environment, payloads_sha256: str) -> None:
     """The worker's side of the handshake: say who it is and what it sends; run steps only
     once welcomed; on refusal, one line on stderr and exit code 2."""
     runner = environment.runner
@@ -399,8 +421,8 @@ def join_master(environment, plan: dict[str, Any]) -> None:
     runner.register_message(WELCOME_MESSAGE, welcomed)
     runner.register_message(REFUSED_MESSAGE, refused)
     gevent.spawn(unanswered)
-    runner.send_message(HELLO_MESSAGE, hello(load_payload(plan), plan.get("content_type", ""),
-                                             socket.gethostname(), os.getpid()))
+    runner.send_message(HELLO_MESSAGE, hello(payloads_sha256, socket.gethostname(),
+                                             os.getpid()))
 
 
 def supervisor_gone(supervisor_pid: int, parent_pid: int) -> bool:

@@ -19,19 +19,20 @@ from loadtests.openloop import (
     OpenLoopLane,
     SearchShape,
     install,
-    load_payload,
+    load_payloads,
     load_runtime_plan,
 )
 
 PLAN = load_runtime_plan()
-PAYLOAD = load_payload(PLAN)
-install(PLAN)
+PAYLOADS = load_payloads(PLAN)
+install(PLAN, PAYLOADS)
 
 __all__ = ["SageMakerRuntimeUser", "SearchShape"]
 
 
 class SageMakerRuntimeUser(OpenLoopLane, User):
     plan = PLAN
+    payloads = PAYLOADS
 
     def on_start(self) -> None:
         target = PLAN["target"]
@@ -49,11 +50,12 @@ class SageMakerRuntimeUser(OpenLoopLane, User):
     def lanes(self) -> None:
         self.run_lanes()
 
-    def invoke(self, tag: tuple[int, float, float]) -> None:
+    def invoke(self, tag: tuple[int, float, float, int]) -> None:
         start = time.perf_counter()
         length, error = 0, None
-        kwargs = {"EndpointName": self.endpoint, "ContentType": PLAN["content_type"],
-                  "Body": PAYLOAD}
+        payload = PAYLOADS.payloads[tag[3]]
+        kwargs = {"EndpointName": self.endpoint, "ContentType": payload.content_type,
+                  "Body": payload.body}
         if self.variant:
             kwargs["TargetVariant"] = self.variant
         try:

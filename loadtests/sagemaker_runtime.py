@@ -18,16 +18,17 @@ from loadtests.openloop import (
     OpenLoopLane,
     SearchShape,
     install,
-    load_payload,
+    load_payloads,
     load_runtime_plan,
 )
 from tuner.measure.sigv4 import InvokeSigner
 
 PLAN = load_runtime_plan()
-PAYLOAD = load_payload(PLAN)
+PAYLOADS = load_payloads(PLAN)
 SIGNER = InvokeSigner(PLAN["target"]["endpoint"], PLAN["target"].get("variant"),
-                      PLAN["target"]["region"], PLAN["content_type"], PAYLOAD)
-install(PLAN)
+                      PLAN["target"]["region"],
+                      [(p.body, p.content_type) for p in PAYLOADS.payloads])
+install(PLAN, PAYLOADS)
 
 __all__ = ["SignedInvokeUser", "SearchShape"]
 
@@ -42,6 +43,7 @@ class SignedInvokeUser(OpenLoopLane, FastHttpUser):
     """One lane of arrivals sending SigV4-signed InvokeEndpoint calls over fast HTTP."""
 
     plan = PLAN
+    payloads = PAYLOADS
     host = SIGNER.base_url
     concurrency = PLAN["max_in_flight"]
     network_timeout = PLAN["request_timeout_s"]
@@ -51,11 +53,12 @@ class SignedInvokeUser(OpenLoopLane, FastHttpUser):
     ssl_context_factory = staticmethod(verified_tls_context)
 
     def on_start(self) -> None:
-        self.post = FastPost(self, SIGNER.url, PAYLOAD, SIGNER.headers, name="InvokeEndpoint")
+        self.post = FastPost(self, SIGNER.url, name="InvokeEndpoint")
 
     @task
     def lanes(self) -> None:
         self.run_lanes()
 
-    def invoke(self, tag: tuple[int, float, float]) -> None:
-        self.post.send({"tuner": tag}, headers=SIGNER.sign())
+    def invoke(self, tag: tuple[int, float, float, int]) -> None:
+        index = tag[3]
+        self.post.send({"tuner": tag}, SIGNER.bodies[index], SIGNER.sign(index))

@@ -60,9 +60,14 @@ def run_tune(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RunRes
     """Validate, run the flow, print the summary; the command prints the run directory
     last (`_end_with_run_dir`), after whatever else it shows (the demo reads back)."""
     config = build_config(file_values, flag_values)
+    from tuner.measure.loadtest import config_payload_set
     from tuner.scaling.preflight import check_endpoint
 
-    # Local and AWS checks first, in seconds; Prefect loads only once they pass.
+    # Local and AWS checks first, in seconds; Prefect loads only once they pass. The
+    # payload set is read here to refuse a bad one before anything else (the load test
+    # reads it again into the run directory).
+    if config.payloads is not None:
+        config_payload_set(config)
     check_endpoint(config, say=lambda line: typer.echo(line, err=True))
     from flows.runtime import quiet
 
@@ -83,6 +88,13 @@ def tune(
                                         "(POST /invocations) instead of the runtime API")] = None,
     instances: Annotated[int | None, Opt(help="instances behind --url [default: 1]")] = None,
     payload: Annotated[Path | None, Opt(help="request body file")] = None,
+    payloads: Annotated[str | None, Opt(
+        help="a payload set: a directory, a .tar.gz, JSON Lines or a Data Capture export "
+             "(local or s3://bucket/prefix/); each request draws one")] = None,
+    payload_sample: Annotated[int | None, Opt(help="load at most N payloads of --payloads "
+                                                   "(a seeded sample)")] = None,
+    seed: Annotated[int | None, Opt(help="seed of the payload sample and draws [default: 0]")]
+    = None,
     content_type: Annotated[str | None, Opt(help="[default: application/json]")] = None,
     sla_percentile: Annotated[float | None, Opt(help="[default: 90]")] = None,
     sla_latency_ms: Annotated[float | None, Opt(help="latency SLA in ms (required)")] = None,
@@ -235,7 +247,14 @@ def validate_command(
     region: Annotated[str | None, Opt()] = None,
     instances: Annotated[int | None, Opt(help="instances behind --url [default: 1]")] = None,
     payload: Annotated[Path | None, Opt(help="request body file")] = None,
-    content_type: Annotated[str, Opt()] = "application/json",
+    payloads: Annotated[str | None, Opt(
+        help="a payload set: a directory, a .tar.gz, JSON Lines or a Data Capture export "
+             "(local or s3://bucket/prefix/); each request draws one")] = None,
+    payload_sample: Annotated[int | None, Opt(help="load at most N payloads of --payloads "
+                                                   "(a seeded sample)")] = None,
+    seed: Annotated[int | None, Opt(help="seed of the payload sample and draws [default: 0]")]
+    = None,
+    content_type: Annotated[str | None, Opt(help="[default: application/json]")] = None,
     max_regression: Annotated[float, Opt(help="allowed per-instance capacity drop")] = 0.1,
     expected_peak_rps: Annotated[float | None, Opt(help="peak the variant must serve")] = None,
     max_capacity: Annotated[int | None, Opt(help="[default: the baseline's]")] = None,
@@ -259,7 +278,14 @@ def validate_command(
         # starts (the flow reads it again).
         from tuner.report.baseline import candidate_tune_config, read_baseline
 
-        candidate_tune_config(config, read_baseline(config.baseline))
+        baseline = read_baseline(config.baseline)
+        from tuner.measure.loadtest import config_payload_set
+        from tuner.report.baseline import payloads_problem
+
+        problem = payloads_problem(baseline, config_payload_set(
+            candidate_tune_config(config, baseline)).sha256())
+        if problem:
+            raise InputError(problem)
         from flows.runtime import quiet
 
         quiet()
@@ -309,7 +335,10 @@ def worker_command(
     variant: Annotated[str, Opt()] = "AllTraffic",
     region: Annotated[str | None, Opt()] = None,
     payload: Annotated[Path | None, Opt(help="the same request body file")] = None,
-    content_type: Annotated[str, Opt()] = "application/json",
+    payloads: Annotated[str | None, Opt(help="the same --payloads source")] = None,
+    payload_sample: Annotated[int | None, Opt(help="the same --payload-sample")] = None,
+    seed: Annotated[int, Opt(help="the same --seed")] = 0,
+    content_type: Annotated[str | None, Opt(help="the same --content-type")] = None,
     runtime_client: Annotated[str, Opt(help="signed | boto3")] = "signed",
     processes: Annotated[int, Opt(help="worker processes here (one per core)")] = 1,
 ) -> None:
@@ -318,28 +347,43 @@ def worker_command(
     import tempfile
 
     from tuner.config import check_worker
-    from tuner.measure.loadtest import locustfile_for, worker_plan
+    from tuner.measure.loadtest import (
+        locustfile_for,
+        payload_set_for,
+        worker_plan,
+        write_payload_set,
+    )
     from tuner.measure.loadtest import worker_command as command_for
 
     try:
         check_worker({"master_host": master_host, "master_port": master_port,
                       "endpoint": endpoint, "variant": variant, "region": region,
-                      "processes": processes, "runtime_client": runtime_client})
+                      "processes": processes, "runtime_client": runtime_client, "url": url,
+                      "payload": payload, "payloads": payloads,
+                      "payload_sample": payload_sample, "seed": seed,
+                      "content_type": content_type})
         if endpoint is not None and url is None:  # the runtime API: the region it calls
             from tuner.scaling.aws import resolve_region
 
             region = resolve_region(region)
-        plan = worker_plan(url, endpoint, variant, region, payload, content_type)
+        payload_set = payload_set_for(payload, payloads, payload_sample, seed, content_type)
     except TunerError as error:
         _fail(error)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
-        file.write(json.dumps(plan))
-    command = command_for(locustfile_for(url, runtime_client), master_host, master_port,
-                          processes)
-    typer.echo(f"worker: connecting to {master_host}:{master_port}", err=True)
-    done = subprocess.run(command, env={**os.environ, "TUNER_PLAN": file.name,
-                                        "TUNER_SUPERVISOR_PID": str(os.getpid())})
-    os.unlink(file.name)
+    with tempfile.TemporaryDirectory(prefix="tuner-worker-") as scratch:
+        try:
+            plan = worker_plan(url, endpoint, variant, region,
+                               write_payload_set(payload_set, Path(scratch)))
+        except TunerError as error:
+            _fail(error)
+        plan_file = Path(scratch) / "plan.json"
+        plan_file.write_text(json.dumps(plan))
+        command = command_for(locustfile_for(url, runtime_client), master_host, master_port,
+                              processes)
+        typer.echo(f"worker: connecting to {master_host}:{master_port} sending "
+                   f"{len(payload_set.payloads)} payload(s), set sha256 "
+                   f"{payload_set.sha256()[:12]}", err=True)
+        done = subprocess.run(command, env={**os.environ, "TUNER_PLAN": str(plan_file),
+                                            "TUNER_SUPERVISOR_PID": str(os.getpid())})
     raise typer.Exit(done.returncode)
 
 

@@ -64,6 +64,8 @@ TUNE_LIMITS: dict[str, tuple[Limit, str]] = {
     "processes": (Limit(1, 64, integer=True), "one per core"),
     "expect_workers": (Limit(1, 1000, integer=True), ""),
     "master_port": (Limit(1, 65535, integer=True), "a TCP port"),
+    "payload_sample": (Limit(1, 100_000, integer=True), "payloads drawn from --payloads"),
+    "seed": (Limit(0, 2**32 - 1, integer=True), "any whole number"),
 }
 # Flags of `validate` beyond the shared ones.
 VALIDATE_LIMITS: dict[str, tuple[Limit, str]] = {
@@ -73,6 +75,8 @@ VALIDATE_LIMITS: dict[str, tuple[Limit, str]] = {
     "max_capacity": TUNE_LIMITS["max_capacity"],
     "max_test_seconds": TUNE_LIMITS["max_test_seconds"],
     "processes": TUNE_LIMITS["processes"],
+    "payload_sample": TUNE_LIMITS["payload_sample"],
+    "seed": TUNE_LIMITS["seed"],
 }
 
 
@@ -102,17 +106,26 @@ def name_checks(endpoint: str | None, variant: str | None,
     return [(p is None, p or "") for p in problems]
 
 
-def request_checks(url: str | None, payload: Path | None,
-                    content_type: str) -> list[tuple[bool, str]]:
-    """What is sent, and where to: the same rules for `tune`, `validate` and `worker`."""
+def request_checks(url: str | None, payload: Path | None, content_type: str | None,
+                   payloads: str | None = None,
+                   payload_sample: int | None = None) -> list[tuple[bool, str]]:
+    """What is sent, and where to: the same rules for `tune`, `validate` and `worker`. The
+    payload set's own content is checked when it is loaded (`tuner.measure.payload_sources`)."""
     url_error = url_problem(url)
     payload_error = payload_problem(payload)
+    payloads_error = (None if payloads is None or payloads.startswith("s3://")
+                      else path_problem(payloads, "--payloads"))
     return [
         (url_error is None, url_error or ""),
         (payload_error is None, payload_error or ""),
-        (len(content_type) <= MAX_HEADER_CHARS and MEDIA_TYPE.fullmatch(content_type)
-         is not None,
-         f"--content-type {content_type[:80]!r} is not a media type: give one like "
+        (payloads_error is None, payloads_error or ""),
+        (payload is None or payloads is None,
+         "give --payload (one body) or --payloads (a set), not both"),
+        (payload_sample is None or payloads is not None,
+         "--payload-sample caps a --payloads set: give --payloads too, or drop it"),
+        (content_type is None or (len(content_type) <= MAX_HEADER_CHARS
+                                  and MEDIA_TYPE.fullmatch(content_type) is not None),
+         f"--content-type {(content_type or '')[:80]!r} is not a media type: give one like "
          "application/json or text/csv"),
     ]
 
@@ -148,7 +161,14 @@ class TuneConfig(BaseModel):
     url: str | None = None
     instances: int | None = None
     payload: Path | None = None
-    content_type: str = "application/json"
+    # A payload set: a directory, a .tar.gz, JSON Lines or a Data Capture export (local or
+    # s3://); each request draws one (by weight), seeded by `seed`.
+    payloads: str | None = None
+    payload_sample: int | None = None
+    seed: int = 0
+    # None: application/json for one body; a payload set's files say theirs (extension,
+    # record) and this, when given, is the type of those that do not.
+    content_type: str | None = None
 
     # The SLA a step must meet
     sla_percentile: float = 90.0
@@ -232,7 +252,7 @@ def check_tune_config(config: TuneConfig, *, check_files: bool = True) -> TuneCo
          "raise max or lower min"),
     ]
     checks += request_checks(config.url, config.payload if check_files else None,
-                             config.content_type)
+                             config.content_type, config.payloads, config.payload_sample)
     if check_files:
         checks += reports_checks(config.reports_dir, config.endpoint)
     for ok, message in checks:
@@ -305,7 +325,12 @@ class ValidateConfig(BaseModel):
     region: str | None = None
     instances: int | None = None
     payload: Path | None = None
-    content_type: str = "application/json"
+    payloads: str | None = None
+    payload_sample: int | None = None
+    seed: int = 0
+    # None: application/json for one body; a payload set's files say theirs (extension,
+    # record) and this, when given, is the type of those that do not.
+    content_type: str | None = None
     max_regression: float = 0.1
     expected_peak_rps: float | None = None
     max_capacity: int | None = None
@@ -325,7 +350,8 @@ def check_validate_config(config: ValidateConfig) -> ValidateConfig:
         *range_checks(config, VALIDATE_LIMITS),
         (config.instances is None or config.url is not None,
          "--instances only applies with --url"),
-        *request_checks(config.url, config.payload, config.content_type),
+        *request_checks(config.url, config.payload, config.content_type, config.payloads,
+                        config.payload_sample),
         *reports_checks(config.reports_dir, config.endpoint),
     ]
     for ok, message in checks:
@@ -335,14 +361,17 @@ def check_validate_config(config: ValidateConfig) -> ValidateConfig:
 
 
 def check_worker(values: dict[str, Any]) -> None:
-    """`tuner worker`'s own flags (the target's are `request_checks`, via `worker_plan`)."""
+    """`tuner worker`'s flags: where the master is, what to send, and to where."""
     host = host_problem(values["master_host"], "--master-host")
     checks = [
         (host is None, host or ""),
         *name_checks(values.get("endpoint"), values.get("variant"), values.get("region")),
-        *range_checks(values, {key: TUNE_LIMITS[key] for key in ("master_port", "processes")}),
+        *range_checks(values, {key: TUNE_LIMITS[key] for key in
+                               ("master_port", "processes", "payload_sample", "seed")}),
         (values["runtime_client"] in ("signed", "boto3"),
          f"--runtime-client {show(values['runtime_client'])} is not signed or boto3"),
+        *request_checks(values.get("url"), values.get("payload"), values.get("content_type"),
+                        values.get("payloads"), values.get("payload_sample")),
     ]
     for ok, message in checks:
         if not ok:
@@ -350,4 +379,7 @@ def check_worker(values: dict[str, Any]) -> None:
 
 
 def build_validate_config(flags: dict[str, Any]) -> ValidateConfig:
-    return check_validate_config(_construct(ValidateConfig, flags))
+    """Flags not given (None) take the model's defaults, so an explicit --content-type can
+    be told from the default one (a payload set's files otherwise say theirs)."""
+    return check_validate_config(_construct(
+        ValidateConfig, {k: v for k, v in flags.items() if v is not None}))

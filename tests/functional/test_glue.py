@@ -39,7 +39,7 @@ print(json.dumps({"made_at_import": made_at_import, "before": before, "imported"
 
 plan = glue.default_plan()
 plan["output_dir"] = sys.argv[1]
-glue.install(plan)
+glue.install(plan, glue.load_payloads(plan))
 installed = counts(events)
 
 shape = glue.SearchShape()
@@ -53,7 +53,7 @@ board = environment.tuner_lanes.board
 step = board.latest
 environment.events.request.fire(
     request_type="POST", name="x", response_time=1.0, response_length=0, response=None,
-    exception=None, context={"tuner": (step["index"], 0.0, 0.0)})
+    exception=None, context={"tuner": (step["index"], 0.0, 0.0, 0)})
 recorded = len(environment.tuner_lanes.recorder.rows(step["index"]))
 print(json.dumps({
     "installed": installed,

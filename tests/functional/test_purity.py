@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PURE_MODULES = ("measure.analysis", "measure.search", "measure.stats", "measure.pacing",
                 "measure.queueing", "measure.offline", "measure.queue_model",
                 "measure.slow_correlation", "measure.wire", "measure.lanes",
-                "measure.controller", "status", "inputs",
+                "measure.controller", "measure.payloads", "measure.payload_stats", "status",
+                "inputs",
                 "scaling.policy", "scaling.iac", "scaling.release_gate", "simulate.sweep")
 # Each capability package says what it owns and what it holds; importing one loads nothing.
 PACKAGES = ("measure", "scaling", "report", "simulate", "demo")

@@ -17,8 +17,8 @@ from tuner.demo.servers import free_port, model_server
 from tuner.measure import loadtest
 from tuner.measure.analyse import analyse_output
 from tuner.measure.analysis import estimate_capacity, summarize_samples
-from tuner.measure.lanes import payload_sha256
 from tuner.measure.loadtest import run_load_test, sla_of
+from tuner.measure.payloads import DEFAULT_BODY, single_payload_set
 
 pytestmark = pytest.mark.integration
 
@@ -108,8 +108,8 @@ def test_a_worker_sending_another_body_is_refused_with_one_line(tmp_path, monkey
         finally:
             master.join(timeout=60)
     errors = [line for line in worker.stderr.splitlines() if line.startswith("error:")]
-    ours = payload_sha256(b'{"instances": [[0.1, 0.2, 0.3, 0.4]]}', "application/json")
-    theirs = payload_sha256(body.read_bytes(), "application/json")
+    ours = single_payload_set(DEFAULT_BODY, "application/json").sha256()
+    theirs = single_payload_set(body.read_bytes(), "application/json", str(body)).sha256()
     assert worker.returncode == 2 and len(errors) == 1, worker.stderr
     assert ours[:12] in errors[0] and theirs[:12] in errors[0] and "--payload" in errors[0]
     # The master measured nothing with it, and says why it ended.

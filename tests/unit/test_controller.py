@@ -25,7 +25,7 @@ from tuner.measure.lanes import hello
 
 SLA_MS = 100.0
 TIMEOUT_S = 2.0
-BODY = b'{"x": 1}'
+BODY_SHA256 = "a" * 64  # a payload set's hash (`PayloadSet.sha256()`)
 
 
 class FakeClock:
@@ -55,7 +55,7 @@ def make_plan(tmp_path: Path, budget_s: float = 60.0, **extra: Any) -> dict[str,
 
 
 def identity(pid: int = 1) -> dict[str, object]:
-    return hello(BODY, "application/json", "host-a", pid)
+    return hello(BODY_SHA256, "host-a", pid)
 
 
 def make_controller(tmp_path: Path, clock: FakeClock, distributed: bool = False,
@@ -73,7 +73,7 @@ def samples(step: dict[str, Any], latency_ms: float, ok: bool = True,
     intended = [i / rate for i in range(count)]
     return {"intended_s": intended,
             "completed_s": [t + latency_ms / 1000.0 for t in intended],
-            "latency_ms": [latency_ms] * count, "ok": [ok] * count}
+            "latency_ms": [latency_ms] * count, "ok": [ok] * count, "payload": [0] * count}
 
 
 def report(step: dict[str, Any], latency_ms: float = 20.0, ok: bool = True, *,
@@ -118,7 +118,7 @@ def test_a_step_is_judged_only_once_its_lane_reported_then_the_next_one_starts(t
     summary = written(tmp_path)
     assert summary["complete"] is False and len(summary["steps"]) == 1
     rows = (tmp_path / "samples.csv").read_text().splitlines()
-    assert rows[0] == "step,intended_s,completed_s,latency_ms,ok"
+    assert rows[0] == "step,intended_s,completed_s,latency_ms,ok,payload"
     assert len(rows) - 1 == len(report(step)["samples"]["ok"])
 
 
@@ -205,8 +205,8 @@ def test_a_busy_generator_under_a_passing_step_carries_on(tmp_path):
 def test_a_lane_lost_mid_step_ends_the_run_naming_it_and_the_step_is_not_judged(tmp_path):
     clock = FakeClock()
     controller = make_controller(tmp_path, clock, distributed=True, expect_workers=2)
-    controller.admit("w1", hello(BODY, "application/json", "host-b", 11))
-    controller.admit("w2", hello(BODY, "application/json", "host-c", 12))
+    controller.admit("w1", hello(BODY_SHA256, "host-b", 11))
+    controller.admit("w2", hello(BODY_SHA256, "host-c", 12))
     step = start(controller, {"w1", "w2"})
     controller.on_report("w1", report(step))
     clock.now += 1.5
@@ -267,7 +267,7 @@ def test_a_worker_with_another_body_is_refused_and_the_wait_ends_naming_it(tmp_p
     clock = FakeClock()
     controller = make_controller(tmp_path, clock, distributed=True, expect_workers=1,
                                  worker_wait_s=5.0)
-    other = hello(b"another body", "application/json", "host-x", 77)
+    other = hello("b" * 64, "host-x", 77)
     problem = controller.admit("wx", other)
     assert problem is not None and "--payload" in problem
     assert controller.tick({"wx"}).users is not None  # still waiting
@@ -280,7 +280,7 @@ def test_a_worker_with_another_body_is_refused_and_the_wait_ends_naming_it(tmp_p
 
 def test_locust_stopping_with_only_refused_workers_says_so(tmp_path):
     controller = make_controller(tmp_path, FakeClock(), distributed=True)
-    controller.admit("wx", hello(b"other", "application/json", "h", 1))
+    controller.admit("wx", hello("c" * 64, "h", 1))
     controller.on_stopping(set())
     assert controller.stop_reason.startswith("no accepted worker left; refused worker h")
 
@@ -315,26 +315,27 @@ def test_a_gone_supervisor_is_the_reason_unless_one_was_given(tmp_path):
 def test_the_recorder_files_tagged_requests_under_their_step_from_the_intended_time():
     now = [10.5]
     recorder = Recorder(clock=lambda: now[0])
-    recorder.on_request(context={"tuner": (3, 10.0, 0.25)})
-    recorder.on_request(context={"tuner": (3, 10.0, 0.4)}, exception=RuntimeError("x"))
+    recorder.on_request(context={"tuner": (3, 10.0, 0.25, 0)})
+    recorder.on_request(context={"tuner": (3, 10.0, 0.4, 2)}, exception=RuntimeError("x"))
     recorder.on_request(context={}, exception=None)  # not the tuner's: ignored
     recorder.on_request(context=None)
     columns = recorder.pop(3)
     assert columns["intended_s"] == [0.25, 0.4]
     assert columns["latency_ms"] == pytest.approx([250.0, 100.0])
     assert columns["ok"] == [True, False]
+    assert columns["payload"] == [0, 2]
     assert recorder.pop(3) == {"intended_s": [], "completed_s": [], "latency_ms": [],
-                               "ok": []}
+                               "ok": [], "payload": []}
 
 
-def guard_with(rows: list[tuple[float, float, float, bool]]) -> AbortGuard:
+def guard_with(rows: list[tuple[float, float, float, bool, int]]) -> AbortGuard:
     recorder = Recorder()
     recorder.by_step[0] = rows
     return AbortGuard({"error_rate": 0.2, "latency_ms": 500.0, "after_s": 2.0}, 0, recorder)
 
 
 def test_the_abort_guard_aborts_only_after_errors_persist_for_after_s():
-    rows = [(t / 10, t / 10 + 0.01, 10.0, t % 2 == 0) for t in range(200)]  # 50% errors
+    rows = [(t / 10, t / 10 + 0.01, 10.0, t % 2 == 0, 0) for t in range(200)]  # 50% errors
     guard = guard_with(rows)
     assert guard.check(9.0) is None  # bad, but only just
     assert guard.check(10.0) is None
@@ -342,7 +343,7 @@ def test_the_abort_guard_aborts_only_after_errors_persist_for_after_s():
 
 
 def test_the_abort_guard_forgives_a_bad_spell_that_ends():
-    rows = [(t / 10, t / 10 + 0.6, 600.0, True) for t in range(50)]
+    rows = [(t / 10, t / 10 + 0.6, 600.0, True, 0) for t in range(50)]
     guard = guard_with(rows)
     assert guard.check(5.0) is None
     assert guard.bad_since == 5.0
@@ -367,7 +368,8 @@ def test_a_lane_without_abort_settings_never_aborts():
 
 def test_a_lane_report_counts_timeouts_and_abandoned_requests_as_unanswered():
     columns = {"intended_s": [0.0, 0.1, 0.2], "completed_s": [0.1, 2.1, 0.3],
-               "latency_ms": [100.0, 2000.0, 100.0], "ok": [True, False, False]}
+               "latency_ms": [100.0, 2000.0, 100.0], "ok": [True, False, False],
+               "payload": [0, 0, 0]}
     lane = lane_report(4, columns, 2.0, abandoned=3, cpu_percent=12.0,
                        send_lags_s=[0.001, 0.002, 0.010], unsent=2, abort_reason=None,
                        aborted_at=None)

@@ -20,8 +20,9 @@ def signer(monkeypatch, endpoint_url=None):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
-    return InvokeSigner("my-endpoint", "AllTraffic", "eu-west-1", "application/json",
-                        b'{"x": 1}', session=botocore.session.Session())
+    return InvokeSigner("my-endpoint", "AllTraffic", "eu-west-1",
+                        [(b'{"x": 1}', "application/json"), (b"1,2\n", "text/csv")],
+                        session=botocore.session.Session())
 
 
 def test_signature_verifies_against_botocore_with_known_credentials(monkeypatch):
@@ -50,6 +51,20 @@ def test_signature_verifies_against_botocore_with_known_credentials(monkeypatch)
     wrong = SigV4Auth(Credentials(KEY, "not-the-secret", TOKEN), "sagemaker", "eu-west-1")
     assert signature != wrong.signature(
         wrong.string_to_sign(request, wrong.canonical_request(request)), request)
+
+
+def test_each_payload_is_signed_with_its_own_body_and_content_type(monkeypatch):
+    s = signer(monkeypatch)
+    csv_headers = s.sign(1)
+    assert csv_headers["Content-Type"] == "text/csv"
+    assert s.sign(0)["Content-Type"] == "application/json"
+    unsigned = {k: v for k, v in csv_headers.items() if k != "Authorization"}
+    request = AWSRequest(method="POST", url=s.url, data=b"1,2\n", headers=unsigned)
+    request.context["timestamp"] = csv_headers["X-Amz-Date"]
+    verifier = SigV4Auth(Credentials(KEY, SECRET, TOKEN), "sagemaker", "eu-west-1")
+    expected = verifier.signature(
+        verifier.string_to_sign(request, verifier.canonical_request(request)), request)
+    assert csv_headers["Authorization"].endswith(f"Signature={expected}")
 
 
 def test_endpoint_url_is_honoured_and_signatures_are_reused_within_a_second(monkeypatch):
@@ -85,7 +100,7 @@ def test_credentials_are_read_again_each_second_and_new_keys_sign(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     session = RotatingSession()
-    s = InvokeSigner("e", None, "eu-west-1", "application/json", b"{}", session=session)
+    s = InvokeSigner("e", None, "eu-west-1", [(b"{}", "application/json")], session=session)
     clock = iter([1000.2, 1000.7, 1001.1])
     monkeypatch.setattr("tuner.measure.sigv4.time.time", lambda: next(clock))
     first, same_second, next_second = s.sign(), s.sign(), s.sign()

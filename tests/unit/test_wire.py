@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from tests.unit.test_controller import (
-    BODY,
+    BODY_SHA256,
     FakeClock,
     make_controller,
     report,
@@ -36,7 +36,7 @@ def test_what_each_sender_builds_reads_back_unchanged_through_msgpack(tmp_path):
     msgpack cannot pack, such as a numpy number, fails here rather than in a run)."""
     controller = make_controller(tmp_path, FakeClock())
     step = start(controller)
-    records = {HELLO_MESSAGE: hello(BODY, "application/json", "host-a", 7),
+    records = {HELLO_MESSAGE: hello(BODY_SHA256, "host-a", 7),
                WELCOME_MESSAGE: Welcome(version=str(controller.identity["version"])),
                REFUSED_MESSAGE: Refused(error=controller.admit("w9", {}) or ""),
                STEP_MESSAGE: step, DONE_MESSAGE: report(step)}
@@ -54,7 +54,9 @@ def test_what_each_sender_builds_reads_back_unchanged_through_msgpack(tmp_path):
     (DONE_MESSAGE, {"unanswered": -0.5}, "unanswered is -0.5, not int"),
     (DONE_MESSAGE, {"samples": {"ok": []}}, "samples.intended_s is not a list"),
     (DONE_MESSAGE, {"samples": {"intended_s": [1.0], "completed_s": [], "latency_ms": [],
-                                "ok": []}}, "sample columns differ in length"),
+                                "ok": [], "payload": []}}, "sample columns differ in length"),
+    (DONE_MESSAGE, {"samples": {"intended_s": [], "completed_s": [], "latency_ms": [],
+                                "ok": []}}, "samples.payload is not a list"),
     (HELLO_MESSAGE, {"pid": "12"}, "pid is '12', not int"),
 ])
 def test_a_malformed_record_is_refused_naming_the_message_and_the_field(
@@ -62,7 +64,7 @@ def test_a_malformed_record_is_refused_naming_the_message_and_the_field(
     controller = make_controller(tmp_path, FakeClock())
     step = start(controller)
     base = {STEP_MESSAGE: step, DONE_MESSAGE: report(step),
-            HELLO_MESSAGE: hello(BODY, "application/json", "host-a", 7)}[kind]
+            HELLO_MESSAGE: hello(BODY_SHA256, "host-a", 7)}[kind]
     with pytest.raises(WireError, match=f"^{kind} message") as caught:
         unserialize(kind, {**base, **change})
     assert says in str(caught.value) and "\n" not in str(caught.value)
@@ -77,7 +79,7 @@ def test_each_record_is_defined_once_and_every_declared_field_is_required(tmp_pa
 
     controller = make_controller(tmp_path, FakeClock())
     step = start(controller)
-    built = {HELLO_MESSAGE: (wire.Hello, hello(BODY, "application/json", "host-a", 7)),
+    built = {HELLO_MESSAGE: (wire.Hello, hello(BODY_SHA256, "host-a", 7)),
              STEP_MESSAGE: (wire.StepOrder, step), DONE_MESSAGE: (wire.LaneReport,
                                                                   report(step))}
     for kind, (record, message) in built.items():

@@ -8,13 +8,21 @@ random generator seeded with `--seed`, so a run is reproducible. Its saturation 
 is exactly `slots * 1000 / mean service ms` requests per second; the highest rate meeting a
 latency SLA under Poisson arrivals is lower (`tuner.measure.queueing.capacity_at_sla`).
 
+With `--per-row`, a request's service time is its draw from the law times its row count
+(`tuner.measure.queueing.rows_in_body`): `len(instances)` for a JSON object with a list
+"instances", `len(body)` for a top-level JSON list, the non-empty lines of a `text/csv` (or
+other plain-text) body, else 1. A test sending a mix of payloads then measures less than
+the one-row payload's capacity; its truth is the law scaled by the mix's row counts
+(`ServiceLaw.parse("constant:10@rows=1:0.8,8:0.2")`). `/ping` reports the one-row figures.
+
 Slots are booked on a virtual clock (each request takes the earliest free slot, FIFO, and
 finishes its service time after it frees), so event-loop jitter delays single responses but
 never erodes the capacity: the demo, tests and benchmarks can compare what the tuner
 measures against a known truth.
 
 Run it with `python -m tuner.demo.model_server --port 8080 --slots 4 --service-ms 20`
-or `python -m tuner.demo.model_server --slots 2 --service-law lognormal:40:1.0 --seed 7`.
+or `python -m tuner.demo.model_server --slots 2 --service-law lognormal:40:1.0 --seed 7`
+or `python -m tuner.demo.model_server --slots 2 --service-ms 5 --per-row`.
 """
 
 from __future__ import annotations
@@ -23,12 +31,13 @@ import argparse
 import asyncio
 import heapq
 import json
+import math
 import time
 
 import numpy as np
 import uvicorn
 
-from tuner.measure.queueing import ServiceLaw
+from tuner.measure.queueing import ServiceLaw, rows_in_body
 
 # Service times are drawn this many at a time (one numpy call per batch, not per request).
 _DRAW_BATCH = 1024
@@ -66,10 +75,17 @@ class SlotScheduler:
             self._draws.reverse()  # pop() from the end serves them in drawn order
         return self._draws.pop()
 
-    def book_slot(self, now: float) -> tuple[float, float]:
+    def book_slot(self, now: float, scale: float = 1.0) -> tuple[float, float]:
         """Book the earliest free slot for a request arriving at `now`, with a fresh service
-        time; return (start, finish). Requests start in the order they booked."""
-        service = self._draw()
+        time times `scale` (its row count, for a per-row server); return (start, finish).
+        Requests start in the order they booked.
+
+        One draw per booking whatever the scale, so a seed gives the same draws whatever
+        payloads arrive: a run stays reproducible.
+        """
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"service-time scale {scale} must be a positive number")
+        service = self._draw() * scale
         start = max(now, heapq.heappop(self._free_at))
         finish = start + service
         heapq.heappush(self._free_at, finish)
@@ -77,9 +93,9 @@ class SlotScheduler:
         self.booked_service_s += service
         return start, finish
 
-    def book(self, now: float) -> float:
+    def book(self, now: float, scale: float = 1.0) -> float:
         """Book the earliest free slot for a request arriving at `now`; return its finish."""
-        return self.book_slot(now)[1]
+        return self.book_slot(now, scale)[1]
 
     @property
     def saturation_rps(self) -> float:
@@ -93,10 +109,12 @@ class SlotScheduler:
 
 
 def make_app(slots: int, service_ms: float = 20.0, error_rate: float = 0.0,
-             law: ServiceLaw | None = None, seed: int = 0):
+             law: ServiceLaw | None = None, seed: int = 0, per_row: bool = False):
     """An ASGI app; plain ASGI rather than a framework keeps the server's own CPU cost low.
 
-    Without `law`, every request takes `service_ms` (the law `constant:<service_ms>`).
+    Without `law`, every request takes `service_ms` (the law `constant:<service_ms>`). With
+    `per_row`, each request's drawn time is multiplied by its row count (`rows_in_body`);
+    the status's service and saturation figures are then those of one-row requests.
     """
     if law is None:
         law = ServiceLaw("constant", service_ms)
@@ -104,7 +122,7 @@ def make_app(slots: int, service_ms: float = 20.0, error_rate: float = 0.0,
     counter = {"requests": 0}
     status = {"status": "healthy", "slots": slots, "law": str(law),
               "service_ms": law.average_ms, "saturation_rps": scheduler.saturation_rps,
-              "capacity_rps": scheduler.saturation_rps, "seed": seed}
+              "capacity_rps": scheduler.saturation_rps, "seed": seed, "per_row": per_row}
 
     async def send_json(send, code: int, body: dict) -> None:
         payload = json.dumps(body).encode()
@@ -140,16 +158,28 @@ def make_app(slots: int, service_ms: float = 20.0, error_rate: float = 0.0,
                 body += message.get("body", b"")
                 more = message.get("more_body", False)
             counter["requests"] += 1
-            finish = scheduler.book(time.monotonic())
+            rows = rows_in_body(body, _header(scope, b"content-type")) if per_row else 1
+            start, finish = scheduler.book_slot(time.monotonic(), scale=rows)
             await asyncio.sleep(max(0.0, finish - time.monotonic()))
             if error_rate and (counter["requests"] % max(1, round(1 / error_rate))) == 0:
                 await send_json(send, 500, {"error": "injected failure"})
                 return
-            await send_json(send, 200, {"predictions": [0.5], "bytes_in": len(body)})
+            # The booked service time: tests check the per-row cost without a stopwatch.
+            await send_json(send, 200, {"predictions": [0.5], "bytes_in": len(body),
+                                        "rows": rows,
+                                        "service_ms": (finish - start) * 1000.0})
             return
         await send_json(send, 404, {"error": f"no route {method} {path}"})
 
     return app
+
+
+def _header(scope: dict, name: bytes) -> str:
+    """A request header's value ('' when absent); ASGI gives names in lower case."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return ""
 
 
 def _law(text: str) -> ServiceLaw:
@@ -168,7 +198,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="time each request occupies a slot (the law constant:MS)")
     parser.add_argument("--service-law", type=_law, metavar="LAW",
                         help="service-time law, overrides --service-ms: constant:MS, "
-                             "exponential:MS, lognormal:MS:SIGMA, bimodal:MS:SHARE:SLOW_MS")
+                             "exponential:MS, lognormal:MS:SIGMA, bimodal:MS:SHARE:SLOW_MS; "
+                             "LAW@rows=R:WEIGHT,... scales it by random row counts")
+    parser.add_argument("--per-row", action="store_true",
+                        help="multiply each request's drawn time by its row count: JSON "
+                             "'instances' or top-level list length, non-empty CSV/text "
+                             "lines, else 1")
     parser.add_argument("--seed", type=int, default=0, help="seed of the service-time draws")
     parser.add_argument("--error-rate", type=float, default=0.0,
                         help="share of invocations answered with HTTP 500 (for tests)")
@@ -183,7 +218,13 @@ def main(argv: list[str] | None = None) -> None:
             law = ServiceLaw("constant", args.service_ms)
         except ValueError as error:
             parser.error(f"--service-ms: {error}")
-    uvicorn.run(make_app(args.slots, law.average_ms, args.error_rate, law=law, seed=args.seed),
+    if args.per_row and law.scales:
+        # Rows would be counted twice: drawn at random by the law and read from each body.
+        parser.error(f"--service-law {law}: a law with a payload mix draws row counts at "
+                     "random; with --per-row they come from each request: use one")
+    app = make_app(args.slots, law.average_ms, args.error_rate, law=law, seed=args.seed,
+                   per_row=args.per_row)
+    uvicorn.run(app,
                 host=args.host, port=args.port, log_level="warning", access_log=False,
                 backlog=4096, ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
 

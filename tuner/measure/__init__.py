@@ -5,12 +5,15 @@ and the recommendation in `analysis`; the binomial tests in `stats`; the search 
 the simulated queue behind the correlation of slow requests in `slow_correlation`,
 `queueing` and the fitted latency curve in `queue_model`; the whole search offline in
 `offline`), the messages and state machines inside the Locust process (`wire`, `lanes`,
-`controller`, `pacing`) and the shell that runs Locust as a subprocess and analyses what it
-wrote (`loadtest`, `analyse`, `progress`, and `sigv4` for the runtime API's signed path).
-Nothing here imports Prefect; only `loadtest` and `sigv4` touch the outside world.
+`controller`, `pacing`), the request bodies a run replays (`payloads`, read from a
+directory, archive, JSON Lines or S3 Data Capture by `payload_sources`; latency by payload in
+`payload_stats`) and the shell that
+runs Locust as a subprocess and analyses what it wrote (`loadtest`, `analyse`, `progress`,
+and `sigv4` for the runtime API's signed path). Nothing here imports Prefect; only
+`loadtest`, `payload_sources` and `sigv4` touch the outside world.
 Submodules are imported by name; importing the package loads none of them.
 """
 
 __all__ = ["analyse", "analysis", "controller", "lanes", "loadtest", "offline", "pacing",
-           "progress", "queue_model", "queueing", "search", "sigv4", "slow_correlation",
-           "stats", "wire"]
+           "payload_sources", "payload_stats", "payloads", "progress", "queue_model",
+           "queueing", "search", "sigv4", "slow_correlation", "stats", "wire"]

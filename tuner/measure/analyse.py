@@ -16,6 +16,7 @@ from tuner.measure.analysis import (
     Recommendation,
     StepResult,
     StepSpec,
+    Verdict,
     derive_target,
     estimate_capacity,
     generator_limit,
@@ -24,6 +25,7 @@ from tuner.measure.analysis import (
 )
 from tuner.measure.lanes import lost_lanes_in_meta
 from tuner.measure.loadtest import LoadTestOutput, search_settings_of, sla_of
+from tuner.measure.payload_stats import payload_breakdown
 from tuner.measure.queue_model import fit_queue_model, step_samples_from_frame
 from tuner.measure.search import budget_advice
 
@@ -35,6 +37,8 @@ class Analysis:
     recommendation: Recommendation | None
     error: str | None
     queue_model: dict | None = None  # `QueueModel.to_dict()`, when the run allows a fit
+    # The payload set (`PayloadSet.describe()`) and latency by payload at the capacity step.
+    payloads: dict | None = None
 
 
 def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_test: int,
@@ -47,16 +51,39 @@ def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_t
     invalid_reason = (invalid_reason or lost_lane_problem(specs)
                       or refused_problem(output, steps) or generator_problem(output, steps))
     if invalid_reason:
-        return Analysis(steps, None, None, invalid_reason, model)
+        return Analysis(steps, None, None, invalid_reason, model,
+                        payloads_of(output, steps, None))
     try:
         capacity = estimate_capacity(steps, sla)
     except NoPassingStepError as exc:
         advice = budget_advice(steps, search_settings_of(config), output.load_seconds)
-        return Analysis(steps, None, None, f"{exc}; {advice}" if advice else str(exc), model)
+        return Analysis(steps, None, None, f"{exc}; {advice}" if advice else str(exc), model,
+                        payloads_of(output, steps, None))
     # The target rests on the lower end of the capacity interval: what was shown.
     recommendation = derive_target(capacity.last_pass_rps, instances_under_test,
                                    config.safety_factor)
-    return Analysis(steps, capacity, recommendation, None, model)
+    return Analysis(steps, capacity, recommendation, None, model,
+                    payloads_of(output, steps, capacity))
+
+
+def payloads_of(output: LoadTestOutput, steps: list[StepResult],
+                capacity: CapacityEstimate | None) -> dict | None:
+    """The set the run sent, and which of its requests were slow: at the highest passing
+    step (the capacity's lower end), or without one at the last step measured."""
+    if output.payload_set is None:
+        return None
+    measured = [s for s in steps if s.requests > 0]
+    passing = [s for s in measured if capacity is not None
+               and s.offered_rps == capacity.last_pass_rps and s.verdict == Verdict.PASS]
+    if passing:
+        step, why = passing[-1], "the highest passing step"
+    elif measured:
+        step, why = measured[-1], "the last step measured (none passed)"
+    else:
+        return {"set": output.payload_set.describe(), "breakdown": None}
+    return {"set": output.payload_set.describe(),
+            "breakdown": payload_breakdown(output.samples, step.index, output.payload_set,
+                                           f"{why}, {step.offered_rps:g} rps offered")}
 
 
 def with_lost_lanes(specs: list[StepSpec], step_meta: list[dict]) -> list[StepSpec]:

@@ -72,7 +72,9 @@ ACHIEVED_FRACTION_REQUIRED = 0.95
 # A load is sustainable only if it could go on: latency still rising at the step's end
 # must not breach the SLA within this many more seconds.
 SUSTAIN_HORIZON_S = 60.0
-SAMPLE_COLUMNS = ("step", "intended_s", "completed_s", "latency_ms", "ok")
+# One row per request; `payload` is the index of its body in the run's payload set (0 with
+# a single body, and in runs written before payload sets existed).
+SAMPLE_COLUMNS = ("step", "intended_s", "completed_s", "latency_ms", "ok", "payload")
 
 
 @dataclass(frozen=True)

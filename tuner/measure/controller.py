@@ -84,36 +84,67 @@ LOCAL_LANE = "local"
 # How long a master waits for its workers to connect and be accepted.
 WORKER_WAIT_S = 120.0
 
-# (intended send time, completion time, latency from the intended time, succeeded), the
-# times in seconds since the step's start.
-Row = tuple[float, float, float, bool]
+# (intended send time, completion time, latency from the intended time, succeeded, index of
+# the payload sent), the times in seconds since the step's start.
+Row = tuple[float, float, float, bool, int]
+
+
+def rejected_status(exception: Any) -> int | None:
+    """The HTTP status of an error that says the request itself is bad (4xx), None for
+    anything else. Throttling (429, or a ThrottlingException) is load, not a bad request."""
+    if exception is None:
+        return None
+    status = getattr(exception, "status", None)  # loadtests.fastpost.HTTPStatusError
+    response = getattr(exception, "response", None)  # botocore's ClientError
+    if status is None and isinstance(response, Mapping):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if not isinstance(status, int) or not 400 <= status < 500 or status == 429:
+        return None
+    if "throttl" in str(exception).lower():
+        return None
+    return status
 
 
 class Recorder:
-    """Per-step request samples of this process, filled by an `events.request` listener."""
+    """Per-step request samples of this process, filled by an `events.request` listener,
+    and the requests the endpoint rejected as bad (4xx), by payload."""
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.clock = clock
         self.by_step: dict[int, list[Row]] = {}
+        self.rejected: dict[int, dict[int, int]] = {}  # step -> payload index -> count
+        self.rejected_example: dict[int, str] = {}
 
     def on_request(self, context: dict | None = None, exception: Any = None, **_: Any) -> None:
         """Locust's request event: file the request under the step its tag names, timed
-        from its intended send time (tag: step index, step start, intended offset)."""
+        from its intended send time (tag: step index, step start, intended offset, payload
+        index)."""
         tag = (context or {}).get("tuner")
         if tag is None:
             return
-        step, t0, intended = tag
+        step, t0, intended, payload = tag
         now = self.clock() - t0
         latency_ms = (now - intended) * 1000.0
-        self.by_step.setdefault(step, []).append((intended, now, latency_ms, exception is None))
+        self.by_step.setdefault(step, []).append(
+            (intended, now, latency_ms, exception is None, payload))
+        status = rejected_status(exception)
+        if status is not None:
+            counts = self.rejected.setdefault(step, {})
+            counts[payload] = counts.get(payload, 0) + 1
+            self.rejected_example.setdefault(step, str(exception)[:200])
 
     def rows(self, step: int) -> list[Row]:
         return self.by_step.get(step, [])
 
+    def pop_rejected(self, step: int) -> tuple[dict[int, int], str | None]:
+        """The step's rejected requests by payload index, and one error's text."""
+        return self.rejected.pop(step, {}), self.rejected_example.pop(step, None)
+
     def pop(self, step: int) -> dict[str, list]:
         rows = self.by_step.pop(step, [])
         return {"intended_s": [r[0] for r in rows], "completed_s": [r[1] for r in rows],
-                "latency_ms": [r[2] for r in rows], "ok": [r[3] for r in rows]}
+                "latency_ms": [r[2] for r in rows], "ok": [r[3] for r in rows],
+                "payload": [r[4] for r in rows]}
 
 
 class AbortGuard:
@@ -173,7 +204,9 @@ class AbortGuard:
 
 def lane_report(index: int, samples: Mapping[str, list], timeout_s: float, abandoned: int,
                 cpu_percent: float | None, send_lags_s: list[float], unsent: int,
-                abort_reason: str | None, aborted_at: float | None) -> LaneReport:
+                abort_reason: str | None, aborted_at: float | None,
+                rejected: Mapping[str, int] | None = None,
+                rejected_example: str | None = None) -> LaneReport:
     """What a lane sends the master when its step ends (`tuner.measure.wire.LaneReport`).
 
     `unanswered` counts the requests the client gave up on (timed out, or `abandoned`: still
@@ -185,7 +218,36 @@ def lane_report(index: int, samples: Mapping[str, list], timeout_s: float, aband
     return LaneReport(index=index, samples=dict(samples), unanswered=timed_out + abandoned,
                       cpu_percent=cpu_percent, send_lag_p90_ms=_p90_ms(send_lags_s),
                       unsent=unsent, scheduled=len(send_lags_s) + unsent,
-                      abort_reason=abort_reason, aborted_at=aborted_at)
+                      abort_reason=abort_reason, aborted_at=aborted_at,
+                      rejected=dict(rejected or {}), rejected_example=rejected_example)
+
+
+# The first step ends the run when the endpoint rejects more than this share of its
+# requests as bad (4xx): no rate will do better, and the budget would be spent for nothing.
+REJECTED_SHARE_TO_STOP = 0.5
+
+
+def rejection_problem(index: int, received: list[Mapping[str, Any]],
+                      requests: int) -> str | None:
+    """Why the run stops after its first step (None: it goes on): the endpoint rejected
+    most of its requests as bad, naming the payloads that failed, worst first."""
+    if index != 0 or requests == 0:
+        return None
+    by_payload: dict[str, int] = {}
+    for report in received:
+        for name, count in report.get("rejected", {}).items():
+            by_payload[name] = by_payload.get(name, 0) + count
+    total = sum(by_payload.values())
+    if total <= REJECTED_SHARE_TO_STOP * requests:
+        return None
+    worst = sorted(by_payload.items(), key=lambda item: (-item[1], item[0]))
+    named = ", ".join(f"{name} ({count})" for name, count in worst[:5])
+    more = f" and {len(worst) - 5} more" if len(worst) > 5 else ""
+    example = next((r.get("rejected_example") for r in received if r.get("rejected_example")),
+                   None)
+    return (f"the endpoint rejected {total} of the first step's {requests} requests as bad "
+            f"(HTTP 4xx{': ' + example if example else ''}); rejected payloads: {named}{more}: "
+            "fix those payloads (or --content-type) and run again")
 
 
 def _p90_ms(values: list[float]) -> float | None:
@@ -221,9 +283,10 @@ class RunFiles:
         with self.samples_path.open("a", newline="") as f:
             writer = csv.writer(f)
             for row in zip(columns["intended_s"], columns["completed_s"],
-                           columns["latency_ms"], columns["ok"], strict=True):
+                           columns["latency_ms"], columns["ok"], columns["payload"],
+                           strict=True):
                 writer.writerow((index, f"{row[0]:.6f}", f"{row[1]:.6f}",
-                                 f"{row[2]:.3f}", int(row[3])))
+                                 f"{row[2]:.3f}", int(row[3]), int(row[4])))
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         tmp = self.out / "loadtest.json.tmp"
@@ -441,6 +504,10 @@ class SearchController:
         if limited and not result.passed:
             self.stop_reason = f"load generator saturated at {spec.offered_rps:g} rps ({limited})"
             log.warning("stopping: %s", self.stop_reason)
+        rejection = rejection_problem(spec.index, received, result.requests)
+        if rejection is not None:
+            self.rejection = self.stop_reason = rejection
+            log.warning("stopping: %s", rejection)
         log.info("step %d: %s at %.1f rps (achieved %.1f, p%g %.1f ms, errors %.2f%%) %s",
                  spec.index, result.verdict.upper(), spec.offered_rps, result.achieved_rps,
                  self.sla.percentile, result.sla_percentile_ms, 100 * result.error_rate,

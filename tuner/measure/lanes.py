@@ -11,7 +11,6 @@ Imported by the Locust glue (`loadtests.openloop`) and by the analysis; nothing 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
@@ -28,12 +27,11 @@ __all__ = [
     "lane_label",
     "lost_lanes_in_meta",
     "lost_step_reason",
-    "payload_sha256",
     "wire_version",
 ]
 
 # Bumped whenever the messages between master and workers change meaning.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 # A lane that has not reported this long after its step should have ended is lost.
 REPORT_GRACE_S = 15.0
 
@@ -43,19 +41,10 @@ def wire_version() -> str:
     return f"{__version__}/protocol-{PROTOCOL_VERSION}"
 
 
-def payload_sha256(body: bytes, content_type: str) -> str:
-    """The request a lane sends, as one hash: its content type and its body."""
-    digest = hashlib.sha256()
-    digest.update(content_type.strip().lower().encode())
-    digest.update(b"\n")
-    digest.update(body)
-    return digest.hexdigest()
-
-
-def hello(body: bytes, content_type: str, host: str, pid: int) -> Hello:
-    """What a worker sends the master when it connects (`tuner.measure.wire.Hello`)."""
-    return Hello(version=wire_version(), payload_sha256=payload_sha256(body, content_type),
-                 host=host, pid=pid)
+def hello(payloads_sha256: str, host: str, pid: int) -> Hello:
+    """What a worker sends the master when it connects (`tuner.measure.wire.Hello`):
+    `payloads_sha256` is its payload set's `PayloadSet.sha256()`."""
+    return Hello(version=wire_version(), payload_sha256=payloads_sha256, host=host, pid=pid)
 
 
 def lane_label(client_id: str, greeting: Mapping[str, object] | None) -> str:
@@ -74,10 +63,11 @@ def handshake_problem(master: Mapping[str, object], worker: Mapping[str, object]
                 f"{master.get('version')}: install the same endpoint-tuner version on both "
                 "machines")
     if worker.get("payload_sha256") != master.get("payload_sha256"):
-        return (f"worker request body/content type sha256 "
+        return (f"worker payload set sha256 "
                 f"{str(worker.get('payload_sha256'))[:12]} differs from the master's "
                 f"{str(master.get('payload_sha256'))[:12]}: start `tuner worker` with the same "
-                "--payload file and --content-type as the master")
+                "--payload file or --payloads source (and --payload-sample, --seed, "
+                "--content-type) as the master")
     return None
 
 

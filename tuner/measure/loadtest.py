@@ -21,9 +21,17 @@ from typing import Any
 
 import pandas as pd
 
-from tuner.config import TuneConfig, request_checks
+from tuner.config import TuneConfig
 from tuner.errors import InputError, RunError
 from tuner.measure.analysis import Sla, StepSpec
+from tuner.measure.payload_sources import load_payload_set
+from tuner.measure.payloads import (
+    DEFAULT_BODY,
+    DEFAULT_CONTENT_TYPE,
+    PAYLOADS_FILE,
+    PayloadSet,
+    single_payload_set,
+)
 from tuner.measure.search import SearchSettings
 from tuner.status import TargetKind
 
@@ -45,6 +53,8 @@ class LoadTestOutput:
     specs: list[StepSpec]
     samples: pd.DataFrame
     summary: dict[str, Any]
+    # What the run sent (`payloads.jsonl`); None for a run written before payload sets.
+    payload_set: PayloadSet | None = None
 
     @property
     def load_seconds(self) -> float:
@@ -72,7 +82,36 @@ def search_settings_of(config: TuneConfig) -> SearchSettings:
     )
 
 
-def build_plan(config: TuneConfig, output_dir: Path, region: str | None) -> dict[str, Any]:
+def payload_set_for(payload: Path | None, payloads: str | None, payload_sample: int | None,
+                    seed: int, content_type: str | None) -> PayloadSet:
+    """What the run sends: a payload set (`--payloads`), one body file (`--payload`), or the
+    built-in example body; PayloadError (one line) when the set cannot be used."""
+    if payloads is not None:
+        return load_payload_set(payloads, content_type, payload_sample, seed)
+    if payload is not None:
+        return single_payload_set(payload.read_bytes(), content_type or DEFAULT_CONTENT_TYPE,
+                                  str(payload))
+    return single_payload_set(DEFAULT_BODY, content_type or DEFAULT_CONTENT_TYPE)
+
+
+def config_payload_set(config: TuneConfig) -> PayloadSet:
+    return payload_set_for(config.payload, config.payloads, config.payload_sample, config.seed,
+                           config.content_type)
+
+
+def write_payload_set(payload_set: PayloadSet, output_dir: Path) -> Path:
+    """The set as the Locust processes read it (every body prepared once), and as a later
+    run can send again (`--payloads <run>/locust/payloads.jsonl`, validate's default)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / PAYLOADS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(payload_set.to_jsonl())
+    tmp.replace(path)
+    return path
+
+
+def build_plan(config: TuneConfig, output_dir: Path, region: str | None,
+               payload_set: PayloadSet | None = None) -> dict[str, Any]:
     """The file the locustfile reads: everything it needs, nothing it must compute."""
     if config.url:
         target = {"kind": TargetKind.URL, "url": config.url}
@@ -90,7 +129,10 @@ def build_plan(config: TuneConfig, output_dir: Path, region: str | None) -> dict
                   "latency_ms": config.abort_latency_factor * config.sla_latency_ms,
                   "after_s": ABORT_AFTER_SECONDS},
         "payload_file": str(config.payload.resolve()) if config.payload else None,
-        "content_type": config.content_type,
+        "payload_set_file": str((output_dir / PAYLOADS_FILE).resolve()),
+        "payload_count": len(payload_set.payloads) if payload_set else 1,
+        "payload_seed": config.seed,
+        "content_type": config.content_type or DEFAULT_CONTENT_TYPE,
         "target": target,
         "worker_wait_s": WORKER_WAIT_SECONDS,
     }
@@ -147,8 +189,11 @@ def run_load_test(config: TuneConfig, output_dir: Path, region: str | None,
     `on_progress` as it appears.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
+    payload_set = config_payload_set(config)
+    write_payload_set(payload_set, output_dir)
     plan_path = output_dir / "plan.json"
-    plan_path.write_text(json.dumps(build_plan(config, output_dir, region), indent=2))
+    plan_path.write_text(json.dumps(build_plan(config, output_dir, region, payload_set),
+                                    indent=2))
     # Locust runs in its own session (no terminal signal reaches it): it watches this
     # process and stops within a second once it is gone, however it died.
     env = {**os.environ, "TUNER_PLAN": str(plan_path), "PYTHONUNBUFFERED": "1",
@@ -224,7 +269,15 @@ def read_load_test(output_dir: Path) -> LoadTestOutput:
     specs = [StepSpec(**s) for s in summary["steps"]]
     samples = pd.read_csv(output_dir / "samples.csv")
     samples["ok"] = samples["ok"].astype(bool)
-    return LoadTestOutput(output_dir, specs, samples, summary)
+    return LoadTestOutput(output_dir, specs, samples, summary, read_payload_set(output_dir))
+
+
+def read_payload_set(output_dir: Path) -> PayloadSet | None:
+    """The run's payload set as it wrote it (PayloadError, one line, if corrupt)."""
+    path = output_dir / PAYLOADS_FILE
+    if not path.is_file():
+        return None
+    return PayloadSet.from_jsonl(path.read_bytes())
 
 
 def _tail(path: Path) -> str:
@@ -236,14 +289,13 @@ def _tail(path: Path) -> str:
 
 
 def worker_plan(url: str | None, endpoint: str | None, variant: str, region: str | None,
-                payload: Path | None, content_type: str) -> dict[str, Any]:
-    """What a remote worker needs itself: the target and the body. The rest (rates,
-    timeouts, abort thresholds, SLA) comes from the master with each step."""
+                payload_set_file: Path) -> dict[str, Any]:
+    """What a remote worker needs itself: the target and its payload set (written by
+    `write_payload_set`; the master checks its hash at the handshake). The rest (rates,
+    timeouts, abort thresholds, SLA, the payload seed) comes from the master with each
+    step."""
     if (url is None) == (endpoint is None):
         raise InputError("give exactly one of --url or --endpoint, the same as the master's")
-    for ok, message in request_checks(url, payload, content_type):
-        if not ok:
-            raise InputError(message)
     if url is not None:
         target: dict[str, Any] = {"kind": TargetKind.URL, "url": url}
     else:
@@ -252,8 +304,8 @@ def worker_plan(url: str | None, endpoint: str | None, variant: str, region: str
         target = {"kind": TargetKind.SAGEMAKER_RUNTIME, "endpoint": endpoint, "variant": variant,
                   "region": region}
     return {"output_dir": "worker-output", "target": target,
-            "payload_file": str(payload.resolve()) if payload else None,
-            "content_type": content_type, "max_in_flight": MAX_IN_FLIGHT_PER_LANE,
+            "payload_set_file": str(payload_set_file.resolve()),
+            "max_in_flight": MAX_IN_FLIGHT_PER_LANE,
             "request_timeout_s": 10.0, "arrivals": "poisson",
             "sla": {"percentile": 90, "latency_ms": 1000, "max_error_rate": 0.01},
             "search": {}}

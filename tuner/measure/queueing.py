@@ -12,13 +12,23 @@ A law is written `kind:params` on the command line:
 `constant:20` (every request 20 ms), `exponential:25` (mean 25 ms),
 `lognormal:40:1.0` (mean 40 ms, log-space sigma 1.0: a long tail),
 `bimodal:20:0.05:400` (20 ms, but 5% of requests take 400 ms at any load).
+
+A payload mix: when a request's service time is proportional to its row count (the bundled
+model server's `--per-row`), a test sending several payloads at random sees the law scaled
+by a random row count R. `@rows=R:WEIGHT,...` after a law says so (`ServiceLaw.scales`):
+`constant:10@rows=1:0.8,8:0.2` is 10 ms for 80% of requests and 80 ms for 20%, so its
+saturation throughput is `slots * 1000 / (10 ms * E[R])` and `capacity_at_sla` gives the
+mix's true capacity, lower than the smallest payload's alone. `rows_in_body` counts a
+payload's rows exactly as the server does, so a benchmark builds the mix from its payloads.
 """
 
 from __future__ import annotations
 
 import heapq
+import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,20 +40,29 @@ __all__ = [
     "capacity_at_sla",
     "fifo_sojourn_s",
     "latency_percentile_ms",
+    "rows_in_body",
 ]
 
 LAW_KINDS = ("constant", "exponential", "lognormal", "bimodal")
+# Between a law and its payload mix: `constant:10@rows=1:0.8,8:0.2`.
+_MIX_MARK = "@rows="
 
 
 @dataclass(frozen=True)
 class ServiceLaw:
-    """How long one request occupies a slot, independent of load."""
+    """How long one request occupies a slot, independent of load.
+
+    `scales` ((row count, weight) pairs; empty: every request is one row) multiplies each
+    drawn time by a row count drawn independently with probability weight / sum(weights):
+    the service times a server with per-row cost sees under a random payload mix.
+    """
 
     kind: str
     mean_ms: float  # constant/exponential/lognormal: the mean; bimodal: the fast mode
     sigma: float = 0.0  # lognormal: sigma of log(service time)
     slow_share: float = 0.0  # bimodal: share of slow requests
     slow_ms: float = 0.0  # bimodal: the slow mode
+    scales: tuple[tuple[float, float], ...] = ()  # (row count, weight) pairs; () means 1
 
     def __post_init__(self) -> None:
         if self.kind not in LAW_KINDS:
@@ -56,11 +75,25 @@ class ServiceLaw:
         if self.kind == "bimodal" and not (0 < self.slow_share < 1 and math.isfinite(
                 self.slow_ms) and self.slow_ms > 0):
             raise ValueError("bimodal needs a slow share in (0, 1) and a positive slow time")
+        # Tuples of floats whatever the caller passed (lists stay hashable, str stays exact).
+        scales = tuple((float(rows), float(weight)) for rows, weight in self.scales)
+        for rows, weight in scales:
+            if not (math.isfinite(rows) and rows > 0 and math.isfinite(weight) and weight > 0):
+                raise ValueError(f"payload mix entry {rows:g}:{weight:g} needs a positive "
+                                 "row count and a positive weight")
+        object.__setattr__(self, "scales", scales)
 
     @classmethod
     def parse(cls, text: str) -> ServiceLaw:
-        """`constant:20`, `exponential:25`, `lognormal:40:1.0`, `bimodal:20:0.05:400`."""
-        kind, *raw = text.strip().split(":")
+        """`constant:20`, `exponential:25`, `lognormal:40:1.0`, `bimodal:20:0.05:400`;
+        any of them scaled by a payload mix: `constant:10@rows=1:0.8,8:0.2`."""
+        base, mark, mix = text.strip().partition(_MIX_MARK)
+        if mark:
+            return replace(cls.parse(base), scales=_parse_mix(text, mix))
+        if "@" in base:
+            raise ValueError(f"service-time law {text!r}: write a payload mix as "
+                             f"LAW{_MIX_MARK}ROWS:WEIGHT,ROWS:WEIGHT")
+        kind, *raw = base.split(":")
         arity = {"constant": 1, "exponential": 1, "lognormal": 2, "bimodal": 3}
         if kind not in arity:
             raise ValueError(f"unknown service-time law {text!r}: use constant:MS, "
@@ -80,25 +113,55 @@ class ServiceLaw:
         return cls(kind, values[0])
 
     def __str__(self) -> str:
+        mix = (_MIX_MARK + ",".join(f"{rows:g}:{weight:g}" for rows, weight in self.scales)
+               if self.scales else "")
         if self.kind == "lognormal":
-            return f"lognormal:{self.mean_ms:g}:{self.sigma:g}"
+            return f"lognormal:{self.mean_ms:g}:{self.sigma:g}{mix}"
         if self.kind == "bimodal":
-            return f"bimodal:{self.mean_ms:g}:{self.slow_share:g}:{self.slow_ms:g}"
-        return f"{self.kind}:{self.mean_ms:g}"
+            return f"bimodal:{self.mean_ms:g}:{self.slow_share:g}:{self.slow_ms:g}{mix}"
+        return f"{self.kind}:{self.mean_ms:g}{mix}"
+
+    @property
+    def unscaled(self) -> ServiceLaw:
+        """The law of one row: what a per-row server is started with for this mix."""
+        return replace(self, scales=()) if self.scales else self
+
+    @property
+    def mean_scale(self) -> float:
+        """E[R], the mean row count of the payload mix (1.0 without one)."""
+        if not self.scales:
+            return 1.0
+        total = sum(weight for _, weight in self.scales)
+        return sum(rows * weight for rows, weight in self.scales) / total
 
     @property
     def average_ms(self) -> float:
-        """The mean service time (what one slot's throughput depends on)."""
+        """The mean service time (what one slot's throughput depends on): the law's mean
+        times E[R], as the row count is drawn independently of the law's time."""
         if self.kind == "bimodal":
-            return (1 - self.slow_share) * self.mean_ms + self.slow_share * self.slow_ms
-        return self.mean_ms
+            one_row_ms = (1 - self.slow_share) * self.mean_ms + self.slow_share * self.slow_ms
+        else:
+            one_row_ms = self.mean_ms
+        return one_row_ms * self.mean_scale
 
     def saturation_rps(self, slots: int) -> float:
         """Throughput of `slots` busy slots: no arrival rate above it can be sustained."""
         return slots * 1000.0 / self.average_ms
 
     def sample_s(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """`size` service times in seconds."""
+        """`size` service times in seconds.
+
+        With a payload mix, the row counts are drawn from `rng` after the law's times, so
+        the law's draws are those of the unscaled law with the same generator state.
+        """
+        times_s = self._sample_one_row_s(rng, size)
+        if not self.scales:
+            return times_s
+        rows = np.array([rows for rows, _ in self.scales])
+        weights = np.array([weight for _, weight in self.scales])
+        return times_s * rng.choice(rows, size, p=weights / weights.sum())
+
+    def _sample_one_row_s(self, rng: np.random.Generator, size: int) -> np.ndarray:
         mean_s = self.mean_ms / 1000.0
         if self.kind == "constant":
             return np.full(size, mean_s)
@@ -109,6 +172,62 @@ class ServiceLaw:
             return rng.lognormal(mu, self.sigma, size)
         slow = rng.random(size) < self.slow_share
         return np.where(slow, self.slow_ms / 1000.0, mean_s)
+
+
+def _parse_mix(text: str, mix: str) -> tuple[tuple[float, float], ...]:
+    """`1:0.8,8:0.2` -> ((1.0, 0.8), (8.0, 0.2)); `text` is the whole law, for errors."""
+    pairs = []
+    for entry in mix.split(","):
+        rows, colon, weight = entry.partition(":")
+        try:
+            if not colon:
+                raise ValueError
+            pairs.append((float(rows), float(weight)))
+        except ValueError:
+            raise ValueError(f"service-time law {text!r}: the payload mix after "
+                             f"'{_MIX_MARK}' must be ROWS:WEIGHT pairs separated by commas, "
+                             f"not {entry!r}") from None
+    return tuple(pairs)
+
+
+# Control characters that no CSV or other text payload holds (tab, CR and LF excepted).
+_BINARY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def rows_in_body(body: bytes, content_type: str = "") -> int:
+    """The rows (records) of an invocation body, at least 1: what a per-row server's
+    service time is proportional to.
+
+    - `text/csv` (by the content type): its non-empty lines (a quoted field spanning lines
+      counts once per line);
+    - JSON: `len(instances)` for an object with a list "instances" (SageMaker's common
+      request shape), `len(body)` for a top-level list, else 1;
+    - other UTF-8 text without control characters (CSV or JSON Lines sent under another
+      content type): its non-empty lines;
+    - anything else (images, protobuf, ...): 1.
+    """
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == "text/csv":
+        return _non_empty_lines(body.decode("utf-8", errors="replace"))
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON (UnicodeDecodeError is a ValueError)
+        pass
+    else:
+        if isinstance(document, dict) and isinstance(document.get("instances"), list):
+            return max(1, len(document["instances"]))
+        if isinstance(document, list):
+            return max(1, len(document))
+        return 1
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return 1
+    return 1 if _BINARY.search(text) else _non_empty_lines(text)
+
+
+def _non_empty_lines(text: str) -> int:
+    return max(1, sum(1 for line in text.split("\n") if line.strip()))
 
 
 def arrival_times(rate_rps: float, duration_s: float, rng: np.random.Generator,

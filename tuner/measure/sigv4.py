@@ -13,7 +13,10 @@ Imports only botocore: usable inside the Locust process.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import botocore.session
@@ -23,9 +26,22 @@ from botocore.awsrequest import AWSRequest
 SIGNING_NAME = "sagemaker"
 
 
+class _KnownPayloadSigV4(SigV4Auth):
+    """botocore's SigV4 with the body's SHA-256 taken from the request's context (computed
+    once per payload) instead of hashed again for every signature."""
+
+    def payload(self, request: AWSRequest) -> str:
+        known = request.context.get("payload_sha256")
+        return known if known is not None else super().payload(request)
+
+
 class InvokeSigner:
-    def __init__(self, endpoint: str, variant: str | None, region: str, content_type: str,
-                 payload: bytes, session: botocore.session.Session | None = None) -> None:
+    """Signed headers for InvokeEndpoint calls sending one of `requests` ((body, content
+    type) pairs, by index)."""
+
+    def __init__(self, endpoint: str, variant: str | None, region: str,
+                 requests: Sequence[tuple[bytes, str]],
+                 session: botocore.session.Session | None = None) -> None:
         session = session or botocore.session.get_session()
         self.credentials = session.get_credentials()
         if self.credentials is None:
@@ -35,30 +51,38 @@ class InvokeSigner:
         # Verify TLS as boto3 does: the system's CAs, or $AWS_CA_BUNDLE / `ca_bundle`.
         self.ca_bundle: str | None = session.get_config_variable("ca_bundle")
         self.region = region
-        self.payload = payload
+        self.bodies = [body for body, _ in requests]
+        self.body_sha256 = [hashlib.sha256(body).hexdigest() for body in self.bodies]
         self.url = f"{base.rstrip('/')}/endpoints/{quote(endpoint, safe='')}/invocations"
-        self.headers = {"Content-Type": content_type, "Accept": "*/*"}
+        self.headers = [{"Content-Type": content_type, "Accept": "*/*"}
+                        for _, content_type in requests]
         if variant:
-            self.headers["X-Amzn-SageMaker-Target-Variant"] = variant
+            for headers in self.headers:
+                headers["X-Amzn-SageMaker-Target-Variant"] = variant
         self._second = -1
-        self._signed: dict[str, str] = {}
+        self._frozen: Any = None
+        self._signed: dict[int, dict[str, str]] = {}
 
     @property
     def base_url(self) -> str:
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.netloc}"
 
-    def sign(self) -> dict[str, str]:
-        """Headers for one request now: Authorization, X-Amz-Date and, if any, the token."""
+    def sign(self, index: int = 0) -> dict[str, str]:
+        """Headers for one request sending payload `index` now: the payload's own
+        headers, Authorization, X-Amz-Date and, if any, the token."""
         second = int(time.time())
-        if second == self._second:
-            return self._signed
-        # Once a second: freezing refreshable credentials checks their expiry (and refreshes
-        # them ahead of it), which costs more than sending a request.
-        frozen = self.credentials.get_frozen_credentials()
-        request = AWSRequest(method="POST", url=self.url, data=self.payload,
-                             headers=dict(self.headers))
-        SigV4Auth(frozen, SIGNING_NAME, self.region).add_auth(request)
-        self._second = second
-        self._signed = dict(request.headers.items())
-        return self._signed
+        if second != self._second:
+            # Once a second: freezing refreshable credentials checks their expiry (and
+            # refreshes them ahead of it), which costs more than sending a request.
+            self._frozen = self.credentials.get_frozen_credentials()
+            self._second = second
+            self._signed = {}
+        signed = self._signed.get(index)
+        if signed is None:
+            request = AWSRequest(method="POST", url=self.url, data=self.bodies[index],
+                                 headers=dict(self.headers[index]))
+            request.context["payload_sha256"] = self.body_sha256[index]
+            _KnownPayloadSigV4(self._frozen, SIGNING_NAME, self.region).add_auth(request)
+            signed = self._signed[index] = dict(request.headers.items())
+        return signed

@@ -8,7 +8,7 @@ of handing on a dict read back later with `.get(..., default)`.
 
     master / local runner                     worker (a lane on another machine)
     ---------------------                     ----------------------------------
-                          <-- tuner_hello     Hello: version, payload hash, host, pid
+                          <-- tuner_hello     Hello: version, payload set hash, host, pid
     Welcome / Refused     -->                 (the handshake: `tuner.measure.lanes`)
     StepOrder             -->                 every step, to every lane
                           <-- tuner_step_done LaneReport: the step's samples and health
@@ -59,7 +59,8 @@ HELLO_MESSAGE = "tuner_hello"
 WELCOME_MESSAGE = "tuner_welcome"
 REFUSED_MESSAGE = "tuner_refused"
 
-SAMPLE_FIELDS = ("intended_s", "completed_s", "latency_ms", "ok")
+# One entry per request; `payload` is the index of the body it sent in the run's payload set.
+SAMPLE_FIELDS = ("intended_s", "completed_s", "latency_ms", "ok", "payload")
 
 
 class WireError(ValueError):
@@ -95,6 +96,8 @@ class StepSettings(TypedDict, total=False):
     abort: dict[str, Any] | None
     arrivals: Literal["poisson", "uniform"]
     max_in_flight: int
+    # Seeds each lane's payload draws (`PayloadPicker`): every lane sends the same sequence.
+    payload_seed: int
 
 
 class StepOrder(TypedDict):
@@ -124,6 +127,10 @@ class LaneReport(TypedDict):
     scheduled: int
     abort_reason: str | None
     aborted_at: float | None
+    # Requests the endpoint rejected as bad (HTTP 4xx other than throttling), by the name
+    # of the payload sent, and one such error's text.
+    rejected: dict[str, int]
+    rejected_example: str | None
 
 
 FieldSpec = tuple[tuple[type, ...], bool]  # accepted types, may be null

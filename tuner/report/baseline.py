@@ -11,6 +11,7 @@ from tuner.config import TuneConfig, ValidateConfig, check_tune_config
 from tuner.errors import InputError
 from tuner.inputs import show
 from tuner.measure.analysis import CapacityEstimate
+from tuner.measure.payloads import PAYLOADS_FILE
 from tuner.report.result import RunResult
 from tuner.report.runfiles import BaselineRecord, checked, read_result
 from tuner.scaling.release_gate import (
@@ -45,10 +46,16 @@ def candidate_tune_config(config: ValidateConfig, baseline: RunResult) -> TuneCo
     sla = baseline.sla
     per_instance = baseline_rps_per_instance(baseline)
     instances = config.instances or 1
+    payloads = config.payloads
+    baseline_set = Path(config.baseline) / "locust" / PAYLOADS_FILE
+    if config.payload is None and payloads is None and baseline_set.is_file():
+        # Like with like: by default the candidate gets exactly the baseline's requests.
+        payloads = str(baseline_set)
     return check_tune_config(TuneConfig(
         endpoint=config.endpoint or baseline.endpoint, variant=config.variant,
         region=config.region, url=config.url,
         instances=config.instances if config.url else None, payload=config.payload,
+        payloads=payloads, payload_sample=config.payload_sample, seed=config.seed,
         content_type=config.content_type, sla_percentile=sla.percentile,
         sla_latency_ms=sla.latency_ms, max_error_rate=sla.max_error_rate,
         confidence=sla.confidence, dry_run=True,
@@ -57,6 +64,19 @@ def candidate_tune_config(config: ValidateConfig, baseline: RunResult) -> TuneCo
         max_test_seconds=config.max_test_seconds, processes=config.processes,
         start_rps=max(1.0, round(per_instance * instances / 4, 1)),
         reports_dir=config.reports_dir))
+
+
+def payloads_problem(baseline: RunResult, candidate_sha256: str) -> str | None:
+    """Why the candidate's requests cannot be compared with the baseline's (None: the same
+    payload set, or a baseline recorded before payload sets)."""
+    recorded = (baseline.payloads or {}).get("set") or {}
+    sha256 = recorded.get("sha256")
+    if sha256 is None or sha256 == candidate_sha256:
+        return None
+    return (f"the candidate would send another payload set (sha256 {candidate_sha256[:12]}) "
+            f"than the baseline measured (sha256 {sha256[:12]}, from {recorded.get('source')}):"
+            " capacities of different requests are not comparable; drop --payload/--payloads "
+            "to send the baseline's own set")
 
 
 def judge_candidate(config: ValidateConfig, baseline: RunResult,

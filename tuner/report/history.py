@@ -42,9 +42,14 @@ class RunEntry:
     target: float | None
     applied: bool
     error: str | None
+    # The payload set's sha256 (None: a run recorded before payload sets, comparable with
+    # any); capacities measured with different sets are not compared.
+    payloads_sha256: str | None = None
     drift: float | None = None  # change of capacity from the previous comparable run
     previous_run: str | None = None
     previous_capacity_rps: float | None = None
+    # The latest earlier run of the series not compared because it sent another payload set.
+    other_payloads_run: str | None = None
 
     @property
     def series(self) -> tuple[str, str, str]:
@@ -67,22 +72,35 @@ def entry_from_result(run_dir: str, result: RunResult) -> RunEntry:
         capacity_rps=result.max_sustainable_rps,
         capacity_ci=None if result.capacity_ci is None else list(result.capacity_ci),
         target=result.target_invocations_per_instance,
-        applied=result.applied, error=result.error)
+        applied=result.applied, error=result.error,
+        payloads_sha256=(result.payloads or {}).get("set", {}).get("sha256"))
+
+
+def same_requests(a: RunEntry, b: RunEntry) -> bool:
+    """Capacities are comparable only when measured with the same payload set."""
+    return a.payloads_sha256 is None or b.payloads_sha256 is None or (
+        a.payloads_sha256 == b.payloads_sha256)
 
 
 def with_drift(entries: list[RunEntry]) -> list[RunEntry]:
-    """Each run's capacity change from the previous run of the same series (pure)."""
-    out, last = [], {}
+    """Each run's capacity change from the previous run of the same series that sent the
+    same payload set (pure); a later run of the series with another set is named instead."""
+    out, measured = [], {}
     for entry in sorted(entries, key=lambda e: (e.time, e.run_dir)):
-        previous = last.get(entry.series)
-        found: dict = {"drift": None, "previous_run": None, "previous_capacity_rps": None}
+        earlier = measured.get(entry.series, [])
+        previous = next((e for e in reversed(earlier) if same_requests(e, entry)), None)
+        other = next((e for e in reversed(earlier) if not same_requests(e, entry)), None)
+        found: dict = {"drift": None, "previous_run": None, "previous_capacity_rps": None,
+                       "other_payloads_run": None}
+        if other is not None and (previous is None or other.time > previous.time):
+            found["other_payloads_run"] = other.run_dir
         if previous is not None and entry.capacity_rps:
-            found = {"drift": (entry.capacity_rps - previous.capacity_rps)
-                     / previous.capacity_rps, "previous_run": previous.run_dir,
-                     "previous_capacity_rps": previous.capacity_rps}
+            found.update({"drift": (entry.capacity_rps - previous.capacity_rps)
+                          / previous.capacity_rps, "previous_run": previous.run_dir,
+                          "previous_capacity_rps": previous.capacity_rps})
         out.append(RunEntry(**{**asdict(entry), **found}))
         if entry.capacity_rps:
-            last[entry.series] = entry
+            measured.setdefault(entry.series, []).append(entry)
     return out
 
 
@@ -113,11 +131,14 @@ def entries_with_run(reports_dir: Path, run_dir: Path,
     others = [e for e in read_entries(reports_dir) if e.run_dir != here]
     entries = with_drift([*others, entry_from_result(here, result)])
     entry = next(e for e in entries if e.run_dir == here)
-    if entry.drift is None:
+    if entry.drift is None and entry.other_payloads_run is None:
         return entries, None
-    return entries, {"change": entry.drift, "flagged": entry.drifted, "limit": DRIFT_LIMIT,
-                     "previous_run": entry.previous_run,
-                     "previous_capacity_rps": entry.previous_capacity_rps}
+    drift = {"change": entry.drift, "flagged": entry.drifted, "limit": DRIFT_LIMIT,
+             "previous_run": entry.previous_run,
+             "previous_capacity_rps": entry.previous_capacity_rps}
+    if entry.other_payloads_run is not None:
+        drift["other_payloads_run"] = entry.other_payloads_run
+    return entries, drift
 
 
 def trend_plot(entries: list[RunEntry]) -> bytes:

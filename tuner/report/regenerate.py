@@ -20,7 +20,7 @@ from tuner.config import TuneConfig, check_tune_config
 from tuner.errors import InputError
 from tuner.measure.analyse import analyse_output
 from tuner.measure.analysis import StepSpec
-from tuner.measure.loadtest import LoadTestOutput
+from tuner.measure.loadtest import LoadTestOutput, read_payload_set
 from tuner.report.publish import publish_run
 from tuner.report.render import SIMULATION_FILE
 from tuner.report.result import RunResult, build_result
@@ -74,7 +74,7 @@ def regenerate_report(run_dir: Path) -> RunResult:
         recommendation=analysis.recommendation, apply=None,
         before=ScalingState(scaling["scalable_target"], scaling["policies"]),
         error=analysis.error, started_at=datetime.fromisoformat(run["started_at"]),
-        queue_model=analysis.queue_model)
+        queue_model=analysis.queue_model, payloads=analysis.payloads)
     if old is not None:  # what happened at apply time is a fact: carried over
         result = result.published(**{key: getattr(old, key) for key in APPLY_FACTS
                                      if key in old_json},
@@ -116,5 +116,7 @@ def read_raw_data(directory: Path) -> LoadTestOutput:
     """locust/loadtest.json and samples.csv, checked, as `read_load_test` would parse them."""
     summary = read_record(directory / "loadtest.json", LoadTestRecord, allow_nan=True)
     specs = [StepSpec(**s) for s in summary["steps"]]
-    samples = read_samples(directory / "samples.csv", {s.index for s in specs})
-    return LoadTestOutput(directory, specs, samples, summary)
+    payload_set = read_payload_set(directory)
+    samples = read_samples(directory / "samples.csv", {s.index for s in specs},
+                           len(payload_set.payloads) if payload_set else 1)
+    return LoadTestOutput(directory, specs, samples, summary, payload_set)

@@ -200,6 +200,59 @@ def queue_model_lines(result: dict) -> list[str]:
     return lines
 
 
+def drift_lines(drift: dict | None) -> list[str]:
+    """The capacity's change from the previous run with the same payload set, and the
+    later run not compared because it sent another set."""
+    if not drift:
+        return []
+    lines = []
+    if drift.get("change") is not None:
+        flag = (f" — **drift: more than {drift['limit']:.0%}**" if drift["flagged"] else "")
+        lines.append(f"- Capacity {100 * drift['change']:+.1f}% from the previous run "
+                     f"{drift['previous_run']} ({_fmt(drift['previous_capacity_rps'])} rps)"
+                     f"{flag}")
+    if drift.get("other_payloads_run"):
+        lines.append(f"- Not compared with {drift['other_payloads_run']}: it sent another "
+                     "payload set, so its capacity is of other requests")
+    return lines
+
+
+def payload_lines(result: dict) -> list[str]:
+    """What the run sent (the payload set) and, at one step, latency by payload or by size,
+    so a reader sees which requests are slow."""
+    payloads = result.get("payloads")
+    if not payloads:
+        return []
+    described = payloads["set"]
+    sizes = described["bytes"]
+    types = ", ".join(f"{t} ({n})" for t, n in described["content_types"].items())
+    sampled = (f", a seeded sample of {described['found']:,}"
+               if described["found"] > described["count"] else "")
+    lines = ["", "## Requests", "",
+             f"- Payload set: {described['count']:,} payload(s){sampled} from "
+             f"`{described['source']}` ({described['kind']}), sha256 "
+             f"`{described['sha256'][:12]}`",
+             f"- Bodies: {sizes['min']:,}-{sizes['max']:,} bytes (median "
+             f"{_fmt(sizes['median'], 0)}, weighted mean {_fmt(sizes['mean_weighted'], 0)}); "
+             f"{types}"
+             + ("; drawn by weight" if described.get("weighted") else "; drawn uniformly")]
+    breakdown = payloads.get("breakdown")
+    if breakdown and breakdown["rows"] and described["count"] > 1:
+        by = "payload" if breakdown["grouping"] == "payload" else "body size"
+        lines += ["", f"Latency by {by} at step {breakdown['step']} ({breakdown['why']}); "
+                  "percentiles of answered requests, errors counted apart:", "",
+                  f"| {by} | payloads in it | bytes | requests | share | errors | p50 ms "
+                  "| p90 ms | p99 ms |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for row in breakdown["rows"]:
+            size = (f"{row['bytes_min']:,}" if row["bytes_min"] == row["bytes_max"]
+                    else f"{row['bytes_min']:,}-{row['bytes_max']:,}")
+            lines.append(f"| {row['label']} | {row['payloads']} | {size} | {row['requests']} | "
+                         f"{row['share']:.1%} | {row['errors']} | {_fmt(row['p50_ms'])} | "
+                         f"{_fmt(row['p90_ms'])} | {_fmt(row['p99_ms'])} |")
+    return lines
+
+
 def capacity_definition(result: dict) -> str:
     """What the capacity figure claims, in one sentence (README's definition)."""
     sla = result["sla"]
@@ -237,12 +290,7 @@ def render_markdown(result: dict, plot_names: dict[str, str] | None = None,
                      f"{_fmt(high) if high else 'not reached'} rps "
                      f"({result['capacity_method']}); search path "
                      f"{' → '.join(f'{r:g}' for r in result['search']['path'])}")
-    drift = result.get("drift")
-    if drift:
-        flag = (f" — **drift: more than {drift['limit']:.0%}**" if drift["flagged"] else "")
-        lines.append(f"- Capacity {100 * drift['change']:+.1f}% from the previous run "
-                     f"{drift['previous_run']} ({_fmt(drift['previous_capacity_rps'])} rps)"
-                     f"{flag}")
+    lines += drift_lines(result.get("drift"))
     generator = result["search"].get("generator") or []
     cpus = [c for g in generator for c in g.get("generator_cpu_percent", []) if c is not None]
     lags = [v for g in generator for v in g.get("send_lag_p90_ms", []) if v is not None]
@@ -262,6 +310,7 @@ def render_markdown(result: dict, plot_names: dict[str, str] | None = None,
     if plot_names:
         lines += ["", "## Plots", ""]
         lines += [f"![{title}]({name})" for title, name in plot_names.items()]
+    lines += payload_lines(result)
     lines += queue_model_lines(result)
     if simulation:
         lines += simulation_lines(simulation)
@@ -393,6 +442,7 @@ HTML = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True).get_temp
 def render_html(result: dict, plots: dict[str, bytes], simulation: dict | None = None) -> str:
     return HTML.render(
         queue_model_md=queue_model_lines(result), definition=capacity_definition(result),
+        payloads_md=payload_lines(result), drift_md=drift_lines(result.get("drift")),
         simulation_md=simulation_lines(simulation) if simulation else [],
         r=result, headline=headline(result).replace("**", ""), fmt=_fmt, iac_links=IAC_LINKS,
         plots={title: base64.b64encode(data).decode() for title, data in plots.items()},

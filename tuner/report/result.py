@@ -73,6 +73,8 @@ class RunResult:
     target_basis_rps: float | None = None
     capacity_method: str | None = None
     queue_model: Json | None = None  # QueueModel.to_dict()
+    # {"set": PayloadSet.describe(), "breakdown": payload_stats.payload_breakdown(...)}
+    payloads: Json | None = None
     max_rps_per_instance: float | None = None
     safety_factor: float = 0.5
     target_invocations_per_instance: float | None = None
@@ -152,7 +154,7 @@ class RunResult:
 
 
 # Written only when the run has them (a tune run has no validation, ...).
-_WRITTEN_WHEN_SET = frozenset({"aws_note", "interrupted", "validation"})
+_WRITTEN_WHEN_SET = frozenset({"aws_note", "interrupted", "validation", "payloads"})
 
 
 def build_result(
@@ -171,6 +173,7 @@ def build_result(
     error: str | None,
     started_at: datetime,
     queue_model: dict | None = None,
+    payloads: dict | None = None,
 ) -> RunResult:
     """The record of a run from its analysis and what the apply did: the one place a
     RunResult is made from a run (its JSON form stays the same as before the record)."""
@@ -198,6 +201,7 @@ def build_result(
         else _finite(recommendation.max_sustainable_rps),
         capacity_method=None if capacity is None else capacity.method,
         queue_model=json_safe(queue_model),
+        payloads=json_safe(payloads),
         max_rps_per_instance=None if recommendation is None
         else _finite(recommendation.max_rps_per_instance),
         safety_factor=config.safety_factor,

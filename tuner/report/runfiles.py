@@ -38,6 +38,7 @@ from tuner.inputs import (
     sagemaker_name_problem,
     show,
 )
+from tuner.measure.analysis import SAMPLE_COLUMNS
 from tuner.scaling.policy import DIMENSION, NAMESPACE, resource_id
 
 MAX_RPS = 10_000_000.0
@@ -46,7 +47,6 @@ MIN_TARGET = 0.01  # targets are written with two decimals
 MAX_LATENCY_MS = 100_000_000.0
 MAX_TARGET = 1_000_000_000.0
 MAX_SAMPLE_SECONDS_OR_MS = 1e8  # a day of load is 86,400 s; an hour's timeout 3.6e6 ms
-SAMPLE_COLUMNS = ("step", "intended_s", "completed_s", "latency_ms", "ok")
 
 
 def _checked(problem: Callable[[Any], str | None]) -> Callable[[Any], Any]:
@@ -281,11 +281,56 @@ class QueueModelRecord(Record):
 
 
 class DriftRecord(Record):
-    change: Annotated[float, Field(ge=-1e6, le=1e6)]
+    change: Annotated[float, Field(ge=-1e6, le=1e6)] | None
     flagged: bool
     limit: Share
-    previous_run: str
+    previous_run: str | None
     previous_capacity_rps: Rate | None
+    other_payloads_run: str | None = None  # the previous run sent another payload set
+
+
+Count = Annotated[int, Field(ge=0, le=10**12)]
+Latency = Annotated[float, Field(ge=0, le=MAX_LATENCY_MS)]
+
+
+class PayloadSetRecord(Record):
+    """`PayloadSet.describe()`."""
+
+    source: str
+    kind: str
+    count: Annotated[int, Field(ge=1, le=10**7)]
+    found: Annotated[int, Field(ge=1, le=10**9)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    content_types: dict[str, Count]
+    bytes: dict[str, Annotated[float, Field(ge=0, le=1e12)] | None]
+    weighted: bool
+
+
+class PayloadRowRecord(Record):
+    label: str
+    payloads: Count
+    bytes_min: Count
+    bytes_max: Count
+    requests: Count
+    share: Share
+    errors: Count
+    p50_ms: Latency | None
+    p90_ms: Latency | None
+    p99_ms: Latency | None
+
+
+class PayloadBreakdownRecord(Record):
+    step: Annotated[int, Field(ge=0, le=1_000_000)]
+    why: str
+    grouping: Literal["payload", "size"]
+    rows: list[PayloadRowRecord]
+
+
+class PayloadsRecord(Record):
+    """What the run sent and latency by payload (`analyse.payloads_of`)."""
+
+    set: PayloadSetRecord
+    breakdown: PayloadBreakdownRecord | None
 
 
 class ValidationRecord(Record):
@@ -313,6 +358,7 @@ class ReportRecord(Record):
     target_basis_rps: PositiveRate | None
     capacity_method: str | None
     queue_model: QueueModelRecord | None = None
+    payloads: PayloadsRecord | None = None
     max_rps_per_instance: PositiveRate | None
     safety_factor: Annotated[float, _in(*TUNE_LIMITS["safety_factor"])]
     target_invocations_per_instance: Annotated[float, Field(gt=0, le=MAX_TARGET)] | None
@@ -511,10 +557,13 @@ def read_record(path: Path, model: type[Record], label: str | None = None,
     return checked(model, read_json_object(path, name, allow_nan=allow_nan), name)
 
 
-def read_samples(path: Path, step_indices: set[int]) -> pd.DataFrame:
-    """locust/samples.csv: one row per request, every figure finite, every step known."""
+def read_samples(path: Path, step_indices: set[int], payload_count: int = 1) -> pd.DataFrame:
+    """locust/samples.csv: one row per request, every figure finite, every step and payload
+    known."""
     label = str(path)
     samples = read_csv_table(path, label, " (the run's raw samples)")
+    if "payload" not in samples.columns:  # written before payload sets: one body, index 0
+        samples["payload"] = 0
     missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
     if missing:
         raise InputError(f"{label} lacks columns {', '.join(missing)}: not a samples file "
@@ -530,11 +579,15 @@ def read_samples(path: Path, step_indices: set[int]) -> pd.DataFrame:
                          "a sample this tool wrote")
     if (values[:, 3] < 0).any() or not np.isin(values[:, 4], (0, 1)).all():
         raise InputError(f"{label}: latencies must be >= 0 and ok must be 0 or 1")
+    if not (np.equal(np.floor(values[:, 5]), values[:, 5]).all() and (values[:, 5] >= 0).all()
+            and (values[:, 5] < payload_count).all()):
+        raise InputError(f"{label}: a sample names a payload the run's payload set does not have")
     steps = values[:, 0]
     if not (np.equal(np.floor(steps), steps).all() and set(steps.astype(int)) <= step_indices):
         raise InputError(f"{label}: a sample names a step that loadtest.json does not have")
     numbers["step"] = numbers["step"].astype(int)
     numbers["ok"] = numbers["ok"].astype(bool)
+    numbers["payload"] = numbers["payload"].astype(int)
     return numbers
 
 
