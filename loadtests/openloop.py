@@ -272,9 +272,12 @@ class OpenLoopLane:
         pool.join(timeout=1.0 if abort_reason else timeout + 2)
         abandoned = len(pool)  # still waiting: killed now, yet still queued at the endpoint
         pool.kill()
+        rejected, rejected_example = recorder.pop_rejected(step["index"])
+        names = [p.name for p in self.payloads.payloads]
         self.environment.runner.send_message(DONE_MESSAGE, lane_report(
             step["index"], recorder.pop(step["index"]), timeout, abandoned, cpu_percent,
-            lags, unsent, abort_reason, aborted_at))
+            lags, unsent, abort_reason, aborted_at,
+            {names[index]: count for index, count in rejected.items()}, rejected_example))
 
     def send(self, tag: tuple[int, float, float, int], lags: list[float],
              outstanding: dict[float, bool]) -> None:

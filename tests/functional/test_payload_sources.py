@@ -342,3 +342,36 @@ def test_a_uri_without_a_bucket_is_refused():
         load("s3:///dc/")
     assert one_line(excinfo) == ("--payloads s3:///dc/ names no bucket: give s3://BUCKET/PREFIX "
                                  "of the endpoint's Data Capture")
+
+
+@pytest.mark.parametrize("kind", ["directory", "tarball", "jsonl", "data-capture"])
+def test_every_source_kind_reaches_the_run_directory_as_the_set_it_is(tmp_path, kind):
+    """What `tuner tune --payloads` does before Locust starts: load, check, write the run's
+    payloads.jsonl; the Locust processes read back exactly the set (same hash), and a later
+    run can send that file again."""
+    from tuner.measure.loadtest import payload_set_for, read_payload_set, write_payload_set
+
+    bodies = {"a.json": b'{"instances": [[1]]}', "b.json": b'{"instances": [[1], [2]]}'}
+    root = write_tree(tmp_path / "set", bodies)
+    if kind == "tarball":
+        source = tmp_path / "set.tar.gz"
+        with tarfile.open(source, "w:gz") as archive:
+            for name, body in bodies.items():
+                add_member(archive, name, body)
+    elif kind == "jsonl":
+        source = tmp_path / "set.jsonl"
+        source.write_text("".join(json.dumps({"body": b.decode(), "weight": 2 if n == "b.json"
+                                              else 1}) + "\n" for n, b in bodies.items()))
+    elif kind == "data-capture":
+        source = tmp_path / "capture.jsonl"
+        source.write_bytes(b"".join(capture_line(b.decode(), "JSON", "application/json")
+                                    for b in bodies.values()))
+    else:
+        source = root
+    loaded = payload_set_for(None, str(source), None, 0, "application/json" if kind == "jsonl"
+                             else None)
+    assert loaded.kind == kind and len(loaded.payloads) == 2
+    written = write_payload_set(loaded, tmp_path / "run" / "locust")
+    assert read_payload_set(written.parent).sha256() == loaded.sha256()
+    again = payload_set_for(None, str(written), None, 0, None)
+    assert again.sha256() == loaded.sha256()

@@ -82,6 +82,17 @@ def test_every_command_reads_an_old_run_directory(old_reports):
     config = candidate_tune_config(ValidateConfig(baseline=run_dir, url="http://127.0.0.1:9"),
                                    baseline)
     assert (config.sla_percentile, config.sla_latency_ms) == (90.0, 100.0)
+    assert config.payloads is None  # recorded before payload sets: the default body
+    # A baseline that recorded its payload set: the candidate sends that very set.
+    from tuner.measure.loadtest import write_payload_set
+    from tuner.measure.payloads import single_payload_set
+
+    saved = write_payload_set(single_payload_set(b"{}", "application/json", "b.json"),
+                              run_dir / "locust")
+    config = candidate_tune_config(ValidateConfig(baseline=run_dir, url="http://127.0.0.1:9"),
+                                   baseline)
+    assert config.payloads == str(saved)
+    saved.unlink()
     # the history index
     (entry,) = scan(old_reports)
     assert (entry.run_dir, entry.capacity_rps, entry.target) == (str(RUN), 185.099, 5402.37)

@@ -181,6 +181,32 @@ def test_a_failed_step_on_a_saturated_generator_ends_the_run(tmp_path):
     assert controller.tick({LOCAL_LANE}).users is None  # stopped stays stopped
 
 
+def test_a_first_step_the_endpoint_mostly_rejected_ends_the_run_naming_the_payloads(tmp_path):
+    clock = FakeClock()
+    controller = make_controller(tmp_path, clock)
+    step = start(controller)
+    lane = report(step, 1.0, ok=False)
+    sent = len(lane["samples"]["ok"])
+    lane.update(rejected={"bad.json": sent - 1}, rejected_example="HTTP 400: invalid JSON")
+    controller.on_report(LOCAL_LANE, lane)
+    assert controller.tick({LOCAL_LANE}).users is None
+    assert controller.stop_reason.startswith(f"the endpoint rejected {sent - 1} of the first "
+                                             f"step's {sent} requests as bad")
+    assert "bad.json" in controller.stop_reason
+    assert written(tmp_path)["rejected"] == controller.stop_reason
+
+
+def test_a_first_step_with_a_few_rejections_carries_on(tmp_path):
+    clock = FakeClock()
+    controller = make_controller(tmp_path, clock)
+    step = start(controller)
+    lane = report(step)
+    lane.update(rejected={"bad.json": 1}, rejected_example="HTTP 400")
+    controller.on_report(LOCAL_LANE, lane)
+    controller.tick({LOCAL_LANE})
+    assert controller.stop_reason is None and written(tmp_path)["rejected"] is None
+
+
 def test_a_generator_that_could_not_send_its_arrivals_is_saturated_too(tmp_path):
     clock = FakeClock()
     controller = make_controller(tmp_path, clock)

@@ -14,6 +14,8 @@ With `--per-row`, a request's service time is its draw from the law times its ro
 other plain-text) body, else 1. A test sending a mix of payloads then measures less than
 the one-row payload's capacity; its truth is the law scaled by the mix's row counts
 (`ServiceLaw.parse("constant:10@rows=1:0.8,8:0.2")`). `/ping` reports the one-row figures.
+A body sent as `application/json` that does not parse is answered 400 at once, as a real
+container's input handler answers it.
 
 Slots are booked on a virtual clock (each request takes the earliest free slot, FIFO, and
 finishes its service time after it frees), so event-loop jitter delays single responses but
@@ -158,7 +160,13 @@ def make_app(slots: int, service_ms: float = 20.0, error_rate: float = 0.0,
                 body += message.get("body", b"")
                 more = message.get("more_body", False)
             counter["requests"] += 1
-            rows = rows_in_body(body, _header(scope, b"content-type")) if per_row else 1
+            content_type = _header(scope, b"content-type")
+            if not _readable(body, content_type):
+                # As a real container's input handler does: a body it cannot parse is the
+                # client's error, answered at once without taking a slot.
+                await send_json(send, 400, {"error": "the body is not valid JSON"})
+                return
+            rows = rows_in_body(body, content_type) if per_row else 1
             start, finish = scheduler.book_slot(time.monotonic(), scale=rows)
             await asyncio.sleep(max(0.0, finish - time.monotonic()))
             if error_rate and (counter["requests"] % max(1, round(1 / error_rate))) == 0:
@@ -172,6 +180,17 @@ def make_app(slots: int, service_ms: float = 20.0, error_rate: float = 0.0,
         await send_json(send, 404, {"error": f"no route {method} {path}"})
 
     return app
+
+
+def _readable(body: bytes, content_type: str) -> bool:
+    """A JSON body must parse; other content types are taken as they come."""
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+        return True
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _header(scope: dict, name: bytes) -> str:

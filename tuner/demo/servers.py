@@ -85,11 +85,11 @@ class ModelServer:
 @contextlib.contextmanager
 def model_server(slots: int = 4, service_ms: float = 20.0, error_rate: float = 0.0,
                  tls: tuple[str, str] | None = None, law: str | None = None,
-                 seed: int = 0) -> Iterator[ModelServer]:
+                 seed: int = 0, per_row: bool = False) -> Iterator[ModelServer]:
     """The bundled model server: `slots` slots, each request served for a time drawn from
-    the service-time `law` (`constant:<service_ms>` when None) with random seed `seed`;
-    with `tls` (certificate and key files), over HTTPS. A bad law raises ValueError before
-    anything starts."""
+    the service-time `law` (`constant:<service_ms>` when None) with random seed `seed`
+    (times the request's rows with `per_row`); with `tls` (certificate and key files), over
+    HTTPS. A bad law raises ValueError before anything starts."""
     parsed = ServiceLaw.parse(law) if law is not None else ServiceLaw("constant", service_ms)
     port = free_port()
     command = [sys.executable, "-m", "tuner.demo.model_server", "--port", str(port),
@@ -99,6 +99,8 @@ def model_server(slots: int = 4, service_ms: float = 20.0, error_rate: float = 0
         "--service-ms", repr(float(service_ms))]
     if tls:
         command += ["--certfile", tls[0], "--keyfile", tls[1]]
+    if per_row:
+        command.append("--per-row")
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     with _process(command, url + "/ping"):
         yield ModelServer(url, slots, parsed.average_ms, str(parsed))

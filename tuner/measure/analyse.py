@@ -49,7 +49,8 @@ def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_t
     steps = summarize_samples(specs, output.samples, sla)
     model = queue_model_of(config, output, specs)
     invalid_reason = (invalid_reason or lost_lane_problem(specs)
-                      or refused_problem(output, steps) or generator_problem(output, steps))
+                      or refused_problem(output, steps) or output.summary.get("rejected")
+                      or generator_problem(output, steps))
     if invalid_reason:
         return Analysis(steps, None, None, invalid_reason, model,
                         payloads_of(output, steps, None))

@@ -343,6 +343,7 @@ class SearchController:
         self.started_at = 0.0
         self.load_seconds = 0.0
         self.stop_reason: str | None = None
+        self.rejection: str | None = None  # the endpoint rejected the requests as bad
         self.started_wall = wall_clock()
         self.resume_at = 0.0
 
@@ -504,7 +505,8 @@ class SearchController:
         if limited and not result.passed:
             self.stop_reason = f"load generator saturated at {spec.offered_rps:g} rps ({limited})"
             log.warning("stopping: %s", self.stop_reason)
-        rejection = rejection_problem(spec.index, received, result.requests)
+        # Every request the step sent (its warm-up included), as the rejections are counted.
+        rejection = rejection_problem(spec.index, received, len(columns["ok"]))
         if rejection is not None:
             self.rejection = self.stop_reason = rejection
             log.warning("stopping: %s", rejection)
@@ -618,6 +620,7 @@ class SearchController:
             "results": [r.to_dict() for r in self.results],
             "step_meta": self.step_meta,
             "refused_workers": list(self.refused.values()),
+            "rejected": self.rejection,
         }
 
     def write_summary(self, complete: bool) -> None:

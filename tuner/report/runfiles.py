@@ -493,6 +493,7 @@ class LoadTestRecord(Record):
     steps: list[SpecRecord]
     plan: PlanRecord
     stop_reason: str | None = None
+    rejected: str | None = None  # the endpoint rejected the first step's requests as bad
     step_meta: list[StepMetaRecord] = []
     finished_at: Annotated[float, Field(ge=0, le=1e11)] | None = None
 
