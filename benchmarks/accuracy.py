@@ -13,11 +13,18 @@ target) is at or below the truth, and the load and wall seconds.
 
 Goals: the point within -10%..+3% of the Poisson truth, the CI's low end <= the truth, at
 most 150 s of load for p50/p90 SLAs and 240 s for p99.
+
+Two cases measure with a payload set (`--payloads`) against the server serving per row
+(`--per-row`): `mix-1x8` sends 80% one-row and 20% eight-row requests, `mix-smallest` only
+the one-row request to the same server. Their truths are the law scaled by the rows sent
+(`constant:10@rows=1:0.8,8:0.2`); side by side they show what measuring with one small body
+would have claimed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -50,6 +57,28 @@ class Case:
     sla_ms: float
     budget_s: float  # max_test_seconds given to the search
     why: str
+    # A payload set as (rows per request, weight): the server serves `law` per row and the
+    # search sends these bodies (`--payloads`); empty: the default body, served by `law`.
+    rows_mix: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def truth_law(self) -> str:
+        """The service-time law a request sees: `law`, scaled by the rows of the mix."""
+        if not self.rows_mix:
+            return self.law
+        total = sum(weight for _, weight in self.rows_mix)
+        return self.law + "@rows=" + ",".join(f"{rows}:{weight / total:g}"
+                                              for rows, weight in self.rows_mix)
+
+    def write_payloads(self, directory: Path) -> Path | None:
+        """The case's payload set as `--payloads` JSON Lines (None: no set)."""
+        if not self.rows_mix:
+            return None
+        path = directory / f"{self.name}-payloads.jsonl"
+        path.write_text("".join(
+            json.dumps({"body": json.dumps({"instances": [[0.1, 0.2, 0.3, 0.4]] * rows}),
+                        "weight": weight}) + "\n" for rows, weight in self.rows_mix))
+        return path
 
     @property
     def sla(self) -> str:
@@ -62,9 +91,9 @@ class Case:
 
 
 def _case(name: str, law: str, slots: int, percentile: float, sla_ms: float,
-          why: str) -> Case:
+          why: str, rows_mix: tuple[tuple[int, float], ...] = ()) -> Case:
     budget = P99_BUDGET_S if percentile >= 99 else OTHER_BUDGET_S
-    return Case(name, law, slots, percentile, sla_ms, budget, why)
+    return Case(name, law, slots, percentile, sla_ms, budget, why, rows_mix)
 
 
 ZOO = [
@@ -87,6 +116,11 @@ ZOO = [
     _case("longtail-p99", "lognormal:30:1.0", 8, 99, 250, "p99 over a long tail"),
     _case("lowrate-p99", "lognormal:50:0.6", 2, 99, 300,
           "p99 at under 30 rps: few samples per step for the verdict"),
+    _case("mix-1x8", "constant:10", 2, 90, 200,
+          "payload set: 80% one-row, 20% eight-row requests, served per row",
+          rows_mix=((1, 4.0), (8, 1.0))),
+    _case("mix-smallest", "constant:10", 2, 90, 200,
+          "the same server sent only mix-1x8's one-row request", rows_mix=((1, 1.0),)),
 ]
 
 
@@ -101,7 +135,7 @@ class Measured:
 
 def measure_case(url: str, case: Case, start_rps: float, workdir: Path, *,
                  search: str = "adaptive", budget_s: float | None = None,
-                 arrivals: str | None = None) -> Measured:
+                 arrivals: str | None = None, payloads: Path | None = None) -> Measured:
     """Run the tool's search against `url` for one case and read its capacity estimate.
 
     The one place that knows the search and analysis API: adapt it here if they change.
@@ -109,7 +143,8 @@ def measure_case(url: str, case: Case, start_rps: float, workdir: Path, *,
     flags = {"endpoint": "bench", "url": url, "sla_latency_ms": case.sla_ms,
              "sla_percentile": case.percentile, "start_rps": start_rps,
              "max_test_seconds": budget_s or case.budget_s, "search": search,
-             "arrivals": arrivals}  # None: the tool's default
+             "arrivals": arrivals,  # None: the tool's default
+             "payloads": None if payloads is None else str(payloads)}
     if search == "linear":
         flags["linear_step_rps"] = start_rps
     config = build_config({}, flags)
@@ -127,7 +162,7 @@ def measure_case(url: str, case: Case, start_rps: float, workdir: Path, *,
 
 
 def case_truth(case: Case) -> Truth:
-    return truths(case.law, case.slots, case.percentile, case.sla_ms,
+    return truths(case.truth_law, case.slots, case.percentile, case.sla_ms,
                   requests=case.truth_requests)
 
 
@@ -234,13 +269,15 @@ def main() -> None:
         runs = [("adaptive", case.budget_s)]
         if args.stairs:
             runs.append(("linear", args.baseline_budget))
-        with (model_server(case.slots, law=case.law, seed=args.seed) as server,
+        with (model_server(case.slots, law=case.law, seed=args.seed,
+                           per_row=bool(case.rows_mix)) as server,
               tempfile.TemporaryDirectory() as tmp):
+            payloads = case.write_payloads(Path(tmp))
             for search, budget in runs:
                 began = time.monotonic()
                 measured = measure_case(server.url, case, start, Path(tmp) / search,
                                         search=search, budget_s=budget,
-                                        arrivals=args.arrivals)
+                                        arrivals=args.arrivals, payloads=payloads)
                 wall = time.monotonic() - began
                 label = case.name if search == "adaptive" else "  (stairs)"
                 print(row(case, truth, measured, wall, label), flush=True)

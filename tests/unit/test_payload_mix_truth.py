@@ -86,3 +86,18 @@ def test_a_mix_has_less_capacity_than_its_smallest_payload():
     # Below even an endpoint serving the mean payload (2.4 rows) every time: the mix's
     # spread of service times queues requests sooner.
     assert mix < capacity("constant:24")
+
+
+def test_the_demos_truth_is_the_mix_its_payload_file_sends():
+    """`tuner demo` compares what it measures with DEMO_LAW: that law must be the rows and
+    weights of the payload set the demo sends, as the per-row server counts them."""
+    from tuner.demo.run import DEMO_LAW, DEMO_PAYLOADS
+    from tuner.measure.payload_sources import load_payload_set
+    from tuner.measure.queueing import ServiceLaw, rows_in_body
+
+    sent = load_payload_set(str(DEMO_PAYLOADS), "application/json", None, 0).payloads
+    total = sum(p.weight for p in sent)
+    mix = sorted((float(rows_in_body(p.body, p.content_type)), p.weight / total) for p in sent)
+    law = ServiceLaw.parse(DEMO_LAW)
+    assert [(rows, round(weight, 9)) for rows, weight in sorted(law.scales)] == [
+        (rows, round(weight, 9)) for rows, weight in mix]
