@@ -77,7 +77,8 @@ class Case:
         path = directory / f"{self.name}-payloads.jsonl"
         path.write_text("".join(
             json.dumps({"body": json.dumps({"instances": [[0.1, 0.2, 0.3, 0.4]] * rows}),
-                        "weight": weight}) + "\n" for rows, weight in self.rows_mix))
+                        "content_type": "application/json", "weight": weight}) + "\n"
+            for rows, weight in self.rows_mix))
         return path
 
     @property

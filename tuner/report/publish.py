@@ -91,13 +91,13 @@ def report_interrupted(run_dir: Path, config: TuneConfig, before: Preflight,
     try:
         output = read_load_test(Path(run_dir) / "locust")
         analysis = analyse_output(config, output, before.instances_under_test, error)
-        steps, load_s, stop_reason = analysis.steps, output.load_seconds, error
+        steps, load_s, payloads = analysis.steps, output.load_seconds, analysis.payloads
     except (TunerError, OSError, ValueError, KeyError):
-        steps, load_s, stop_reason = [], 0.0, error  # stopped before any step was written
+        steps, load_s, payloads = [], 0.0, None  # stopped before any step was written
     result = build_result(
         config=config, region=before.region, instances_under_test=before.instances_under_test,
-        steps=steps, load_seconds=load_s, search_stop_reason=stop_reason, capacity=None,
+        steps=steps, load_seconds=load_s, search_stop_reason=error, capacity=None,
         recommendation=None, apply=outcome, before=before.scaling_before, error=error,
-        started_at=started)
+        started_at=started, payloads=payloads)
     publish_run(Path(run_dir), result.published(run_dir=str(run_dir), interrupted=signal_name),
                 Path(run_dir).parent.parent)
