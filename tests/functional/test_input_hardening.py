@@ -517,6 +517,40 @@ def test_tune_refuses_a_payload_above_6_mb(cli, tmp_path):
     assert not (tmp_path / "reports").exists()
 
 
+def bad_payload_sets(root: Path) -> dict[str, tuple[Path, str]]:
+    """One of each refused --payloads source: (path, what the one line must say)."""
+    root.mkdir()
+    (root / "empty").mkdir()
+    (root / "broken.tar.gz").write_bytes(b"not gzip")
+    (root / "records.jsonl").write_text('{"body": "{}", "content_type": "application/json"}\n'
+                                        "{not json\n")
+    (root / "untyped").mkdir()
+    (root / "untyped" / "a.bin").write_bytes(b"x")
+    with (root / "huge.jsonl").open("w") as file:
+        file.write(json.dumps({"body": "x" * (MAX_PAYLOAD_BYTES + 1),
+                               "content_type": "text/plain"}) + "\n")
+    return {"empty": (root / "empty", "holds no payload"),
+            "unreadable archive": (root / "broken.tar.gz", "not a readable .tar.gz"),
+            "invalid record": (root / "records.jsonl", "line 2 is not valid JSON"),
+            "content type unknown": (root / "untyped", "--content-type"),
+            "body over 6 MB": (root / "huge.jsonl", "6 MB"),
+            "missing": (root / "nope", "no such file")}
+
+
+@pytest.mark.parametrize("case", ["empty", "unreadable archive", "invalid record",
+                                  "content type unknown", "body over 6 MB", "missing"])
+def test_every_command_refuses_a_bad_payload_set_in_one_line_before_anything(
+        cli, tmp_path, case):
+    source, says = bad_payload_sets(tmp_path / "sets")[case]
+    reports = tmp_path / "reports"
+    for line in (["tune", "--endpoint", "ep", "--sla-latency-ms", "100", "--url",
+                  "http://127.0.0.1:9", "--reports-dir", reports],
+                 ["worker", "--master-host", "127.0.0.1", "--url", "http://127.0.0.1:9"]):
+        done = cli([*line, "--payloads", source])
+        assert refused(done) and says in done.stderr, (line[0], done.output)
+    assert not reports.exists()
+
+
 @pytest.mark.parametrize("args", [
     ["--max-regression", "nan"], ["--expected-peak-rps", "inf"],
     ["--max-test-seconds", "inf"], ["--endpoint", "../x", "--url", None]])
