@@ -59,8 +59,11 @@ def locust_rps_per_core(url: str, runtime_client: str | None, rate: float, secon
                         workdir: Path, payloads: Path | None = None
                         ) -> tuple[float, float, float]:
     """(answered rps, generator CPU %, rps per core) for one saturating step."""
-    flags = {"endpoint": ENDPOINT, "sla_latency_ms": 60_000, "start_rps": rate,
-             "max_rps": rate, "max_test_seconds": seconds + 2, "min_step_seconds": seconds,
+    # One step: a 1 s SLA keeps the search's warm-up (two SLA latencies) at 2 s; nothing
+    # aborts it (abort limits far away) and the budget leaves room for no second step.
+    flags = {"endpoint": ENDPOINT, "sla_latency_ms": 1000, "start_rps": rate,
+             "max_rps": rate, "max_test_seconds": max(10.0, seconds + 3),
+             "min_step_seconds": seconds,
              "max_step_seconds": seconds, "abort_error_rate": 1.0,
              "abort_latency_factor": 1000, "max_error_rate": 0.99, "region": "us-east-1",
              "max_in_flight": IN_FLIGHT,
