@@ -107,3 +107,30 @@ def test_credentials_are_read_again_each_second_and_new_keys_sign(monkeypatch):
     assert same_second is first and session.refreshes == 2
     assert "Credential=AKID1/" in first["Authorization"]
     assert "Credential=AKID2/" in next_second["Authorization"]
+
+
+def test_every_payloads_derived_signature_is_botocores_own(monkeypatch):
+    """Payloads after the first are signed from the second's template: each must carry
+    exactly the signature botocore computes for its own body and content type."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
+    requests = [(b'{"x": 1}', "application/json"), (b"", "application/json"),
+                (b"1,2\n3,4\n", "text/csv;  charset=utf-8"), (b"\x89PNG\r\n", "image/png"),
+                (b'{"x": 1}', "application/jsonlines")]
+    s = InvokeSigner("my-endpoint", "AllTraffic", "eu-west-1", requests,
+                     session=botocore.session.Session())
+    monkeypatch.setattr("tuner.measure.sigv4.time.time", lambda: 1_700_000_000.5)
+    signed = [s.sign(i) for i in range(len(requests))]
+    assert len({h["Authorization"] for h in signed}) == len(requests)
+    verifier = SigV4Auth(Credentials(KEY, SECRET, TOKEN), "sagemaker", "eu-west-1")
+    for (body, content_type), headers in zip(requests, signed, strict=True):
+        assert headers["Content-Type"] == content_type
+        unsigned = {k: v for k, v in headers.items() if k != "Authorization"}
+        request = AWSRequest(method="POST", url=s.url, data=body, headers=unsigned)
+        request.context["timestamp"] = headers["X-Amz-Date"]
+        expected = verifier.signature(
+            verifier.string_to_sign(request, verifier.canonical_request(request)), request)
+        assert headers["Authorization"].endswith(f"Signature={expected}"), content_type

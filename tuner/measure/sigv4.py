@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -28,11 +29,30 @@ SIGNING_NAME = "sagemaker"
 
 class _KnownPayloadSigV4(SigV4Auth):
     """botocore's SigV4 with the body's SHA-256 taken from the request's context (computed
-    once per payload) instead of hashed again for every signature."""
+    once per payload) instead of hashed again for every signature, keeping the canonical
+    request it signed (the template of this second's other payloads)."""
+
+    canonical: str = ""
 
     def payload(self, request: AWSRequest) -> str:
         known = request.context.get("payload_sha256")
         return known if known is not None else super().payload(request)
+
+    def canonical_request(self, request: AWSRequest) -> str:
+        self.canonical = super().canonical_request(request)
+        return self.canonical
+
+
+@dataclass(frozen=True)
+class _Template:
+    """One second's full botocore signature of payload 0, from which the others derive."""
+
+    auth: _KnownPayloadSigV4
+    request: AWSRequest  # its context holds the second's timestamp
+    lines: tuple[str, ...]  # the canonical request, line by line
+    content_type_line: int  # which line is `content-type:...`
+    headers: dict[str, str]
+    authorization_prefix: str  # "AWS4-HMAC-SHA256 Credential=..., Signature="
 
 
 class InvokeSigner:
@@ -62,6 +82,7 @@ class InvokeSigner:
         self._second = -1
         self._frozen: Any = None
         self._signed: dict[int, dict[str, str]] = {}
+        self._template: _Template | None = None
 
     @property
     def base_url(self) -> str:
@@ -78,11 +99,41 @@ class InvokeSigner:
             self._frozen = self.credentials.get_frozen_credentials()
             self._second = second
             self._signed = {}
+            self._template = None
         signed = self._signed.get(index)
         if signed is None:
-            request = AWSRequest(method="POST", url=self.url, data=self.bodies[index],
-                                 headers=dict(self.headers[index]))
-            request.context["payload_sha256"] = self.body_sha256[index]
-            _KnownPayloadSigV4(self._frozen, SIGNING_NAME, self.region).add_auth(request)
-            signed = self._signed[index] = dict(request.headers.items())
+            signed = self._signed[index] = self._derive(index)
         return signed
+
+    def _full_signature(self) -> _Template:
+        """Payload 0 signed by botocore, start to end, kept as this second's template."""
+        auth = _KnownPayloadSigV4(self._frozen, SIGNING_NAME, self.region)
+        request = AWSRequest(method="POST", url=self.url, data=self.bodies[0],
+                             headers=dict(self.headers[0]))
+        request.context["payload_sha256"] = self.body_sha256[0]
+        auth.add_auth(request)
+        lines = tuple(auth.canonical.split("\n"))
+        headers = dict(request.headers.items())
+        authorization = headers["Authorization"]
+        return _Template(auth, request, lines,
+                         next(i for i, line in enumerate(lines)
+                              if line.startswith("content-type:")),
+                         headers, authorization[:authorization.rindex("Signature=") + 10])
+
+    def _derive(self, index: int) -> dict[str, str]:
+        """Payload `index`'s headers: the template's canonical request with this payload's
+        content type (normalised as botocore does) and body hash, signed with the same
+        timestamp and scope."""
+        if self._template is None:
+            self._template = self._full_signature()
+        template = self._template
+        if index == 0:
+            return template.headers
+        lines = list(template.lines)
+        content_type = self.headers[index]["Content-Type"]
+        lines[template.content_type_line] = "content-type:" + " ".join(content_type.split())
+        lines[-1] = self.body_sha256[index]
+        string_to_sign = template.auth.string_to_sign(template.request, "\n".join(lines))
+        signature = template.auth.signature(string_to_sign, template.request)
+        return {**template.headers, "Content-Type": content_type,
+                "Authorization": template.authorization_prefix + signature}
