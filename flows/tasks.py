@@ -19,7 +19,12 @@ from tuner.config import TuneConfig, ValidateConfig
 from tuner.interrupts import deferred
 from tuner.measure.analyse import Analysis, analyse_output
 from tuner.measure.analysis import Recommendation
-from tuner.measure.loadtest import LoadTestOutput, hard_time_limit, run_load_test
+from tuner.measure.loadtest import (
+    LoadTestOutput,
+    hard_time_limit,
+    read_payload_set,
+    run_load_test,
+)
 from tuner.measure.progress import live_progress
 from tuner.report.publish import publish_run, write_run_record
 from tuner.report.render import render_markdown, steps_frame
@@ -70,7 +75,9 @@ def load_test(config: TuneConfig, run_dir: Path, before: Preflight) -> LoadTestO
                 logger.info(line)
                 show(line)
 
-            output = run_load_test(config, run_dir / "locust", before.region, progress)
+            # The set the flow read before anything was touched (`write_payload_set`).
+            output = run_load_test(config, run_dir / "locust", before.region, progress,
+                                   read_payload_set(run_dir / "locust"))
     logger.info("load test done: %d steps, %.1f s of load (%s)", len(output.specs),
                 output.load_seconds, output.summary.get("stop_reason"))
     return output

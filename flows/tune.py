@@ -23,6 +23,7 @@ from flows.tasks import (
 from tuner import interrupts
 from tuner.config import TuneConfig, check_tune_config
 from tuner.errors import InputError, RunError
+from tuner.measure.loadtest import config_payload_set, write_payload_set
 from tuner.report.publish import create_run_dir, report_interrupted
 from tuner.report.result import RunResult, build_result
 
@@ -39,10 +40,13 @@ def tune_endpoint(config: TuneConfig) -> RunResult:
     with interrupts.handled():
         started = datetime.now(UTC)
         check_tune_config(config)  # again: a deployment's parameters come from the UI, not the CLI
+        # Read once, before anything is touched: a bad set is refused with nothing written.
+        payload_set = config_payload_set(config)
         before = preflight(config)
         run_dir = create_run_dir(config.reports_dir, config.endpoint)
         interrupts.note_run_dir(run_dir)
         record_run(run_dir, config, before, started)
+        write_payload_set(payload_set, run_dir / "locust")
         outcome = None
         try:
             output = load_test(config, run_dir, before)

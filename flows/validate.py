@@ -23,7 +23,7 @@ from flows.tasks import (
 from tuner import interrupts
 from tuner.config import ValidateConfig, check_validate_config
 from tuner.errors import InputError, RunError
-from tuner.measure.loadtest import config_payload_set
+from tuner.measure.loadtest import config_payload_set, write_payload_set
 from tuner.report.baseline import (
     candidate_tune_config,
     judge_candidate,
@@ -41,7 +41,9 @@ def validate_capacity(config: ValidateConfig) -> RunResult:
     check_validate_config(config)  # again: a deployment's parameters come from the UI
     baseline = read_baseline(config.baseline)
     tune_config = candidate_tune_config(config, baseline)
-    problem = payloads_problem(baseline, config_payload_set(tune_config).sha256())
+    # Read once, before anything is touched: a bad or different set is refused first.
+    payload_set = config_payload_set(tune_config)
+    problem = payloads_problem(baseline, payload_set.sha256())
     if problem:
         raise InputError(problem)
     with interrupts.handled():  # SIGINT/SIGTERM: scaling restored, report marked interrupted
@@ -49,6 +51,7 @@ def validate_capacity(config: ValidateConfig) -> RunResult:
         run_dir = create_run_dir(config.reports_dir, tune_config.endpoint, suffix="-validate")
         interrupts.note_run_dir(run_dir)
         record_run(run_dir, tune_config, before, started)
+        write_payload_set(payload_set, run_dir / "locust")
         try:
             output = load_test(tune_config, run_dir, before)
             invalid = instance_change(tune_config, before)

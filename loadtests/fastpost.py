@@ -26,11 +26,14 @@ from tuner.errors import RunError
 
 
 class HTTPStatusError(Exception):
-    """A response outside 2xx, reported to Locust as the request's failure."""
+    """A response outside 2xx, reported to Locust as the request's failure; with AWS's
+    error type (`x-amzn-ErrorType`, e.g. ThrottlingException) when the response names one,
+    so throttling is never mistaken for a bad request."""
 
-    def __init__(self, status: int, body: bytes) -> None:
-        detail = body[:200].decode("utf-8", errors="replace").strip()
-        super().__init__(f"HTTP {status}" + (f": {detail}" if detail else ""))
+    def __init__(self, status: int, body: bytes, error_type: str | None = None) -> None:
+        detail = " ".join(body[:200].decode("utf-8", errors="replace").split())
+        kind = f" {error_type.split(':', 1)[0]}" if error_type else ""
+        super().__init__(f"HTTP {status}{kind}" + (f": {detail}" if detail else ""))
         self.status = status
 
 
@@ -61,7 +64,10 @@ class FastPost:
                 content = response.read()
                 length = len(content)
                 if not 200 <= response.status_code < 300:
-                    exception = HTTPStatusError(response.status_code, content)
+                    error_type = response.get("x-amzn-errortype")
+                    if isinstance(error_type, list):
+                        error_type = error_type[0]
+                    exception = HTTPStatusError(response.status_code, content, error_type)
         except FAILURE_EXCEPTIONS as error:
             exception = error
         self.fire(request_type="POST", name=self.name, context=context, response=None,

@@ -77,6 +77,8 @@ class ClientError(Exception):
 @pytest.mark.parametrize(("exception", "status"), [
     (None, None), (HTTPError(400), 400), (HTTPError(415), 415), (HTTPError(500), None),
     (HTTPError(429), None), (ClientError(424, "ModelError"), 424),
+    # The signed path's error, as loadtests/fastpost.py words it with x-amzn-ErrorType.
+    (HTTPError(400, "HTTP 400 ThrottlingException: Rate exceeded"), None),
     (ClientError(400, "An error occurred (ThrottlingException)"), None),
     (RuntimeError("timeout"), None)])
 def test_only_a_bad_request_counts_as_rejected_never_throttling_or_overload(exception, status):
@@ -85,11 +87,12 @@ def test_only_a_bad_request_counts_as_rejected_never_throttling_or_overload(exce
 
 def test_the_recorder_counts_rejections_by_payload():
     recorder = Recorder(clock=lambda: 1.0)
-    recorder.on_request(context={"tuner": (0, 0.0, 0.1, 1)}, exception=HTTPError(400, "bad"))
+    recorder.on_request(context={"tuner": (0, 0.0, 0.1, 1)},
+                        exception=HTTPError(400, "bad\n  body\r\n"))
     recorder.on_request(context={"tuner": (0, 0.0, 0.2, 1)}, exception=HTTPError(400))
     recorder.on_request(context={"tuner": (0, 0.0, 0.3, 0)}, exception=HTTPError(503))
     recorder.on_request(context={"tuner": (0, 0.0, 0.4, 0)})
-    assert recorder.pop_rejected(0) == ({1: 2}, "bad")
+    assert recorder.pop_rejected(0) == ({1: 2}, "bad body")  # one line, whatever the body
     assert recorder.pop_rejected(0) == ({}, None)
 
 
@@ -189,3 +192,21 @@ def test_samples_name_payloads_the_set_has_and_old_samples_read_as_payload_0(tmp
     assert read_samples(path, {0}, payload_count=3)["payload"].tolist() == [2]
     with pytest.raises(InputError, match="names a payload the run's payload set does not"):
         read_samples(path, {0}, payload_count=2)
+    # The run's payloads.jsonl removed: the samples still read (no breakdown is shown).
+    assert read_samples(path, {0}, payload_count=None)["payload"].tolist() == [2]
+
+
+def test_validate_asks_for_a_baseline_set_that_went_missing(tmp_path):
+    from tuner.config import ValidateConfig
+    from tuner.report.baseline import candidate_tune_config
+
+    base = RunResult.from_json({
+        "endpoint": "ep", "variant": "AllTraffic", "region": "-",
+        "sla": {"percentile": 90, "latency_ms": 100, "max_error_rate": 0.01,
+                "confidence": 0.95}, "instances_under_test": 1, "max_sustainable_rps": 50.0,
+        "max_rps_per_instance": 50.0,
+        "payloads": {"set": {"sha256": "a" * 64, "source": "s3://b/dc/", "kind": "data-capture"}}})
+    with pytest.raises(InputError, match="is missing: restore it") as error:
+        candidate_tune_config(ValidateConfig(baseline=tmp_path, url="http://127.0.0.1:9",
+                                             reports_dir=tmp_path / "r"), base)
+    assert "s3://b/dc/" in str(error.value) and "\n" not in str(error.value)

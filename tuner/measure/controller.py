@@ -131,7 +131,9 @@ class Recorder:
         if status is not None:
             counts = self.rejected.setdefault(step, {})
             counts[payload] = counts.get(payload, 0) + 1
-            self.rejected_example.setdefault(step, str(exception)[:200])
+            # One line: an error body may hold newlines, and the example ends up in the
+            # run's one-line error.
+            self.rejected_example.setdefault(step, " ".join(str(exception).split())[:200])
 
     def rows(self, step: int) -> list[Row]:
         return self.by_step.get(step, [])

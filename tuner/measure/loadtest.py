@@ -181,15 +181,18 @@ def hard_time_limit(config: TuneConfig) -> float:
 
 
 def run_load_test(config: TuneConfig, output_dir: Path, region: str | None,
-                  on_progress: Callable[[str], None] | None = None) -> LoadTestOutput:
+                  on_progress: Callable[[str], None] | None = None,
+                  payload_set: PayloadSet | None = None) -> LoadTestOutput:
     """Run the search against the endpoint; raise RunError if it produced no usable data.
 
     While Locust runs, each step line its controller logs (step started with the rate and
     budget left; step judged with achieved rate, latency and verdict) is passed to
-    `on_progress` as it appears.
+    `on_progress` as it appears. `payload_set`: what to send, when the caller read it
+    already (the flows read it once, before anything is touched); else read here.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
-    payload_set = config_payload_set(config)
+    if payload_set is None:
+        payload_set = config_payload_set(config)
     write_payload_set(payload_set, output_dir)
     plan_path = output_dir / "plan.json"
     plan_path.write_text(json.dumps(build_plan(config, output_dir, region, payload_set),

@@ -291,12 +291,31 @@ def _quantile(sorted_values: Sequence[int], q: float) -> float | None:
     return float(sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction)
 
 
+# Weights are relative; capped so that no sum of 100,000 of them overflows a float.
+MAX_WEIGHT = 1e12
+
+
 def _weight_problem(weight: object) -> str | None:
     if isinstance(weight, bool) or not isinstance(weight, int | float):
         return f"must be a number, not {type(weight).__name__}"
-    if not math.isfinite(weight) or weight <= 0:
-        return f"{show(weight)} must be a finite number above 0"
+    try:
+        in_range = math.isfinite(weight) and 0 < weight <= MAX_WEIGHT
+    except OverflowError:  # an integer too large for a float
+        in_range = False
+    if not in_range:
+        return f"{show(weight)[:40]} must be a number above 0 and at most {MAX_WEIGHT:g}"
     return None
+
+
+def _utf8(text: str, at: str) -> bytes:
+    """A JSON string's text as UTF-8; a lone surrogate (JSON allows "\\ud800") is not text
+    a request can carry."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError(f"{at} has a body that is not valid Unicode text (a lone "
+                           "surrogate escape such as \\ud800): send it base64-encoded "
+                           "with \"encoding\": \"base64\"") from None
 
 
 def _lines(data: bytes) -> list[tuple[int, bytes]]:
@@ -354,7 +373,7 @@ def parse_payload_lines(data: bytes, where: str,
 
 def _record_body(text: str, encoding: object, at: str) -> bytes:
     if encoding is None:
-        return text.encode("utf-8")
+        return _utf8(text, at)
     if encoding != "base64":
         raise PayloadError(f"{at} has \"encoding\" {show(encoding)}: the only encoding is "
                            "\"base64\" (leave it out for a text body)")
@@ -422,7 +441,7 @@ def parse_data_capture_lines(data: bytes, where: str) -> list[Payload]:
         if not isinstance(text, str):
             raise PayloadError(f"{at} has no \"data\" string in \"endpointInput\": {shape}")
         if encoding in CAPTURE_TEXT_ENCODINGS:
-            body = text.encode("utf-8")
+            body = _utf8(text, at)
         elif encoding == CAPTURE_BASE64_ENCODING:
             try:
                 body = base64.b64decode(text, validate=True)
@@ -483,10 +502,10 @@ def check_payloads(payloads: Sequence[Payload], where: str) -> None:
         check_body_size(where, payload.name, len(payload.body))
         content_type = payload.content_type
         if (not content_type or len(content_type) > MAX_HEADER_CHARS
-                or CONTROL.search(content_type)):
+                or CONTROL.search(content_type) or not content_type.isascii()):
             raise PayloadError(f"{FLAG} {where}: payload {show(payload.name)} has content type "
                                f"{show(content_type)}: give a media type such as "
-                               "application/json (at most 1024 characters, one line)")
+                               "application/json (ASCII, at most 1024 characters, one line)")
 
 
 class PayloadPicker:

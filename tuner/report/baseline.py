@@ -48,9 +48,16 @@ def candidate_tune_config(config: ValidateConfig, baseline: RunResult) -> TuneCo
     instances = config.instances or 1
     payloads = config.payloads
     baseline_set = Path(config.baseline) / "locust" / PAYLOADS_FILE
-    if config.payload is None and payloads is None and baseline_set.is_file():
+    recorded = (baseline.payloads or {}).get("set") or {}
+    if config.payload is None and payloads is None:
         # Like with like: by default the candidate gets exactly the baseline's requests.
-        payloads = str(baseline_set)
+        if baseline_set.is_file():
+            payloads = str(baseline_set)
+        elif recorded and recorded.get("kind") != "built-in":
+            raise InputError(f"the baseline sent a payload set ({recorded.get('source')}, "
+                             f"sha256 {str(recorded.get('sha256'))[:12]}) but {baseline_set} "
+                             "is missing: restore it, or give --payloads/--payload with the "
+                             "same requests")
     return check_tune_config(TuneConfig(
         endpoint=config.endpoint or baseline.endpoint, variant=config.variant,
         region=config.region, url=config.url,

@@ -117,6 +117,8 @@ def read_raw_data(directory: Path) -> LoadTestOutput:
     summary = read_record(directory / "loadtest.json", LoadTestRecord, allow_nan=True)
     specs = [StepSpec(**s) for s in summary["steps"]]
     payload_set = read_payload_set(directory)
+    # Without payloads.jsonl (a run before payload sets, or the file removed) the samples'
+    # payload indices cannot be checked against the set, and no breakdown is shown.
     samples = read_samples(directory / "samples.csv", {s.index for s in specs},
-                           len(payload_set.payloads) if payload_set else 1)
+                           len(payload_set.payloads) if payload_set else None)
     return LoadTestOutput(directory, specs, samples, summary, payload_set)

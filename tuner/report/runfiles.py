@@ -558,9 +558,10 @@ def read_record(path: Path, model: type[Record], label: str | None = None,
     return checked(model, read_json_object(path, name, allow_nan=allow_nan), name)
 
 
-def read_samples(path: Path, step_indices: set[int], payload_count: int = 1) -> pd.DataFrame:
+def read_samples(path: Path, step_indices: set[int],
+                 payload_count: int | None = 1) -> pd.DataFrame:
     """locust/samples.csv: one row per request, every figure finite, every step and payload
-    known."""
+    known (`payload_count` None: the run's payload set is not at hand, any index >= 0)."""
     label = str(path)
     samples = read_csv_table(path, label, " (the run's raw samples)")
     if "payload" not in samples.columns:  # written before payload sets: one body, index 0
@@ -581,7 +582,7 @@ def read_samples(path: Path, step_indices: set[int], payload_count: int = 1) -> 
     if (values[:, 3] < 0).any() or not np.isin(values[:, 4], (0, 1)).all():
         raise InputError(f"{label}: latencies must be >= 0 and ok must be 0 or 1")
     if not (np.equal(np.floor(values[:, 5]), values[:, 5]).all() and (values[:, 5] >= 0).all()
-            and (values[:, 5] < payload_count).all()):
+            and (payload_count is None or (values[:, 5] < payload_count).all())):
         raise InputError(f"{label}: a sample names a payload the run's payload set does not have")
     steps = values[:, 0]
     if not (np.equal(np.floor(steps), steps).all() and set(steps.astype(int)) <= step_indices):
