@@ -25,6 +25,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Load-test SageMaker endpoints and set their autoscaling target.")
 
 Opt = typer.Option
+# The payload-set flags `tune` and `validate` share (`tuner worker` repeats the master's).
+PayloadsOption = Annotated[str | None, Opt(
+    help="a payload set: a directory, a .tar.gz, JSON Lines or a Data Capture export (local "
+         "or s3://bucket/prefix/); each request draws one")]
+PayloadSampleOption = Annotated[int | None, Opt(
+    help="load at most N payloads of --payloads (a seeded sample)")]
+SeedOption = Annotated[int | None, Opt(help="seed of the payload sample and draws [default: 0]")]
 
 
 def _fail(error: TunerError) -> None:
@@ -88,13 +95,9 @@ def tune(
                                         "(POST /invocations) instead of the runtime API")] = None,
     instances: Annotated[int | None, Opt(help="instances behind --url [default: 1]")] = None,
     payload: Annotated[Path | None, Opt(help="request body file")] = None,
-    payloads: Annotated[str | None, Opt(
-        help="a payload set: a directory, a .tar.gz, JSON Lines or a Data Capture export "
-             "(local or s3://bucket/prefix/); each request draws one")] = None,
-    payload_sample: Annotated[int | None, Opt(help="load at most N payloads of --payloads "
-                                                   "(a seeded sample)")] = None,
-    seed: Annotated[int | None, Opt(help="seed of the payload sample and draws [default: 0]")]
-    = None,
+    payloads: PayloadsOption = None,
+    payload_sample: PayloadSampleOption = None,
+    seed: SeedOption = None,
     content_type: Annotated[str | None, Opt(help="[default: application/json]")] = None,
     sla_percentile: Annotated[float | None, Opt(help="[default: 90]")] = None,
     sla_latency_ms: Annotated[float | None, Opt(help="latency SLA in ms (required)")] = None,
@@ -247,13 +250,9 @@ def validate_command(
     region: Annotated[str | None, Opt()] = None,
     instances: Annotated[int | None, Opt(help="instances behind --url [default: 1]")] = None,
     payload: Annotated[Path | None, Opt(help="request body file")] = None,
-    payloads: Annotated[str | None, Opt(
-        help="a payload set: a directory, a .tar.gz, JSON Lines or a Data Capture export "
-             "(local or s3://bucket/prefix/); each request draws one")] = None,
-    payload_sample: Annotated[int | None, Opt(help="load at most N payloads of --payloads "
-                                                   "(a seeded sample)")] = None,
-    seed: Annotated[int | None, Opt(help="seed of the payload sample and draws [default: 0]")]
-    = None,
+    payloads: PayloadsOption = None,
+    payload_sample: PayloadSampleOption = None,
+    seed: SeedOption = None,
     content_type: Annotated[str | None, Opt(help="[default: application/json]")] = None,
     max_regression: Annotated[float, Opt(help="allowed per-instance capacity drop")] = 0.1,
     expected_peak_rps: Annotated[float | None, Opt(help="peak the variant must serve")] = None,

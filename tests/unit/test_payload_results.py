@@ -210,3 +210,18 @@ def test_validate_asks_for_a_baseline_set_that_went_missing(tmp_path):
         candidate_tune_config(ValidateConfig(baseline=tmp_path, url="http://127.0.0.1:9",
                                              reports_dir=tmp_path / "r"), base)
     assert "s3://b/dc/" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_toml_config_takes_the_payload_keys_and_flags_win(tmp_path):
+    from tuner.config import load_toml
+
+    (tmp_path / "set").mkdir()
+    path = tmp_path / "tune.toml"
+    path.write_text(f'endpoint = "ep"\nsla-latency-ms = 100\npayloads = "{tmp_path / "set"}"\n'
+                    'payload-sample = 50\nseed = 7\n')
+    config = build_config(load_toml(path), {"seed": 8, "reports_dir": tmp_path / "r"})
+    assert (config.payloads, config.payload_sample, config.seed) == (
+        str(tmp_path / "set"), 50, 8)
+    path.write_text('endpoint = "ep"\nsla-latency-ms = 100\npayload-sample = 50\n')
+    with pytest.raises(InputError, match="--payload-sample caps a --payloads set"):
+        build_config(load_toml(path), {"reports_dir": tmp_path / "r"})
