@@ -22,14 +22,9 @@ from flows.tasks import (
 )
 from tuner import interrupts
 from tuner.config import ValidateConfig, check_validate_config
-from tuner.errors import InputError, RunError
-from tuner.measure.loadtest import config_payload_set, write_payload_set
-from tuner.report.baseline import (
-    candidate_tune_config,
-    judge_candidate,
-    payloads_problem,
-    read_baseline,
-)
+from tuner.errors import RunError
+from tuner.measure.loadtest import write_payload_set
+from tuner.report.baseline import candidate_requests, judge_candidate, read_baseline
 from tuner.report.publish import create_run_dir, report_interrupted
 from tuner.report.result import RunResult, build_result
 
@@ -40,12 +35,8 @@ def validate_capacity(config: ValidateConfig) -> RunResult:
     started = datetime.now(UTC)
     check_validate_config(config)  # again: a deployment's parameters come from the UI
     baseline = read_baseline(config.baseline)
-    tune_config = candidate_tune_config(config, baseline)
-    # Read once, before anything is touched: a bad or different set is refused first.
-    payload_set = config_payload_set(tune_config)
-    problem = payloads_problem(baseline, payload_set.sha256())
-    if problem:
-        raise InputError(problem)
+    # The set is read once, before anything is touched: a bad or different one is refused.
+    tune_config, payload_set = candidate_requests(config, baseline)
     with interrupts.handled():  # SIGINT/SIGTERM: scaling restored, report marked interrupted
         before = validate_preflight(config)
         run_dir = create_run_dir(config.reports_dir, tune_config.endpoint, suffix="-validate")

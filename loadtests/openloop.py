@@ -76,7 +76,13 @@ from tuner.measure.controller import (
 )
 from tuner.measure.lanes import hello, wire_version
 from tuner.measure.pacing import next_arrival, unsent_arrivals
-from tuner.measure.payloads import DEFAULT_BODY, PayloadPicker, PayloadSet, single_payload_set
+from tuner.measure.payloads import (
+    DEFAULT_BODY,
+    DEFAULT_CONTENT_TYPE,
+    PayloadPicker,
+    PayloadSet,
+    single_payload_set,
+)
 from tuner.measure.wire import (
     DONE_MESSAGE,
     HELLO_MESSAGE,
@@ -153,7 +159,7 @@ def load_payloads(plan: dict[str, Any]) -> PayloadSet:
     built-in example)."""
     if plan.get("payload_set_file"):
         return PayloadSet.from_jsonl(Path(plan["payload_set_file"]).read_bytes())
-    content_type = plan.get("content_type", "application/json")
+    content_type = plan.get("content_type", DEFAULT_CONTENT_TYPE)
     if plan.get("payload_file"):
         path = plan["payload_file"]
         return single_payload_set(Path(path).read_bytes(), content_type, path)

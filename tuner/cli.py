@@ -273,18 +273,12 @@ def validate_command(
 
             inspect_variant(resolve_region(config.region), config.endpoint, config.variant,
                             lambda line: typer.echo(line, err=True))
-        # The baseline is input too: a corrupt or hostile one is refused before any flow
-        # starts (the flow reads it again).
-        from tuner.report.baseline import candidate_tune_config, read_baseline
+        # The baseline and the candidate's payload set are input too: a corrupt or hostile
+        # baseline, or a set it cannot be compared with, is refused before any flow starts
+        # (the flow reads them again).
+        from tuner.report.baseline import candidate_requests, read_baseline
 
-        baseline = read_baseline(config.baseline)
-        from tuner.measure.loadtest import config_payload_set
-        from tuner.report.baseline import payloads_problem
-
-        problem = payloads_problem(baseline, config_payload_set(
-            candidate_tune_config(config, baseline)).sha256())
-        if problem:
-            raise InputError(problem)
+        candidate_requests(config, read_baseline(config.baseline))
         from flows.runtime import quiet
 
         quiet()

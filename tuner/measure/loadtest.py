@@ -110,8 +110,7 @@ def write_payload_set(payload_set: PayloadSet, output_dir: Path) -> Path:
     return path
 
 
-def build_plan(config: TuneConfig, output_dir: Path, region: str | None,
-               payload_set: PayloadSet | None = None) -> dict[str, Any]:
+def build_plan(config: TuneConfig, output_dir: Path, region: str | None) -> dict[str, Any]:
     """The file the locustfile reads: everything it needs, nothing it must compute."""
     if config.url:
         target = {"kind": TargetKind.URL, "url": config.url}
@@ -130,7 +129,6 @@ def build_plan(config: TuneConfig, output_dir: Path, region: str | None,
                   "after_s": ABORT_AFTER_SECONDS},
         "payload_file": str(config.payload.resolve()) if config.payload else None,
         "payload_set_file": str((output_dir / PAYLOADS_FILE).resolve()),
-        "payload_count": len(payload_set.payloads) if payload_set else 1,
         "payload_seed": config.seed,
         "content_type": config.content_type or DEFAULT_CONTENT_TYPE,
         "target": target,
@@ -195,8 +193,7 @@ def run_load_test(config: TuneConfig, output_dir: Path, region: str | None,
         payload_set = config_payload_set(config)
     write_payload_set(payload_set, output_dir)
     plan_path = output_dir / "plan.json"
-    plan_path.write_text(json.dumps(build_plan(config, output_dir, region, payload_set),
-                                    indent=2))
+    plan_path.write_text(json.dumps(build_plan(config, output_dir, region), indent=2))
     # Locust runs in its own session (no terminal signal reaches it): it watches this
     # process and stops within a second once it is gone, however it died.
     env = {**os.environ, "TUNER_PLAN": str(plan_path), "PYTHONUNBUFFERED": "1",

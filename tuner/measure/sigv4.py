@@ -27,16 +27,11 @@ from botocore.awsrequest import AWSRequest
 SIGNING_NAME = "sagemaker"
 
 
-class _KnownPayloadSigV4(SigV4Auth):
-    """botocore's SigV4 with the body's SHA-256 taken from the request's context (computed
-    once per payload) instead of hashed again for every signature, keeping the canonical
-    request it signed (the template of this second's other payloads)."""
+class _TemplateSigV4(SigV4Auth):
+    """botocore's SigV4, keeping the canonical request it signed (the template of this
+    second's other payloads)."""
 
     canonical: str = ""
-
-    def payload(self, request: AWSRequest) -> str:
-        known = request.context.get("payload_sha256")
-        return known if known is not None else super().payload(request)
 
     def canonical_request(self, request: AWSRequest) -> str:
         self.canonical = super().canonical_request(request)
@@ -47,7 +42,7 @@ class _KnownPayloadSigV4(SigV4Auth):
 class _Template:
     """One second's full botocore signature of payload 0, from which the others derive."""
 
-    auth: _KnownPayloadSigV4
+    auth: _TemplateSigV4
     request: AWSRequest  # its context holds the second's timestamp
     lines: tuple[str, ...]  # the canonical request, line by line
     content_type_line: int  # which line is `content-type:...`
@@ -107,10 +102,9 @@ class InvokeSigner:
 
     def _full_signature(self) -> _Template:
         """Payload 0 signed by botocore, start to end, kept as this second's template."""
-        auth = _KnownPayloadSigV4(self._frozen, SIGNING_NAME, self.region)
+        auth = _TemplateSigV4(self._frozen, SIGNING_NAME, self.region)
         request = AWSRequest(method="POST", url=self.url, data=self.bodies[0],
                              headers=dict(self.headers[0]))
-        request.context["payload_sha256"] = self.body_sha256[0]
         auth.add_auth(request)
         lines = tuple(auth.canonical.split("\n"))
         headers = dict(request.headers.items())

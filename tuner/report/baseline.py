@@ -11,7 +11,8 @@ from tuner.config import TuneConfig, ValidateConfig, check_tune_config
 from tuner.errors import InputError
 from tuner.inputs import show
 from tuner.measure.analysis import CapacityEstimate
-from tuner.measure.payloads import PAYLOADS_FILE
+from tuner.measure.loadtest import config_payload_set
+from tuner.measure.payloads import PAYLOADS_FILE, PayloadSet
 from tuner.report.result import RunResult
 from tuner.report.runfiles import BaselineRecord, checked, read_result
 from tuner.scaling.release_gate import (
@@ -84,6 +85,18 @@ def payloads_problem(baseline: RunResult, candidate_sha256: str) -> str | None:
             f"than the baseline measured (sha256 {sha256[:12]}, from {recorded.get('source')}):"
             " capacities of different requests are not comparable; drop --payload/--payloads "
             "to send the baseline's own set")
+
+
+def candidate_requests(config: ValidateConfig,
+                       baseline: RunResult) -> tuple[TuneConfig, PayloadSet]:
+    """The candidate's measurement configured from the baseline, and the payload set it
+    sends, read once; InputError (one line) when that set is not the baseline's."""
+    tune_config = candidate_tune_config(config, baseline)
+    payload_set = config_payload_set(tune_config)
+    problem = payloads_problem(baseline, payload_set.sha256())
+    if problem:
+        raise InputError(problem)
+    return tune_config, payload_set
 
 
 def judge_candidate(config: ValidateConfig, baseline: RunResult,
