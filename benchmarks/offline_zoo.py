@@ -41,7 +41,7 @@ def study(case: Case, truth: Truth, seeds: int) -> str:
     settings = SearchSettings(start_rps=blind_start(truth), percentile=case.percentile,
                               budget_s=case.budget_s, sla_latency_ms=case.sla_ms)
     errors, above, no_pass, loads = [], 0, 0, []
-    for run in run_offline_seeds(case.law, case.slots, settings, sla, range(seeds)):
+    for run in run_offline_seeds(case.truth_law, case.slots, settings, sla, range(seeds)):
         loads.append(run.load_seconds)
         if run.capacity is None:
             no_pass += 1

@@ -27,6 +27,8 @@ SERVERS = {
     "hard-knee": ("constant:20", 4, 90, 100.0, 150.0),
     "long-tail": ("lognormal:40:1.0", 2, 90, 200.0, 150.0),
     "five-percent-slow": ("bimodal:20:0.05:400", 4, 90, 100.0, 150.0),
+    # p99 on 2 slots, under 30 rps: a pass needs hundreds of independent requests.
+    "low-rate-p99": ("lognormal:50:0.6", 2, 99, 300.0, 240.0),
 }
 CONFIDENCE = 0.95
 TOLERANCE = 0.08  # sampling error of a coverage estimated from RUNS runs
@@ -36,7 +38,9 @@ RUNS = 40
 # (about 27 requests per independent one at the capacity; the heavy-traffic formula before
 # said 18, and its extra resolutions were passes on too few independent requests): 85% of
 # runs resolved in the last full run.
-MIN_RESOLVED = {"hard-knee": 0.9, "long-tail": 0.8}
+# The low-rate p99 resolved in 35% of runs while the near-misses of its rates far below
+# the knee counted as clustered slow requests (`StepResult.evidence_at`), 65% since.
+MIN_RESOLVED = {"hard-knee": 0.9, "long-tail": 0.8, "low-rate-p99": 0.5}
 
 
 def _truth(law: str, slots: int, percentile: float, sla_ms: float) -> float:
@@ -51,7 +55,7 @@ def _settings(truth: float, percentile: float, sla_ms: float, budget: float) -> 
 # Five-percent-slow is left out: with the simulated correlation its basis held in every
 # resolved run of a 40-run study, but only about 60% of its runs resolve within 150 s,
 # below the 90% this test asks for (issue F stays open).
-@pytest.mark.parametrize("name", ["hard-knee", "long-tail"])
+@pytest.mark.parametrize("name", ["hard-knee", "long-tail", "low-rate-p99"])
 def test_capacity_interval_covers_the_truth_at_the_stated_confidence(name):
     law, slots, percentile, sla_ms, budget = SERVERS[name]
     truth = _truth(law, slots, percentile, sla_ms)

@@ -249,3 +249,47 @@ def test_a_lean_to_fail_below_better_evidenced_passes_does_not_cap_navigation():
     low, high = navigation_bracket(pool_by_rate(steps, SLA), SLA)
     assert low is not None and low.offered_rps == 24
     assert high is not None and high.offered_rps == 96
+
+
+def _clustered_near_but_isolated_slow(seed=0, requests=1200, rate=16.0):
+    """A p99 <= 300 ms step: latencies between half the SLA and the SLA come in runs of
+    20 (a busy second), the 3 slow requests are far apart."""
+    rng = np.random.default_rng(seed)
+    intended = np.arange(requests) / rate
+    latency = rng.uniform(20, 60, requests)
+    for start in range(0, requests, 100):
+        latency[start:start + 20] = rng.uniform(160, 290, 20)
+    latency[[150, 550, 950]] = 400.0
+    return intended, intended + latency / 1000, latency, np.ones(requests, dtype=bool)
+
+
+def test_far_below_the_knee_the_slow_requests_own_clustering_counts_not_the_near_misses():
+    sla = Sla(percentile=99, latency_ms=300, max_error_rate=0.01)
+    spec = StepSpec(0, 16.0, 1200 / 16.0, 0.0, "bisect")
+    result = summarize_step(spec, *_clustered_near_but_isolated_slow(), sla)
+    assert result.autocorrelation_time > 3  # the near-misses cluster
+    assert result.slow_autocorrelation_time == pytest.approx(1.0)  # the slow ones do not
+    modelled = 1.4
+    far = result.evidence_at(modelled, far_below_knee=True)
+    near = result.evidence_at(modelled, far_below_knee=False)
+    assert far.correlation == pytest.approx(modelled)
+    assert near.correlation > 5 * modelled  # near the knee, the near-misses keep their say
+    # Without a model (no step has failed yet) the latency series counts everywhere.
+    assert result.evidence_at(None, far_below_knee=True).correlation == near.correlation
+
+
+def test_a_record_from_before_the_slow_series_keeps_the_latency_series_correlation():
+    sla = Sla(percentile=99, latency_ms=300, max_error_rate=0.01)
+    spec = StepSpec(0, 16.0, 1200 / 16.0, 0.0, "bisect")
+    old = replace(summarize_step(spec, *_clustered_near_but_isolated_slow(), sla),
+                  slow_autocorrelation_time=math.nan)
+    assert (old.evidence_at(1.4, far_below_knee=True).correlation
+            == old.evidence_at(1.4).correlation)
+
+
+def test_far_below_the_knee_is_measured_against_the_saturation_seen():
+    from tuner.measure.analysis import FAR_BELOW_KNEE, QueueShape
+    shape = QueueShape(saturation_rps=40.0, service_cv2=1.0)
+    assert shape.far_below_knee(FAR_BELOW_KNEE * 40.0)
+    assert not shape.far_below_knee(FAR_BELOW_KNEE * 40.0 + 0.1)
+    assert not QueueShape(saturation_rps=None, service_cv2=1.0).far_below_knee(1.0)

@@ -296,6 +296,8 @@ class StepResult:
     # Below the offered rate, a lower bound on its saturation throughput.
     completed_rps: float = math.nan
     autocorrelation_time: float = 1.0  # of the window's latencies, in requests
+    # Of the window's slow-or-not series (`summarize_step`); nan: a record from before it.
+    slow_autocorrelation_time: float = math.nan
     latency_cv2: float = math.nan  # squared coefficient of variation of good latencies
     # Quantiles of the good latencies (`slow_correlation.latency_sketch`): at low load, the
     # service law the queue model replays. Not part of the step's record (`to_dict`).
@@ -315,12 +317,25 @@ class StepResult:
     def evidence(self) -> Evidence:
         return self.evidence_at(None)
 
-    def evidence_at(self, modelled: float | None) -> Evidence:
+    def evidence_at(self, modelled: float | None, far_below_knee: bool = False) -> Evidence:
         """The step's evidence, its requests as correlated as the queue model says
-        (`QueueShape.correlation`), and never less than the window's own latencies
-        showed (calibrated): near a p99's knee slow requests come in bursts rarer than
-        any affordable simulation sees, and the window may have caught one."""
-        measured = calibrated_correlation(max(1.0, self.autocorrelation_time))
+        (`QueueShape.correlation`), and never less than the window showed (calibrated):
+        near a p99's knee slow requests come in bursts rarer than any affordable
+        simulation sees, and the window may have caught one, or its latencies near the
+        SLA may foretell one (the latency series, floored at half the SLA).
+
+        `far_below_knee` (`QueueShape.far_below_knee`): the rate is well under the
+        saturation seen, where the queue empties between busy moments, and the model's
+        correlation is trusted beside the slow requests' own clustering: latencies
+        between half the SLA and the SLA still cluster there (a busy second), without
+        making the slow requests cluster, and counting them would take several times the
+        requests a pass needs (a p99 at 40% of saturation: about 7 raw requests per
+        independent one instead of the queue's 1.3-1.5)."""
+        series_tau = self.autocorrelation_time
+        if (far_below_knee and modelled is not None
+                and math.isfinite(self.slow_autocorrelation_time)):
+            series_tau = self.slow_autocorrelation_time
+        measured = calibrated_correlation(max(1.0, series_tau))
         tau = measured if modelled is None else max(measured, modelled)
         if not math.isfinite(tau):
             return Evidence(self.requests, self.slow_requests, self.errors, self.answered,
@@ -421,6 +436,9 @@ def summarize_step(
     # while a queue's slow episodes near the SLA do, even before any request breaks it.
     order = np.argsort(intended_s[in_window], kind="stable")
     raw_tau = autocorrelation_time(np.maximum(effective[order], sla.latency_ms / 2))
+    # What the binomial test's variance needs is the slow-or-not series' own correlation:
+    # far below the knee that one counts (`StepResult.evidence_at`).
+    slow_tau = autocorrelation_time((effective[order] > sla.latency_ms).astype(float))
     tau = calibrated_correlation(raw_tau)
     # The trend's noise comes from the whole latency distribution's clustering.
     good_order = np.argsort(intended_s[good], kind="stable")
@@ -462,6 +480,7 @@ def summarize_step(
         abort_reason=abort,
         completed_rps=completed_rps,
         autocorrelation_time=raw_tau,
+        slow_autocorrelation_time=slow_tau,
         latency_cv2=_cv2(latency_ms[good]),
         latency_sketch_ms=latency_sketch(latency_ms[good]),
     )
@@ -521,6 +540,10 @@ OVERLOADED = 0.9
 LOW_LOAD_SHARE = 0.35
 # A queue started from empty needs this many relaxation times to look like its steady state.
 SETTLE_RELAXATIONS = 2.0
+# Rates up to this share of the saturation seen are far below the knee: the queue model's
+# correlation is trusted beside the slow requests' own (`StepResult.evidence_at`). Near
+# the knee (a p99 over a long tail binds at 0.86) the window's latency series keeps its say.
+FAR_BELOW_KNEE = 0.65
 # Steps whose latencies say less than this about the service time's variability (too few
 # answers) leave the squared coefficient of variation at an exponential's.
 MIN_SERVICE_SAMPLES = 30
@@ -578,6 +601,12 @@ class QueueShape:
             return simulated
         return max(1.0, 2.0 * self.relaxation_s(rate_rps) * rate_rps)
 
+    def far_below_knee(self, rate_rps: float) -> bool:
+        """At most `FAR_BELOW_KNEE` of the saturation seen (a lower bound: the true
+        share is smaller still)."""
+        return (self.saturation_rps is not None
+                and rate_rps <= FAR_BELOW_KNEE * self.saturation_rps)
+
     def _simulated(self, rate_rps: float) -> float | None:
         if self.saturation_rps is None or not self.service_sketch_ms or self.sla_ms <= 0:
             return None
@@ -627,7 +656,8 @@ def pool_by_rate(steps: list[StepResult], sla: Sla) -> list[RateEvidence]:
     """One pooled verdict per offered rate, lowest rate first.
 
     Each step's requests count as many independent ones as the larger of its measured
-    and its queue's modelled correlation allows (`QueueShape.correlation`). Evidence
+    and its queue's modelled correlation allows (`QueueShape.correlation`; far below the
+    knee the measured one is the slow requests' own, `StepResult.evidence_at`). Evidence
     against the SLA counts from every step; evidence for it only from steps that warmed
     up long enough for the queue to settle at that rate: a queue still filling passes
     loads it could not sustain.
@@ -640,13 +670,14 @@ def pool_by_rate(steps: list[StepResult], sla: Sla) -> list[RateEvidence]:
     for rate in sorted(groups):
         members = groups[rate]
         correlation = shape.correlation(rate)
-        evidence = _sum_evidence(members, correlation)
+        far = shape.far_below_knee(rate)
+        evidence = _sum_evidence(members, correlation, far)
         verdict, reasons = judge(evidence, sla)
         if verdict is Verdict.PASS:
             settle = shape.settle_time_s(rate)
             settled = [s for s in members if s.warmup_s >= settle]
             if len(settled) < len(members):
-                verdict, reasons = (judge(_sum_evidence(settled, correlation), sla)
+                verdict, reasons = (judge(_sum_evidence(settled, correlation, far), sla)
                                     if settled else (Verdict.INCONCLUSIVE, ()))
                 if verdict is not Verdict.PASS:
                     verdict = Verdict.INCONCLUSIVE
@@ -660,10 +691,11 @@ def pool_by_rate(steps: list[StepResult], sla: Sla) -> list[RateEvidence]:
     return pooled
 
 
-def _sum_evidence(steps: list[StepResult], correlation: float | None = None) -> Evidence:
-    evidence = steps[0].evidence_at(correlation)
+def _sum_evidence(steps: list[StepResult], correlation: float | None = None,
+                  far_below_knee: bool = False) -> Evidence:
+    evidence = steps[0].evidence_at(correlation, far_below_knee)
     for other in steps[1:]:
-        evidence = evidence + other.evidence_at(correlation)
+        evidence = evidence + other.evidence_at(correlation, far_below_knee)
     return evidence
 
 
