@@ -40,7 +40,10 @@ RUNS = 40
 # runs resolved in the last full run.
 # The low-rate p99 resolved in 35% of runs while the near-misses of its rates far below
 # the knee counted as clustered slow requests (`StepResult.evidence_at`), 65% since.
-MIN_RESOLVED = {"hard-knee": 0.9, "long-tail": 0.8, "low-rate-p99": 0.5}
+# The 5%-slow server, whose SLA binds at 0.58 of its saturation, resolved 32 of 40 in the
+# last full run; it checks that no rate near its knee counts as far below it.
+MIN_RESOLVED = {"hard-knee": 0.9, "long-tail": 0.8, "five-percent-slow": 0.7,
+                "low-rate-p99": 0.5}
 
 
 def _truth(law: str, slots: int, percentile: float, sla_ms: float) -> float:
@@ -52,10 +55,8 @@ def _settings(truth: float, percentile: float, sla_ms: float, budget: float) -> 
                           confidence=CONFIDENCE, budget_s=budget, sla_latency_ms=sla_ms)
 
 
-# Five-percent-slow is left out: with the simulated correlation its basis held in every
-# resolved run of a 40-run study, but only about 60% of its runs resolve within 150 s,
-# below the 90% this test asks for (issue F stays open).
-@pytest.mark.parametrize("name", ["hard-knee", "long-tail", "low-rate-p99"])
+@pytest.mark.parametrize("name", ["hard-knee", "long-tail", "five-percent-slow",
+                                  "low-rate-p99"])
 def test_capacity_interval_covers_the_truth_at_the_stated_confidence(name):
     law, slots, percentile, sla_ms, budget = SERVERS[name]
     truth = _truth(law, slots, percentile, sla_ms)

@@ -287,9 +287,24 @@ def test_a_record_from_before_the_slow_series_keeps_the_latency_series_correlati
             == old.evidence_at(1.4).correlation)
 
 
-def test_far_below_the_knee_is_measured_against_the_saturation_seen():
+def _shape(law, saturation_rps, sla_ms, allowed):
+    from tuner.measure.analysis import QueueShape
+    from tuner.measure.queueing import ServiceLaw
+    from tuner.measure.slow_correlation import latency_sketch
+    answers_ms = ServiceLaw.parse(law).sample_s(np.random.default_rng(5), 2000) * 1000
+    return QueueShape(saturation_rps, 1.0, latency_sketch(answers_ms), sla_ms, 2000, allowed)
+
+
+def test_far_below_the_knee_needs_the_saturation_and_the_sla_far_off():
     from tuner.measure.analysis import FAR_BELOW_KNEE, QueueShape
-    shape = QueueShape(saturation_rps=40.0, service_cv2=1.0)
-    assert shape.far_below_knee(FAR_BELOW_KNEE * 40.0)
-    assert not shape.far_below_knee(FAR_BELOW_KNEE * 40.0 + 0.1)
-    assert not QueueShape(saturation_rps=None, service_cv2=1.0).far_below_knee(1.0)
+    p99 = _shape("lognormal:50:0.6", 40.0, 300.0, 0.01)  # the low-rate p99's queue
+    assert p99.far_below_knee(16.0)
+    assert not p99.far_below_knee(FAR_BELOW_KNEE * 40.0 + 0.1)  # too near the saturation
+    # 5% of requests slow at any load against 10% allowed: the SLA's knee comes long
+    # before the saturation (0.58 of it), so no rate is far below it.
+    five_percent_slow = _shape("bimodal:20:0.05:400", 102.0, 100.0, 0.10)
+    assert not any(five_percent_slow.far_below_knee(rate) for rate in (10.0, 30.0, 50.0))
+    # No simulated queue (no step could not keep up), or no SLA share: never.
+    assert not QueueShape(40.0, 1.0).far_below_knee(16.0)
+    assert not QueueShape(None, 1.0).far_below_knee(1.0)
+    assert not replace(p99, allowed_slow_share=0.0).far_below_knee(16.0)

@@ -21,6 +21,7 @@ from tuner.measure.slow_correlation import (
     latency_sketch,
     merge_sketches,
     simulated_correlation,
+    simulated_slow_share,
 )
 from tuner.measure.stats import (
     binom_sf,
@@ -324,13 +325,14 @@ class StepResult:
         simulation sees, and the window may have caught one, or its latencies near the
         SLA may foretell one (the latency series, floored at half the SLA).
 
-        `far_below_knee` (`QueueShape.far_below_knee`): the rate is well under the
-        saturation seen, where the queue empties between busy moments, and the model's
-        correlation is trusted beside the slow requests' own clustering: latencies
-        between half the SLA and the SLA still cluster there (a busy second), without
-        making the slow requests cluster, and counting them would take several times the
-        requests a pass needs (a p99 at 40% of saturation: about 7 raw requests per
-        independent one instead of the queue's 1.3-1.5)."""
+        `far_below_knee` (`QueueShape.far_below_knee`): the rate is well under both the
+        saturation seen and the SLA's knee, and the model's correlation is trusted beside
+        the slow requests' own clustering (with a handful of slow requests that is about
+        1: in practice the model's counts). Latencies between half the SLA and the SLA
+        still cluster there (a busy second) without making the slow requests cluster,
+        and counting them would take several times the requests a pass needs (a p99 at
+        40% of saturation: about 7 raw requests per independent one instead of the
+        queue's 1.3-1.5)."""
         series_tau = self.autocorrelation_time
         if (far_below_knee and modelled is not None
                 and math.isfinite(self.slow_autocorrelation_time)):
@@ -540,10 +542,14 @@ OVERLOADED = 0.9
 LOW_LOAD_SHARE = 0.35
 # A queue started from empty needs this many relaxation times to look like its steady state.
 SETTLE_RELAXATIONS = 2.0
-# Rates up to this share of the saturation seen are far below the knee: the queue model's
-# correlation is trusted beside the slow requests' own (`StepResult.evidence_at`). Near
-# the knee (a p99 over a long tail binds at 0.86) the window's latency series keeps its say.
+# A rate is far below the knee (`QueueShape.far_below_knee`) at up to this share of the
+# saturation seen, where the simulated queue puts at most `FAR_BELOW_SLA_SHARE` of the
+# slow share the SLA allows: there the queue model's correlation is trusted beside the
+# slow requests' own (`StepResult.evidence_at`). Elsewhere, near the saturation or near
+# the SLA's knee (which a 5%-slow server reaches at 0.58 of its saturation), the window's
+# latency series keeps its say.
 FAR_BELOW_KNEE = 0.65
+FAR_BELOW_SLA_SHARE = 0.5
 # Steps whose latencies say less than this about the service time's variability (too few
 # answers) leave the squared coefficient of variation at an exponential's.
 MIN_SERVICE_SAMPLES = 30
@@ -573,6 +579,7 @@ class QueueShape:
     service_sketch_ms: tuple[float, ...] = ()
     sla_ms: float = 0.0
     service_samples: int = 0  # the answers the sketch was read from
+    allowed_slow_share: float = 0.0  # 1 - the SLA's quantile; 0: unknown (old callers)
 
     def relaxation_s(self, rate_rps: float) -> float:
         if self.saturation_rps is None:
@@ -603,9 +610,17 @@ class QueueShape:
 
     def far_below_knee(self, rate_rps: float) -> bool:
         """At most `FAR_BELOW_KNEE` of the saturation seen (a lower bound: the true
-        share is smaller still)."""
-        return (self.saturation_rps is not None
-                and rate_rps <= FAR_BELOW_KNEE * self.saturation_rps)
+        share is smaller still), and the simulated queue (there is one: a failing step
+        could not keep up) puts the rate's slow share at most `FAR_BELOW_SLA_SHARE` of
+        what the SLA allows (it saturates at the saturation seen: more queueing than the
+        endpoint may have)."""
+        if (self.saturation_rps is None or not self.service_sketch_ms or self.sla_ms <= 0
+                or self.allowed_slow_share <= 0
+                or rate_rps > FAR_BELOW_KNEE * self.saturation_rps):
+            return False
+        share = simulated_slow_share(rate_rps, self.service_sketch_ms, self.service_samples,
+                                     self.saturation_rps, self.sla_ms)
+        return share <= FAR_BELOW_SLA_SHARE * self.allowed_slow_share
 
     def _simulated(self, rate_rps: float) -> float | None:
         if self.saturation_rps is None or not self.service_sketch_ms or self.sla_ms <= 0:
@@ -638,7 +653,8 @@ def queue_shape(steps: list[StepResult], sla: Sla) -> QueueShape:
         low_load = [min(sketched, key=lambda s: s.offered_rps)]
     service = merge_sketches([(s.latency_sketch_ms, s.requests - s.errors) for s in low_load])
     return QueueShape(saturation, lowest.latency_cv2 if lowest is not None else 1.0,
-                      service, sla.latency_ms, sum(s.requests - s.errors for s in low_load))
+                      service, sla.latency_ms, sum(s.requests - s.errors for s in low_load),
+                      1.0 - sla.quantile)
 
 
 def overloaded(step: StepResult) -> bool:

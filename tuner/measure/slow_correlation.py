@@ -38,6 +38,7 @@ __all__ = [
     "latency_sketch",
     "merge_sketches",
     "simulated_correlation",
+    "simulated_slow_share",
     "slots_for",
 ]
 
@@ -124,29 +125,40 @@ def simulated_correlation(rate_rps: float, sketch_ms: tuple[float, ...], samples
     `RESAMPLES - 1` bootstrap resamples of as many answers. (Their largest chased single
     simulations' outliers: a p99's variance comes from rare bursts.)"""
     return _cached(round(float(rate_rps), 6), tuple(sketch_ms), int(samples),
-                   float(saturation_rps), float(sla_ms))
+                   float(saturation_rps), float(sla_ms))[0]
+
+
+def simulated_slow_share(rate_rps: float, sketch_ms: tuple[float, ...], samples: int,
+                         saturation_rps: float, sla_ms: float) -> float:
+    """The share of requests slower than `sla_ms` in the same simulated queue (the
+    sketch's own law; 1.0 at or above the saturation): where the model puts the rate
+    against the SLA. The same simulation as `simulated_correlation`, cached with it."""
+    return _cached(round(float(rate_rps), 6), tuple(sketch_ms), int(samples),
+                   float(saturation_rps), float(sla_ms))[1]
 
 
 @lru_cache(maxsize=4096)
 def _cached(rate_rps: float, sketch_ms: tuple[float, ...], samples: int,
-            saturation_rps: float, sla_ms: float) -> float:
+            saturation_rps: float, sla_ms: float) -> tuple[float, float]:
     if rate_rps <= 0 or not sketch_ms:
-        return 1.0
+        return 1.0, 0.0
     if rate_rps >= saturation_rps:
-        return math.inf
+        return math.inf, 1.0
     rng = np.random.default_rng(SIMULATION_SEED)
     count = int(min(max(samples, MIN_SKETCH_SAMPLES), MAX_RESAMPLED))
     answers = np.interp((np.arange(count) + 0.5) / count, SKETCH_PROBABILITIES, sketch_ms)
-    ratios = [_window_ratio(rate_rps, sketch_ms, saturation_rps, sla_ms, rng)]
+    ratio, share = _window_ratio(rate_rps, sketch_ms, saturation_rps, sla_ms, rng)
+    ratios = [ratio]
     for _ in range(RESAMPLES - 1):
         resampled = latency_sketch(rng.choice(answers, count))
-        ratios.append(_window_ratio(rate_rps, resampled, saturation_rps, sla_ms, rng))
-    return float(np.mean(ratios))
+        ratios.append(_window_ratio(rate_rps, resampled, saturation_rps, sla_ms, rng)[0])
+    return float(np.mean(ratios)), share
 
 
 def _window_ratio(rate_rps: float, sketch_ms: tuple[float, ...], saturation_rps: float,
-                  sla_ms: float, rng: np.random.Generator) -> float:
-    """Variance of slow counts per window over the binomial's (>= 1), one simulation."""
+                  sla_ms: float, rng: np.random.Generator) -> tuple[float, float]:
+    """(Variance of slow counts per window over the binomial's (>= 1), the slow share),
+    one simulation."""
     slots = slots_for(saturation_rps, sketch_ms)
     scale = slots / (saturation_rps * _mean_ms(sketch_ms) / 1000.0)
     window = max(MIN_WINDOW_REQUESTS, round(rate_rps * CORRELATION_WINDOW_S))
@@ -159,7 +171,7 @@ def _window_ratio(rate_rps: float, sketch_ms: tuple[float, ...], saturation_rps:
         scale / 1000.0)
     slow = fifo_sojourn_s(arrivals_s, service_s, slots)[start:] * 1000.0 > sla_ms
     counts = slow.reshape(windows, window).sum(axis=1)
-    share = counts.sum() / kept
+    share = float(counts.sum() / kept)
     if share <= 0.0 or share >= 1.0:
-        return 1.0
-    return max(1.0, float(counts.var(ddof=1) / (window * share * (1.0 - share))))
+        return 1.0, share
+    return max(1.0, float(counts.var(ddof=1) / (window * share * (1.0 - share)))), share
