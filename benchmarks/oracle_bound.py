@@ -4,12 +4,15 @@ An oracle for each zoo case: it knows the exact shape of the true slow-share cur
 (the share of requests slower than the SLA under Poisson arrivals) and only not where it
 sits along the rate axis, and it spends the case's whole load budget at the one rate where
 that helps most: no ramp, no warm-up, no pass to show. Reading the share s measured over
-the budget, its estimate of the capacity is within the goal (-10%..+3% of the truth C)
-exactly when s lies between p(r - 0.03 C) and p(r + 0.10 C) for the rate r it measured at.
-The chance of that, over many budget-long windows of the true queue (their slow requests
-as clustered as the queue makes them), is an upper bound on what the search can reach on
-that case with the budget: the search must also find the rates, ramp, settle the queue and
-show a pass. Where it is well under 1, no count-based search meets the goal every run.
+the budget at rate r, it inverts the curve and may shift its answer by d (an asymmetric
+goal favours aiming a little low): its estimate is within the goal (-10%..+3% of the truth
+C) exactly when s lies between p(r - (0.03 + d) C) and p(r + (0.10 - d) C). The best
+chance of that over r in 0.85-1.2 C and d in -0.03..+0.06 C, over many budget-long windows
+of the true queue (their slow requests as clustered as the queue makes them), is about the
+most a procedure that reads slow-request counts can reach on that case with the budget
+(an indicative ceiling: picking the best of 56 (r, d) after the fact flatters it a little,
+and a procedure could also read more than counts); the search must also find the rates,
+ramp, settle the queue and show a pass.
 
 The queue is `truth.py`'s independent simulation (nothing shared with the tool's code but
 the `ServiceLaw` sampler).
@@ -36,12 +39,17 @@ from truth import sojourn_times_s  # noqa: E402
 
 from tuner.measure.queueing import ServiceLaw  # noqa: E402
 
-# Where the oracle may measure, as shares of the true capacity.
-DESIGN_RATES = (0.85, 0.90, 0.95, 1.00)
+# Where the oracle may measure, as shares of the true capacity (below the saturation), and
+# how far it may shift its answer, as shares of the truth.
+DESIGN_RATES = (0.85, 0.90, 0.95, 1.00, 1.05, 1.10, 1.15, 1.20)
+SHIFTS = (-0.03, -0.015, 0.0, 0.015, 0.03, 0.045, 0.06)
+# The true curve: simulated at these shares of the truth (common random numbers), read
+# between them on log shares.
+CURVE = np.round(np.arange(0.55, 1.4001, 0.025), 3)
+CURVE_REQUESTS = 200_000
 # Simulated requests per design rate at most (windows are fewer where rates are high).
 MAX_REQUESTS = 2_000_000
 MIN_WINDOWS = 20
-SHARE_REQUESTS = 400_000  # per point of the true curve
 
 
 def _slow(law: ServiceLaw, slots: int, rate: float, requests: int, sla_ms: float,
@@ -54,11 +62,27 @@ def _slow(law: ServiceLaw, slots: int, rate: float, requests: int, sla_ms: float
     return arrivals[warm:] - arrivals[warm], sojourn[warm:] * 1000.0 > sla_ms
 
 
-def _share(law: ServiceLaw, slots: int, rate: float, sla_ms: float, seed: int) -> float:
-    if rate >= law.saturation_rps(slots):
-        return 1.0
-    _, slow = _slow(law, slots, rate, SHARE_REQUESTS, sla_ms, np.random.default_rng(seed))
-    return float(slow.mean())
+def _curve(law: ServiceLaw, slots: int, truth: float, sla_ms: float, seed: int):
+    """p(rate): the stationary slow share, on `CURVE` with the same random numbers at every
+    rate (monotone), log-linear between its points, 1.0 at or past the saturation."""
+    rng = np.random.default_rng(seed)
+    warm = CURVE_REQUESTS // 10
+    unit = np.cumsum(rng.exponential(1.0, CURVE_REQUESTS + warm))
+    services = law.sample_s(rng, CURVE_REQUESTS + warm).tolist()
+    saturation = law.saturation_rps(slots)
+    rates = CURVE * truth
+    shares = []
+    for rate in rates:
+        if rate >= saturation:
+            shares.append(1.0)
+            continue
+        sojourn = np.asarray(sojourn_times_s((unit / rate).tolist(), services, slots))
+        shares.append(float((sojourn[warm:] * 1000.0 > sla_ms).mean()))
+    logs = np.log(np.maximum(shares, 0.1 / CURVE_REQUESTS))
+
+    def share_at(rate: float) -> float:
+        return float(np.exp(np.interp(rate, rates, logs)))
+    return share_at
 
 
 def study(case: Case, windows: int, seed: int, budget_factor: float = 1.0) -> str:
@@ -66,9 +90,12 @@ def study(case: Case, windows: int, seed: int, budget_factor: float = 1.0) -> st
     budget_s = case.budget_s * budget_factor
     law = ServiceLaw.parse(case.truth_law)
     rng = np.random.default_rng(seed)
-    best = (0.0, 0.0, 0.0, 0)
+    share_at = _curve(law, case.slots, truth, case.sla_ms, seed + 1)
+    best = (0.0, 0.0, 0.0, 0, 0.0)
     for share_of_truth in DESIGN_RATES:
         rate = share_of_truth * truth
+        if rate >= 0.98 * law.saturation_rps(case.slots):
+            continue  # no steady state to measure
         per_window = rate * budget_s
         count = int(max(MIN_WINDOWS, min(windows, MAX_REQUESTS // per_window)))
         arrivals, slow = _slow(law, case.slots, rate, int(per_window * count * 1.02) + 100,
@@ -78,19 +105,21 @@ def study(case: Case, windows: int, seed: int, budget_factor: float = 1.0) -> st
         totals = np.bincount(window[kept], minlength=count)
         slows = np.bincount(window[kept], weights=slow[kept], minlength=count)
         shares = slows / np.maximum(totals, 1)
-        # The oracle's estimate lands in the goal exactly for shares in [too_high, too_low].
-        too_high = _share(law, case.slots, rate - HIGH_ERROR * truth, case.sla_ms, seed + 1)
-        too_low = _share(law, case.slots, rate - LOW_ERROR * truth, case.sla_ms, seed + 2)
-        hits = float(np.mean((shares >= too_high) & (shares <= too_low)))
         at_rate = slow.mean()
         # Independent requests per window: the binomial variance over the measured one.
         independent = (at_rate * (1 - at_rate) / shares.var(ddof=1)
                        if shares.var(ddof=1) > 0 else float("inf"))
-        if hits >= best[0]:
-            best = (hits, share_of_truth, independent, count)
-    hits, share_of_truth, independent, count = best
+        for shift in SHIFTS:
+            # The estimate lands in the goal exactly for shares in [lowest, highest].
+            lowest = share_at(rate - (HIGH_ERROR + shift) * truth)
+            highest = share_at(rate - (LOW_ERROR + shift) * truth)
+            hits = float(np.mean((shares >= lowest) & (shares <= highest)))
+            if hits > best[0]:
+                best = (hits, share_of_truth, independent, count, shift)
+    hits, share_of_truth, independent, count, shift = best
     return (f"{case.name:<18} {case.sla:<15} {budget_s:>5.0f} {truth:8.1f} | "
-            f"{share_of_truth:>5.2f} {independent:>12.0f} {count:>7} {100 * hits:>7.0f}%")
+            f"{share_of_truth:>5.2f} {shift:>+6.3f} {independent:>12.0f} {count:>7} "
+            f"{100 * hits:>7.0f}%")
 
 
 def main() -> None:
@@ -107,9 +136,9 @@ def main() -> None:
     if args.windows < MIN_WINDOWS:
         raise SystemExit(f"--windows must be at least {MIN_WINDOWS}")
     cases = select(args.cases)
-    print(f"{'case':<18} {'SLA':<15} {'load':>5} {'truth':>8} | {'at':>5} "
+    print(f"{'case':<18} {'SLA':<15} {'load':>5} {'truth':>8} | {'at':>5} {'shift':>6} "
           f"{'independent':>12} {'windows':>7} {'oracle':>8}")
-    print(f"{'':<18} {'':<15} {'s':>5} {'rps':>8} | {'xC':>5} {'requests':>12} "
+    print(f"{'':<18} {'':<15} {'s':>5} {'rps':>8} | {'xC':>5} {'xC':>6} {'requests':>12} "
           f"{'':>7} {'in goal':>8}")
     with ProcessPoolExecutor() as pool:
         for line in pool.map(study, cases, [args.windows] * len(cases),
