@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy import HIGH_ERROR, LOW_ERROR, Case, case_truth, select  # noqa: E402
-from truth import sojourn_times_s  # noqa: E402
+from truth import Experiment, sojourn_times_s  # noqa: E402
 
 from tuner.measure.queueing import ServiceLaw  # noqa: E402
 
@@ -64,20 +64,14 @@ def _slow(law: ServiceLaw, slots: int, rate: float, requests: int, sla_ms: float
 
 def _curve(law: ServiceLaw, slots: int, truth: float, sla_ms: float, seed: int):
     """p(rate): the stationary slow share, on `CURVE` with the same random numbers at every
-    rate (monotone), log-linear between its points, 1.0 at or past the saturation."""
-    rng = np.random.default_rng(seed)
-    warm = CURVE_REQUESTS // 10
-    unit = np.cumsum(rng.exponential(1.0, CURVE_REQUESTS + warm))
-    services = law.sample_s(rng, CURVE_REQUESTS + warm).tolist()
+    rate (`truth.Experiment`: monotone), log-linear between its points, 1.0 at or past the
+    saturation."""
+    experiment = Experiment(law, slots, requests=CURVE_REQUESTS + CURVE_REQUESTS // 9,
+                            seed=seed)
     saturation = law.saturation_rps(slots)
     rates = CURVE * truth
-    shares = []
-    for rate in rates:
-        if rate >= saturation:
-            shares.append(1.0)
-            continue
-        sojourn = np.asarray(sojourn_times_s((unit / rate).tolist(), services, slots))
-        shares.append(float((sojourn[warm:] * 1000.0 > sla_ms).mean()))
+    shares = [experiment.slow_share(rate, sla_ms) if rate < saturation else 1.0
+              for rate in rates]
     logs = np.log(np.maximum(shares, 0.1 / CURVE_REQUESTS))
 
     def share_at(rate: float) -> float:

@@ -97,11 +97,18 @@ class Experiment:
         self.slots = slots
         self.skip = int(requests * warmup_share)
 
+    def _stationary_s(self, rate_rps: float) -> np.ndarray:
+        """Each request's time in system at a mean arrival rate, the filling share left out."""
+        arrivals = (self.unit_arrivals / rate_rps).tolist()
+        return np.asarray(sojourn_times_s(arrivals, self.services_s, self.slots)[self.skip:])
+
     def percentile_ms(self, rate_rps: float, percentile: float) -> float:
         """The stationary latency percentile at a mean arrival rate."""
-        arrivals = (self.unit_arrivals / rate_rps).tolist()
-        sojourn = sojourn_times_s(arrivals, self.services_s, self.slots)
-        return float(np.percentile(sojourn[self.skip:], percentile)) * 1000.0
+        return float(np.percentile(self._stationary_s(rate_rps), percentile)) * 1000.0
+
+    def slow_share(self, rate_rps: float, sla_ms: float) -> float:
+        """The stationary share of requests slower than `sla_ms` at a mean arrival rate."""
+        return float((self._stationary_s(rate_rps) * 1000.0 > sla_ms).mean())
 
 
 def true_capacity(law: ServiceLaw, slots: int, percentile: float, sla_ms: float,

@@ -431,7 +431,8 @@ def summarize_step(
     # An error or timeout is no fast answer: it counts as slower than any SLA, in the
     # test and in every reported percentile.
     effective = np.where(ok, latency_ms, math.inf)[in_window]
-    slow = int((effective > sla.latency_ms).sum())
+    is_slow = effective > sla.latency_ms
+    slow = int(is_slow.sum())
 
     # The correlation that matters is the queue's near the SLA: latencies below half of
     # it are flattened (ties), so that harmless jitter at low load shows no clustering,
@@ -440,7 +441,7 @@ def summarize_step(
     raw_tau = autocorrelation_time(np.maximum(effective[order], sla.latency_ms / 2))
     # What the binomial test's variance needs is the slow-or-not series' own correlation:
     # far below the knee that one counts (`StepResult.evidence_at`).
-    slow_tau = autocorrelation_time((effective[order] > sla.latency_ms).astype(float))
+    slow_tau = autocorrelation_time(is_slow[order].astype(float))
     tau = calibrated_correlation(raw_tau)
     # The trend's noise comes from the whole latency distribution's clustering.
     good_order = np.argsort(intended_s[good], kind="stable")
@@ -614,16 +615,21 @@ class QueueShape:
         could not keep up) puts the rate's slow share at most `FAR_BELOW_SLA_SHARE` of
         what the SLA allows (it saturates at the saturation seen: more queueing than the
         endpoint may have)."""
-        if (self.saturation_rps is None or not self.service_sketch_ms or self.sla_ms <= 0
-                or self.allowed_slow_share <= 0
+        if (not self._simulates or self.allowed_slow_share <= 0
                 or rate_rps > FAR_BELOW_KNEE * self.saturation_rps):
             return False
         share = simulated_slow_share(rate_rps, self.service_sketch_ms, self.service_samples,
                                      self.saturation_rps, self.sla_ms)
         return share <= FAR_BELOW_SLA_SHARE * self.allowed_slow_share
 
+    @property
+    def _simulates(self) -> bool:
+        """A simulated queue exists: a saturation, a service sketch and an SLA to count by."""
+        return (self.saturation_rps is not None and bool(self.service_sketch_ms)
+                and self.sla_ms > 0)
+
     def _simulated(self, rate_rps: float) -> float | None:
-        if self.saturation_rps is None or not self.service_sketch_ms or self.sla_ms <= 0:
+        if not self._simulates:
             return None
         return simulated_correlation(rate_rps, self.service_sketch_ms, self.service_samples,
                                      self.saturation_rps, self.sla_ms)
