@@ -11,12 +11,14 @@ discrete-event simulation in `benchmarks/truth.py`.
 
     .venv/bin/python benchmarks/offline_zoo.py --seeds 6
     .venv/bin/python benchmarks/offline_zoo.py --seeds 20 --cases slow-model,lowrate-p99
+    .venv/bin/python benchmarks/offline_zoo.py --seeds 100 --cases mix-1x8 --budget-s 45
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +61,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", help="comma-separated case names (default: the whole zoo)")
     parser.add_argument("--seeds", type=int, default=6, help="runs per case (seeds 0..N-1)")
+    parser.add_argument("--budget-s", type=float,
+                        help="every case's load budget in seconds (default: the case's own); "
+                             "how a test with a shorter budget spreads")
     args = parser.parse_args()
     if args.seeds < 1:
         raise SystemExit("--seeds must be at least 1")
+    if args.budget_s is not None and args.budget_s <= 0:
+        raise SystemExit("--budget-s must be positive")
     cases = select(args.cases)
+    if args.budget_s is not None:
+        cases = [replace(case, budget_s=args.budget_s) for case in cases]
     print(COLUMNS)
     print("-" * len(COLUMNS))
     for case in cases:

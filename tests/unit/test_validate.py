@@ -68,3 +68,26 @@ def test_a_candidate_is_judged_per_instance_on_its_best_estimate_and_its_peak_on
     # Half the baseline per instance: a regression
     assert not judge_candidate(config, baseline, CapacityEstimate(200.0, 180.0, 240.0, "x"),
                                2).passed
+
+
+@pytest.mark.parametrize("instances", [1, 3])
+def test_the_candidate_ramp_straddles_the_baseline_instead_of_landing_on_it(tmp_path,
+                                                                             instances):
+    """An equal candidate's ramp step exactly at the baseline's capacity is a coin flip
+    (at saturation a queue of even arrivals drifts): the ramp's doublings must fall
+    clearly below and clearly above it, so the bisect starts from a pass and a fail."""
+    from tuner.config import ValidateConfig
+    from tuner.report.baseline import candidate_tune_config
+    from tuner.report.result import RunResult
+
+    base = RunResult.from_json({
+        "endpoint": "ep", "variant": "AllTraffic", "region": "-",
+        "sla": {"percentile": 90, "latency_ms": 100, "max_error_rate": 0.01,
+                "confidence": 0.95}, "instances_under_test": 1, "max_sustainable_rps": 200.0,
+        "capacity_ci": [160.0, 240.0], "max_rps_per_instance": 200.0})
+    config = candidate_tune_config(ValidateConfig(
+        baseline=tmp_path, url="http://127.0.0.1:9", instances=instances,
+        reports_dir=tmp_path / "r"), base)
+    ramp = [config.start_rps * 2 ** k for k in range(6)]
+    assert ramp[0] < 200.0 * instances
+    assert all(abs(rate / (200.0 * instances) - 1) >= 0.05 for rate in ramp)

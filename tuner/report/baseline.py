@@ -24,6 +24,9 @@ from tuner.scaling.release_gate import (
 
 __all__ = ["candidate_tune_config", "judge_candidate", "read_baseline"]
 
+# The candidate's first step, as a share of the baseline's capacity (`candidate_tune_config`).
+CANDIDATE_START_SHARE = 0.22
+
 
 def read_baseline(run_dir: Path) -> RunResult:
     """A baseline run's result.json, checked to hold a measured capacity."""
@@ -70,7 +73,12 @@ def candidate_tune_config(config: ValidateConfig, baseline: RunResult) -> TuneCo
         # The same arrival process as the baseline: capacities under different ones differ.
         arrivals=baseline.search.get("arrivals", "poisson"),
         max_test_seconds=config.max_test_seconds, processes=config.processes,
-        start_rps=max(1.0, round(per_instance * instances / 4, 1)),
+        # Doublings from 0.22 of the baseline put steps at 0.44, 0.88 and 1.76 of it: for an
+        # equal candidate a pass near it and a clear fail, the point between; a candidate
+        # at half the baseline still passes one. From a quarter a step landed exactly on
+        # the baseline's capacity, where an equal candidate is a coin flip; from 0.45 a
+        # half-speed candidate showed no pass at all in 20 s.
+        start_rps=max(1.0, round(per_instance * instances * CANDIDATE_START_SHARE, 1)),
         reports_dir=config.reports_dir))
 
 
