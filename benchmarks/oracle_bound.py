@@ -66,8 +66,9 @@ def _curve(law: ServiceLaw, slots: int, truth: float, sla_ms: float, seed: int):
     """p(rate): the stationary slow share, on `CURVE` with the same random numbers at every
     rate (`truth.Experiment`: monotone), log-linear between its points, 1.0 at or past the
     saturation."""
-    experiment = Experiment(law, slots, requests=CURVE_REQUESTS + CURVE_REQUESTS // 9,
-                            seed=seed)
+    warm = CURVE_REQUESTS // 10  # the filling share: the same draws as README's table
+    experiment = Experiment(law, slots, requests=CURVE_REQUESTS + warm, seed=seed,
+                            warmup_share=warm / (CURVE_REQUESTS + warm))
     saturation = law.saturation_rps(slots)
     rates = CURVE * truth
     shares = [experiment.slow_share(rate, sla_ms) if rate < saturation else 1.0

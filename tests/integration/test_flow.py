@@ -30,9 +30,9 @@ def aws():
 def config(server, tmp_path, **extra):
     # Evenly spaced arrivals on a constant-time server: a deterministic truth (200 rps) for
     # testing the plumbing; accuracy under Poisson arrivals is the simulation tests' and the
-    # benchmark's.
+    # benchmark's. From 45 rps the doublings (90, 180, 360) step off the 200 rps saturation.
     return build_config({}, {"endpoint": "ep", "url": server.url, "sla_latency_ms": 100,
-                             "start_rps": 40, "max_test_seconds": 20, "min_capacity": 1,
+                             "start_rps": 45, "max_test_seconds": 20, "min_capacity": 1,
                              "max_capacity": 3, "reports_dir": tmp_path,
                              "arrivals": "uniform", **extra})
 
@@ -147,8 +147,8 @@ def test_validation_passes_an_equal_candidate(server_200, tmp_path):
     from tuner.config import ValidateConfig
 
     result = validate_capacity(ValidateConfig(
-        # 45 s: after the ramp (0.44, 0.88, 1.76 of the baseline) one bisect above 0.88
-        # fits, so the point is not the ramp's interpolation, which sat at the 10% limit.
+        # 45 s: after the ramp (steps at 0.475, 0.95, 1.9 of the baseline) a bisect above
+        # 0.95 fits as well.
         baseline=_baseline(tmp_path), url=server_200.url, max_test_seconds=45,
         expected_peak_rps=500, reports_dir=tmp_path / "reports"))
     assert result.validation["passed"]

@@ -13,6 +13,7 @@ from tuner.inputs import show
 from tuner.measure.analysis import CapacityEstimate
 from tuner.measure.loadtest import config_payload_set
 from tuner.measure.payloads import PAYLOADS_FILE, PayloadSet
+from tuner.measure.search import SearchSettings
 from tuner.report.result import RunResult
 from tuner.report.runfiles import BaselineRecord, checked, read_result
 from tuner.scaling.release_gate import (
@@ -22,10 +23,11 @@ from tuner.scaling.release_gate import (
     peak_max_capacity,
 )
 
-__all__ = ["candidate_tune_config", "judge_candidate", "read_baseline"]
+__all__ = ["candidate_start_share", "candidate_tune_config", "judge_candidate", "read_baseline"]
 
-# The candidate's first step, as a share of the baseline's capacity (`candidate_tune_config`).
-CANDIDATE_START_SHARE = 0.22
+# Where an equal candidate's ramp step lands at most, as a share of the baseline's capacity
+# (`candidate_start_share`).
+CANDIDATE_STEP_CEILING = 0.95
 
 
 def read_baseline(run_dir: Path) -> RunResult:
@@ -73,13 +75,23 @@ def candidate_tune_config(config: ValidateConfig, baseline: RunResult) -> TuneCo
         # The same arrival process as the baseline: capacities under different ones differ.
         arrivals=baseline.search.get("arrivals", "poisson"),
         max_test_seconds=config.max_test_seconds, processes=config.processes,
-        # Doublings from 0.22 of the baseline put steps at 0.44, 0.88 and 1.76 of it: for an
-        # equal candidate a pass near it and a clear fail, the point between; a candidate
-        # at half the baseline still passes one. From a quarter a step landed exactly on
-        # the baseline's capacity, where an equal candidate is a coin flip; from 0.45 a
-        # half-speed candidate showed no pass at all in 20 s.
-        start_rps=max(1.0, round(per_instance * instances * CANDIDATE_START_SHARE, 1)),
+        start_rps=max(1.0, round(per_instance * instances
+                                 * candidate_start_share(config.max_regression), 1)),
         reports_dir=config.reports_dir))
+
+
+def candidate_start_share(max_regression: float,
+                          growth: float = SearchSettings.growth) -> float:
+    """The candidate's first rate as a share of the baseline's capacity: its ramp of
+    doublings then puts a step halfway between the gate's pass line (1 - max_regression)
+    and the baseline's capacity (at most `CANDIDATE_STEP_CEILING` of it), another clearly
+    above, and two below (a candidate at half the baseline still passes one).
+
+    From a quarter, a step landed exactly on the baseline's capacity, where an equal
+    candidate's step is a coin flip; from 0.22 (a step at 0.88) an equal candidate whose
+    budget fitted only the ramp was judged at about 0.9, on the pass line itself."""
+    step = min(1.0 - max_regression / 2.0, CANDIDATE_STEP_CEILING)
+    return step / growth**2
 
 
 def payloads_problem(baseline: RunResult, candidate_sha256: str) -> str | None:
