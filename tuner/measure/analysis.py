@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.errors import NoPassingStepError
+from tuner.measure.curve_fit import fitted_crossing_rps
 from tuner.measure.slow_correlation import (
     latency_sketch,
     merge_sketches,
@@ -830,9 +831,9 @@ def best_estimate(rates: list[RateEvidence], sla: Sla) -> float | None:
         return None
     if high is None or high.offered_rps <= low.offered_rps:
         return low.offered_rps
-    allowed = 1.0 - sla.quantile
-    if lean(high, sla) is Verdict.INCONCLUSIVE and high.evidence.slow_share <= allowed:
+    if _stops_at_unknown(high, sla):
         return high.offered_rps
+    allowed = 1.0 - sla.quantile
     pair = [low, high]
     crossings = [
         _first_crossing([(r.offered_rps, r.evidence.slow_share) for r in pair], allowed),
@@ -841,6 +842,44 @@ def best_estimate(rates: list[RateEvidence], sla: Sla) -> float | None:
     ]
     point = min((c for c in crossings if c is not None), default=low.offered_rps)
     return min(max(point, low.offered_rps), high.offered_rps)
+
+
+def _stops_at_unknown(high: RateEvidence | None, sla: Sla) -> bool:
+    """The rate above the highest leaning to pass leans to neither side and its share is
+    still within the SLA: the best estimate stops there, with no credit beyond it."""
+    return (high is not None and lean(high, sla) is Verdict.INCONCLUSIVE
+            and high.evidence.slow_share <= 1.0 - sla.quantile)
+
+
+def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla,
+                    ceiling_rps: float) -> float | None:
+    """Where the queue model fitted to every measured rate puts the crossing, at its
+    lower confidence bound (`curve_fit`), never past a rate above the highest pass whose
+    share leans over the SLA nor past `ceiling_rps`; None when the best estimate did not
+    stop at an unknown rate (it interpolated between two rates that lean each way: the
+    model adds nothing there that the samples do not already say) or there is no model.
+
+    Only rates no step of which was overloaded are fitted: at and beyond the saturation
+    every request is slow in the model and the measurements alike, and what an overloaded
+    step counted depends on how long it ran."""
+    low, high = navigation_bracket(rates, sla)
+    if low is None or not _stops_at_unknown(high, sla):
+        return None
+    shape = queue_shape(steps, sla)
+    if shape.saturation_rps is None or not shape.service_sketch_ms:
+        return None
+    measured = []
+    for rate in rates:
+        slow, total = rate.evidence.test_counts
+        if total > 0 and not any(overloaded(steps[i]) for i in rate.steps):
+            measured.append((rate.offered_rps, slow, total))
+    fitted = fitted_crossing_rps(shape.service_sketch_ms, shape.saturation_rps,
+                                 sla.latency_ms, 1.0 - sla.quantile, measured)
+    if fitted is None:
+        return None
+    leaning_over = [r.offered_rps for r in rates
+                    if r.offered_rps > low.offered_rps and lean(r, sla) is Verdict.FAIL]
+    return min(fitted, ceiling_rps, *leaning_over)
 
 
 def _through(steps: list[StepResult], default: float) -> float:
@@ -856,7 +895,9 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     The interval is [last pass, first fail]. The point estimate is where the slow share
     (or the error rate) reaches its limit between the highest rate leaning to pass and the
     lowest above it leaning to fail (`navigation_bracket`), interpolated linearly; never
-    past what an overloaded step got through, never below the last pass.
+    past what an overloaded step got through, never below the last pass. Where that stops
+    at a rate still unknown, the queue model fitted to every rate may give more credit, as
+    far as its lower confidence bound (`fitted_estimate`).
     """
     rates = pool_by_rate(steps, sla)
     last_pass, first_fail = bracket(rates)
@@ -870,7 +911,13 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     if first_fail is None:
         return CapacityEstimate(lo, lo, None, "highest passing rate (no failing load reached)")
     hi = first_fail.offered_rps
-    point = max(lo, min(best_estimate(rates, sla) or lo, hi, _through(steps, hi)))
+    ceiling = min(hi, _through(steps, hi))
+    point = max(lo, min(best_estimate(rates, sla) or lo, ceiling))
+    fitted = fitted_estimate(steps, rates, sla, ceiling)
+    if fitted is not None and fitted > point:
+        return CapacityEstimate(fitted, lo, hi, "queue model fitted to every rate, where its "
+                                "slow share crosses the SLA (lower confidence bound)",
+                                ci_high_rps=hi)
     return CapacityEstimate(point, lo, hi, "slow share interpolated where it crosses the SLA",
                             ci_high_rps=hi)
 

@@ -1,0 +1,57 @@
+"""The queue model fitted along the rate axis: it finds a known scale, widens with little
+evidence, and declines without a model (`tuner.measure.curve_fit`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tuner.measure.curve_fit import fitted_crossing_rps, model_share_curve
+from tuner.measure.slow_correlation import SKETCH_PROBABILITIES
+
+# Exponential service with a 25 ms mean on 4 slots (160 rps saturation), p90 <= 60 ms.
+SKETCH = tuple(float(v) for v in -25.0 * np.log1p(-np.array(SKETCH_PROBABILITIES)))
+SATURATION, SLA_MS, ALLOWED = 160.0, 60.0, 0.1
+
+
+def _crossing(scale: float) -> float:
+    rates, shares = model_share_curve(SKETCH, SATURATION, SLA_MS)
+    first = next(i for i, share in enumerate(shares) if share > ALLOWED)
+    return rates[first] * scale
+
+
+def _measured(scale: float, fractions: tuple[float, ...], requests: int
+              ) -> list[tuple[float, float, float]]:
+    """Exact counts at rates that are these fractions of the true crossing, of a curve
+    `scale` times the model's along the rate axis."""
+    rates, shares = model_share_curve(SKETCH, SATURATION, SLA_MS)
+    crossing = _crossing(scale)
+    out = []
+    for fraction in fractions:
+        rate = crossing * fraction
+        share = float(np.interp(rate / scale, rates, shares))
+        out.append((rate, share * requests, float(requests)))
+    return out
+
+
+def test_the_fit_finds_a_curve_shifted_along_the_rate_axis():
+    measured = _measured(1.25, (0.7, 0.9, 1.1), 20_000)
+    fitted = fitted_crossing_rps(SKETCH, SATURATION, SLA_MS, ALLOWED, measured)
+    assert fitted is not None
+    assert 0.95 * _crossing(1.25) <= fitted <= 1.005 * _crossing(1.25)
+
+
+def test_with_little_evidence_the_estimate_is_lower_not_wilder():
+    many = fitted_crossing_rps(SKETCH, SATURATION, SLA_MS, ALLOWED,
+                               _measured(1.25, (0.7, 0.9, 1.1), 20_000))
+    few = fitted_crossing_rps(SKETCH, SATURATION, SLA_MS, ALLOWED,
+                              _measured(1.25, (0.7, 0.9, 1.1), 40))
+    assert few is not None and many is not None
+    assert few < 0.97 * many
+
+
+def test_no_model_or_no_measurement_gives_no_estimate():
+    measured = _measured(1.0, (0.8,), 1_000)
+    assert fitted_crossing_rps((), SATURATION, SLA_MS, ALLOWED, measured) is None
+    assert fitted_crossing_rps(SKETCH, SATURATION, SLA_MS, ALLOWED, []) is None
+    # An SLA the model meets right up to its saturation: no crossing to carry.
+    assert fitted_crossing_rps(SKETCH, SATURATION, 10_000.0, ALLOWED, measured) is None

@@ -1,0 +1,104 @@
+"""Where the slow share crosses the SLA, from the queue model's curve fitted to every rate.
+
+Pure (numpy). The point estimate interpolates the slow share between two measured rates;
+where the rate above the highest one leaning to pass is itself still unknown (too few
+requests to lean either way, its share within the SLA), it stops there and gives no
+credit beyond it. On a low-rate p99 that is where the search's samples run out, some 20%
+below the capacity: the rates near the capacity carry a few effective requests each.
+
+Pooled over every rate, the same requests say more when the curve's *shape* is known.
+The queue model (`slow_correlation`: an M/G/c queue fed the low-load latencies, saturating
+at the saturation seen) gives that shape; its position along the rate axis is fitted to
+the measured slow shares (binomial likelihood of each rate's *effective* counts, a rate
+scale k: the share at rate r is the model's at r / k), and the estimate is the crossing's
+lower confidence bound: the lowest k the measurements do not reject at `CONFIDENCE`
+(profile likelihood). With little information the bound falls far below and the caller
+keeps its own estimate; the fit only ever adds credit the measurements support.
+
+The model's tail is only as good as the low-load sample (a sketch of a few hundred
+answers knows nothing beyond its largest one), so the caller uses the fit only where its
+own estimate stopped at an unknown rate, and never past a rate whose share leans over the
+SLA (`analysis.estimate_capacity`).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from statistics import NormalDist
+
+import numpy as np
+
+from tuner.measure.queueing import fifo_sojourn_s
+from tuner.measure.slow_correlation import SKETCH_PROBABILITIES, _mean_ms, slots_for
+
+__all__ = ["CONFIDENCE", "MeasuredShare", "fitted_crossing_rps", "model_share_curve"]
+
+# One-sided confidence of the crossing's lower bound.
+CONFIDENCE = 0.9
+# The model curve: this many rates from GRID_LOW to GRID_HIGH of the saturation seen,
+# each simulated with the same arrivals and services (common random numbers: a smooth
+# curve), MODEL_REQUESTS each, the first tenth (filling from empty) left out.
+GRID_RATES = 35
+GRID_LOW, GRID_HIGH = 0.15, 0.995
+MODEL_REQUESTS = 20_000
+MODEL_SEED = 20261201
+# Rate scales tried: the capacity between these multiples of the model's crossing.
+SCALES = np.round(np.linspace(0.6, 1.6, 201), 4)
+# The model's shares are floored at CURVE_FLOOR before taking logs (a share it never
+# saw is small, not impossible), a rate's at FLOOR inside (0, 1).
+CURVE_FLOOR = 1e-5
+FLOOR = 1e-6
+
+
+MeasuredShare = tuple[float, float, float]  # (offered rps, effective slow, effective n)
+
+
+@lru_cache(maxsize=64)
+def model_share_curve(sketch_ms: tuple[float, ...], saturation_rps: float,
+                      sla_ms: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(rates, slow shares) of the model queue over its grid of rates: the sketch's law on
+    `slots_for` slots, service times scaled to saturate at `saturation_rps`."""
+    slots = slots_for(saturation_rps, sketch_ms)
+    scale = slots / (saturation_rps * _mean_ms(sketch_ms) / 1000.0)
+    rng = np.random.default_rng(MODEL_SEED)
+    unit_arrivals = np.cumsum(rng.exponential(1.0, MODEL_REQUESTS))
+    service_s = np.interp(rng.random(MODEL_REQUESTS), SKETCH_PROBABILITIES,
+                          sketch_ms) * scale / 1000.0
+    rates = saturation_rps * np.linspace(GRID_LOW, GRID_HIGH, GRID_RATES)
+    kept = MODEL_REQUESTS // 10
+    shares = [float(np.mean(fifo_sojourn_s(unit_arrivals / rate, service_s, slots)[kept:]
+                            * 1000.0 > sla_ms)) for rate in rates]
+    return tuple(float(r) for r in rates), tuple(shares)
+
+
+def fitted_crossing_rps(sketch_ms: tuple[float, ...], saturation_rps: float, sla_ms: float,
+                        allowed_share: float, measured: list[MeasuredShare],
+                        confidence: float = CONFIDENCE) -> float | None:
+    """The lower `confidence` bound of the rate where the fitted model's slow share reaches
+    `allowed_share`; None without a model, without measurements, or where the model never
+    reaches it below its saturation."""
+    if not sketch_ms or saturation_rps <= 0 or sla_ms <= 0 or not measured:
+        return None
+    grid, shares = model_share_curve(tuple(sketch_ms), float(saturation_rps), float(sla_ms))
+    log_share = np.log(np.clip(np.array(shares), CURVE_FLOOR, 1.0))
+    crossing = np.nonzero(log_share > math.log(allowed_share))[0]
+    if crossing.size == 0:
+        return None
+    model_crossing = grid[crossing[0]]
+    rates = np.array([m[0] for m in measured])
+    slow = np.array([m[1] for m in measured])
+    total = np.array([m[2] for m in measured])
+    likelihood = np.array([_log_likelihood(rates / k, slow, total, grid, log_share)
+                           for k in SCALES])
+    drop = NormalDist().inv_cdf(confidence) ** 2 / 2.0
+    lowest = SCALES[np.nonzero(likelihood >= likelihood.max() - drop)[0][0]]
+    return float(model_crossing * lowest)
+
+
+def _log_likelihood(rates: np.ndarray, slow: np.ndarray, total: np.ndarray,
+                    grid: tuple[float, ...], log_share: np.ndarray) -> float:
+    """Binomial log-likelihood of the measured counts under the model at these rates (at or
+    beyond its saturation every request is slow)."""
+    share = np.clip(np.exp(np.interp(rates, grid, log_share, right=0.0)), FLOOR, 1 - FLOOR)
+    return float(np.sum(slow * np.log(share) + (total - slow) * np.log(1.0 - share)))
