@@ -58,6 +58,7 @@ __all__ = [
     "calibrated_correlation",
     "derive_target",
     "estimate_capacity",
+    "fitted_estimate",
     "generator_limit",
     "judge",
     "judged_specs",
@@ -853,11 +854,12 @@ def _stops_at_unknown(high: RateEvidence | None, sla: Sla) -> bool:
 
 def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla,
                     ceiling_rps: float) -> float | None:
-    """Where the queue model fitted to every measured rate puts the crossing, at its
-    lower confidence bound (`curve_fit`), never past a rate above the highest pass whose
-    share leans over the SLA nor past `ceiling_rps`; None when the best estimate did not
-    stop at an unknown rate (it interpolated between two rates that lean each way: the
-    model adds nothing there that the samples do not already say) or there is no model.
+    """Where the queue model fitted to every measured rate puts the crossing, at the low
+    end of the fits the measurements allow (`curve_fit`), never past a rate above the
+    highest leaning to pass whose slow share is over the SLA nor past `ceiling_rps`; None
+    when the best estimate did not stop at an unknown rate (it interpolated between two
+    rates that lean each way: the model adds nothing there that the samples do not already
+    say) or there is no model.
 
     Only rates no step of which was overloaded are fitted: at and beyond the saturation
     every request is slow in the model and the measurements alike, and what an overloaded
@@ -868,18 +870,20 @@ def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla
     shape = queue_shape(steps, sla)
     if shape.saturation_rps is None or not shape.service_sketch_ms:
         return None
+    by_index = {step.index: step for step in steps}
     measured = []
     for rate in rates:
         slow, total = rate.evidence.test_counts
-        if total > 0 and not any(overloaded(steps[i]) for i in rate.steps):
+        if total > 0 and not any(overloaded(by_index[i]) for i in rate.steps):
             measured.append((rate.offered_rps, slow, total))
     fitted = fitted_crossing_rps(shape.service_sketch_ms, shape.saturation_rps,
                                  sla.latency_ms, 1.0 - sla.quantile, measured)
     if fitted is None:
         return None
-    leaning_over = [r.offered_rps for r in rates
-                    if r.offered_rps > low.offered_rps and lean(r, sla) is Verdict.FAIL]
-    return min(fitted, ceiling_rps, *leaning_over)
+    over_sla = [r.offered_rps for r in rates if r.offered_rps > low.offered_rps
+                and (lean(r, sla) is Verdict.FAIL
+                     or r.evidence.slow_share > 1.0 - sla.quantile)]
+    return min(fitted, ceiling_rps, *over_sla)
 
 
 def _through(steps: list[StepResult], default: float) -> float:
@@ -916,7 +920,7 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     fitted = fitted_estimate(steps, rates, sla, ceiling)
     if fitted is not None and fitted > point:
         return CapacityEstimate(fitted, lo, hi, "queue model fitted to every rate, where its "
-                                "slow share crosses the SLA (lower confidence bound)",
+                                "slow share crosses the SLA (conservative end of the fit)",
                                 ci_high_rps=hi)
     return CapacityEstimate(point, lo, hi, "slow share interpolated where it crosses the SLA",
                             ci_high_rps=hi)

@@ -11,9 +11,11 @@ The queue model (`slow_correlation`: an M/G/c queue fed the low-load latencies, 
 at the saturation seen) gives that shape; its position along the rate axis is fitted to
 the measured slow shares (binomial likelihood of each rate's *effective* counts, a rate
 scale k: the share at rate r is the model's at r / k), and the estimate is the crossing's
-lower confidence bound: the lowest k the measurements do not reject at `CONFIDENCE`
-(profile likelihood). With little information the bound falls far below and the caller
-keeps its own estimate; the fit only ever adds credit the measurements support.
+low end of the fits the measurements allow: the lowest k they do not reject at
+`CONFIDENCE` (likelihood ratio). That is a bound only as far as the model's shape is the
+endpoint's, which it is not exactly (offline the fitted point was above the truth in 14 of
+56 runs): a conservative choice of point, not a claim. With little information the low
+end leaves the range tried and there is no fitted point.
 
 The model's tail is only as good as the low-load sample (a sketch of a few hundred
 answers knows nothing beyond its largest one), so the caller uses the fit only where its
@@ -34,7 +36,7 @@ from tuner.measure.slow_correlation import SKETCH_PROBABILITIES, _mean_ms, slots
 
 __all__ = ["CONFIDENCE", "MeasuredShare", "fitted_crossing_rps", "model_share_curve"]
 
-# One-sided confidence of the crossing's lower bound.
+# How sure the fit must be before a lower scale is rejected (one-sided).
 CONFIDENCE = 0.9
 # The model curve: this many rates from GRID_LOW to GRID_HIGH of the saturation seen,
 # each simulated with the same arrivals and services (common random numbers: a smooth
@@ -75,25 +77,45 @@ def model_share_curve(sketch_ms: tuple[float, ...], saturation_rps: float,
 def fitted_crossing_rps(sketch_ms: tuple[float, ...], saturation_rps: float, sla_ms: float,
                         allowed_share: float, measured: list[MeasuredShare],
                         confidence: float = CONFIDENCE) -> float | None:
-    """The lower `confidence` bound of the rate where the fitted model's slow share reaches
-    `allowed_share`; None without a model, without measurements, or where the model never
-    reaches it below its saturation."""
-    if not sketch_ms or saturation_rps <= 0 or sla_ms <= 0 or not measured:
+    """The rate where the fitted model's slow share reaches `allowed_share`, at the lowest
+    rate scale the measurements do not reject at `confidence` (likelihood ratio); a bound
+    only as far as the model's shape is the endpoint's. None without a model or
+    measurements, where the model never reaches the share below its saturation, or where
+    even the lowest scale tried is not rejected (the measurements say too little: the
+    bound would lie below the range, not at its edge)."""
+    if (not sketch_ms or saturation_rps <= 0 or sla_ms <= 0 or not measured
+            or sum(m[2] for m in measured) <= 0):
         return None
     grid, shares = model_share_curve(tuple(sketch_ms), float(saturation_rps), float(sla_ms))
     log_share = np.log(np.clip(np.array(shares), CURVE_FLOOR, 1.0))
-    crossing = np.nonzero(log_share > math.log(allowed_share))[0]
-    if crossing.size == 0:
+    model_crossing = _crossing_rps(np.array(grid), log_share, math.log(allowed_share))
+    if model_crossing is None:
         return None
-    model_crossing = grid[crossing[0]]
     rates = np.array([m[0] for m in measured])
     slow = np.array([m[1] for m in measured])
     total = np.array([m[2] for m in measured])
     likelihood = np.array([_log_likelihood(rates / k, slow, total, grid, log_share)
                            for k in SCALES])
     drop = NormalDist().inv_cdf(confidence) ** 2 / 2.0
-    lowest = SCALES[np.nonzero(likelihood >= likelihood.max() - drop)[0][0]]
-    return float(model_crossing * lowest)
+    accepted = np.nonzero(likelihood >= likelihood.max() - drop)[0]
+    if accepted[0] == 0:
+        return None
+    return float(model_crossing * SCALES[accepted[0]])
+
+
+def _crossing_rps(grid: np.ndarray, log_share: np.ndarray, log_allowed: float
+                  ) -> float | None:
+    """Where the model's log share first exceeds `log_allowed`, linearly between the grid
+    rates around it (the first grid rate over it would overstate it by up to a step)."""
+    over = np.nonzero(log_share > log_allowed)[0]
+    if over.size == 0:
+        return None
+    i = int(over[0])
+    if i == 0:
+        return float(grid[0])
+    below, above = log_share[i - 1], log_share[i]
+    return float(grid[i - 1] + (log_allowed - below) / (above - below)
+                 * (grid[i] - grid[i - 1]))
 
 
 def _log_likelihood(rates: np.ndarray, slow: np.ndarray, total: np.ndarray,
