@@ -901,7 +901,7 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     lowest above it leaning to fail (`navigation_bracket`), interpolated linearly; never
     past what an overloaded step got through, never below the last pass. Where that stops
     at a rate still unknown, the queue model fitted to every rate may give more credit, as
-    far as its lower confidence bound (`fitted_estimate`).
+    far as the conservative end of the fit (`fitted_estimate`).
     """
     rates = pool_by_rate(steps, sla)
     last_pass, first_fail = bracket(rates)

@@ -19,8 +19,8 @@ end leaves the range tried and there is no fitted point.
 
 The model's tail is only as good as the low-load sample (a sketch of a few hundred
 answers knows nothing beyond its largest one), so the caller uses the fit only where its
-own estimate stopped at an unknown rate, and never past a rate whose share leans over the
-SLA (`analysis.estimate_capacity`).
+own estimate stopped at an unknown rate, and never past a rate above it whose share is
+over the SLA (`analysis.fitted_estimate`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from statistics import NormalDist
 import numpy as np
 
 from tuner.measure.queueing import fifo_sojourn_s
-from tuner.measure.slow_correlation import SKETCH_PROBABILITIES, _mean_ms, slots_for
+from tuner.measure.slow_correlation import SKETCH_PROBABILITIES, model_queue
 
 __all__ = ["CONFIDENCE", "MeasuredShare", "fitted_crossing_rps", "model_share_curve"]
 
@@ -59,10 +59,9 @@ MeasuredShare = tuple[float, float, float]  # (offered rps, effective slow, effe
 @lru_cache(maxsize=64)
 def model_share_curve(sketch_ms: tuple[float, ...], saturation_rps: float,
                       sla_ms: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(rates, slow shares) of the model queue over its grid of rates: the sketch's law on
-    `slots_for` slots, service times scaled to saturate at `saturation_rps`."""
-    slots = slots_for(saturation_rps, sketch_ms)
-    scale = slots / (saturation_rps * _mean_ms(sketch_ms) / 1000.0)
+    """(rates, slow shares) of the model queue (`slow_correlation.model_queue`) over its
+    grid of rates."""
+    slots, scale = model_queue(saturation_rps, sketch_ms)
     rng = np.random.default_rng(MODEL_SEED)
     unit_arrivals = np.cumsum(rng.exponential(1.0, MODEL_REQUESTS))
     service_s = np.interp(rng.random(MODEL_REQUESTS), SKETCH_PROBABILITIES,

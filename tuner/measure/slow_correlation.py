@@ -37,6 +37,7 @@ __all__ = [
     "SKETCH_PROBABILITIES",
     "latency_sketch",
     "merge_sketches",
+    "model_queue",
     "simulated_correlation",
     "simulated_slow_share",
     "slots_for",
@@ -107,6 +108,14 @@ def slots_for(saturation_rps: float, sketch_ms: tuple[float, ...]) -> int:
     return int(min(MAX_SLOTS, max(1, round(saturation_rps * mean_s))))
 
 
+def model_queue(saturation_rps: float, sketch_ms: tuple[float, ...]) -> tuple[int, float]:
+    """(slots, service-time scale) of the model queue: `slots_for` slots, the sketch's
+    service times multiplied by the scale so that it saturates exactly at
+    `saturation_rps` (the slots are rounded; the scale makes up the difference)."""
+    slots = slots_for(saturation_rps, sketch_ms)
+    return slots, slots / (saturation_rps * _mean_ms(sketch_ms) / 1000.0)
+
+
 def _mean_ms(sketch_ms: tuple[float, ...]) -> float:
     probabilities = np.array((0.0, *SKETCH_PROBABILITIES, 1.0))
     values = np.array((sketch_ms[0], *sketch_ms, sketch_ms[-1]))
@@ -159,8 +168,7 @@ def _window_ratio(rate_rps: float, sketch_ms: tuple[float, ...], saturation_rps:
                   sla_ms: float, rng: np.random.Generator) -> tuple[float, float]:
     """(Variance of slow counts per window over the binomial's (>= 1), the slow share),
     one simulation."""
-    slots = slots_for(saturation_rps, sketch_ms)
-    scale = slots / (saturation_rps * _mean_ms(sketch_ms) / 1000.0)
+    slots, scale = model_queue(saturation_rps, sketch_ms)
     window = max(MIN_WINDOW_REQUESTS, round(rate_rps * CORRELATION_WINDOW_S))
     window = min(window, MAX_WINDOW_REQUESTS)
     windows = max(MIN_WINDOWS, SIMULATED_REQUESTS // window)  # many where the rate is low
