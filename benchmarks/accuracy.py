@@ -39,9 +39,10 @@ from truth import Truth, truths  # noqa: E402
 
 from tuner.config import build_config  # noqa: E402
 from tuner.demo.servers import model_server  # noqa: E402
-from tuner.errors import NoPassingStepError, RunError  # noqa: E402
-from tuner.measure.analysis import estimate_capacity, summarize_samples  # noqa: E402
-from tuner.measure.loadtest import run_load_test, sla_of  # noqa: E402
+from tuner.errors import RunError  # noqa: E402
+from tuner.measure.analyse import analyse_output  # noqa: E402
+from tuner.measure.analysis import NO_PASSING_STEP  # noqa: E402
+from tuner.measure.loadtest import run_load_test  # noqa: E402
 
 # Goals: point error against the Poisson truth, and the load budget per SLA percentile.
 LOW_ERROR, HIGH_ERROR = -0.10, 0.03
@@ -153,11 +154,14 @@ def measure_case(url: str, case: Case, start_rps: float, workdir: Path, *,
         output = run_load_test(config, workdir, region=None)
     except RunError as error:
         return Measured(None, None, None, math.nan, str(error))
-    steps = summarize_samples(output.specs, output.samples, sla_of(config))
-    try:
-        capacity = estimate_capacity(steps, sla_of(config))
-    except NoPassingStepError:
-        return Measured(None, None, None, output.load_seconds)
+    # What the tool itself would report: the same validity checks (a lost lane, a fail
+    # only the saturated generator shows) and the same steps counted.
+    analysis = analyse_output(config, output, instances_under_test=1)
+    capacity = analysis.capacity
+    if capacity is None:
+        if analysis.error and analysis.error.startswith(NO_PASSING_STEP):
+            return Measured(None, None, None, output.load_seconds)
+        return Measured(None, None, None, output.load_seconds, analysis.error)
     low, high = capacity.ci
     return Measured(capacity.max_sustainable_rps, low, high, output.load_seconds)
 

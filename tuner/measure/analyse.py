@@ -14,13 +14,16 @@ from tuner.errors import NoPassingStepError
 from tuner.measure.analysis import (
     CapacityEstimate,
     Recommendation,
+    Sla,
     StepResult,
     StepSpec,
     Verdict,
+    bracket,
     derive_target,
     estimate_capacity,
     generator_limit,
     judged_specs,
+    pool_by_rate,
     summarize_samples,
 )
 from tuner.measure.lanes import lost_lanes_in_meta
@@ -47,17 +50,23 @@ def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_t
     sla = sla_of(config)
     specs = with_lost_lanes(output.specs, output.summary.get("step_meta", []))
     steps = summarize_samples(specs, output.samples, sla)
-    model = queue_model_of(config, output, specs)
+    limited = generator_limited_fails(output, steps)
+    model = queue_model_of(config, output, [s for s in specs if s.index not in limited])
+    # A fail the generator may have caused bounds nothing: the capacity rests on the rest.
+    counted = [step for step in steps if step.index not in limited]
+    steps = [replace(step, reasons=(*step.reasons, f"not counted: {limited[step.index]}, so "
+                                    "the generator, not the endpoint, may have failed it"))
+             if step.index in limited else step for step in steps]
     invalid_reason = (invalid_reason or lost_lane_problem(specs)
                       or refused_problem(output, steps) or output.summary.get("rejected")
-                      or generator_problem(output, steps))
+                      or generator_problem(steps, counted, limited, sla))
     if invalid_reason:
         return Analysis(steps, None, None, invalid_reason, model,
                         payloads_of(output, steps, None))
     try:
-        capacity = estimate_capacity(steps, sla)
+        capacity = estimate_capacity(counted, sla)
     except NoPassingStepError as exc:
-        advice = budget_advice(steps, search_settings_of(config), output.load_seconds)
+        advice = budget_advice(counted, search_settings_of(config), output.load_seconds)
         return Analysis(steps, None, None, f"{exc}; {advice}" if advice else str(exc), model,
                         payloads_of(output, steps, None))
     # The target rests on the lower end of the capacity interval: what was shown.
@@ -127,9 +136,11 @@ def queue_model_of(config: TuneConfig, output: LoadTestOutput,
     return model.to_dict() if model is not None else None
 
 
-def generator_problem(output: LoadTestOutput, steps: list[StepResult]) -> str | None:
-    """A failing step whose load generator was the bottleneck invalidates the measurement."""
+def generator_limited_fails(output: LoadTestOutput, steps: list[StepResult]) -> dict[int, str]:
+    """The failing steps whose load generator was at its limit, with why: the generator
+    may have failed them (late sends count against the latency), not the endpoint."""
     meta = {m["index"]: m for m in output.summary.get("step_meta", [])}
+    limited = {}
     for step in steps:
         if step.passed or step.index not in meta:
             continue
@@ -137,7 +148,22 @@ def generator_problem(output: LoadTestOutput, steps: list[StepResult]) -> str | 
                               meta[step.index].get("send_lag_p90_ms", []), output.sla,
                               meta[step.index].get("unsent_share", 0.0))
         if why:
-            return (f"measurement invalid: the load generator, not the endpoint, limited step "
-                    f"{step.index} at {step.offered_rps:g} rps ({why}): re-run with "
-                    f"--processes {os.cpu_count() or 2} (one Locust worker per core)")
-    return None
+            limited[step.index] = why
+    return limited
+
+
+def generator_problem(steps: list[StepResult], counted: list[StepResult],
+                      limited: dict[int, str], sla: Sla) -> str | None:
+    """Invalid when the capacity's upper end rests on a fail the load generator may have
+    caused: no other step failed above the last pass (a lower fail the generator kept up
+    with bounds the capacity on its own, and the measurement stands)."""
+    if not limited:
+        return None
+    _, first_fail = bracket(pool_by_rate(counted, sla))
+    if first_fail is not None:
+        return None
+    step = min((s for s in steps if s.index in limited), key=lambda s: s.offered_rps)
+    return (f"measurement invalid: the load generator, not the endpoint, limited step "
+            f"{step.index} at {step.offered_rps:g} rps ({limited[step.index]}) "
+            f"and no step it kept up with failed: re-run with --processes "
+            f"{os.cpu_count() or 2} (one Locust worker per core)")

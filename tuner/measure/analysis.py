@@ -39,6 +39,7 @@ __all__ = [
     "GENERATOR_UNSENT_LIMIT",
     "LEAN_CONFIDENCE",
     "MIN_SERVICE_SAMPLES",
+    "NO_PASSING_STEP",
     "SAMPLE_COLUMNS",
     "SETTLE_RELAXATIONS",
     "SUSTAIN_HORIZON_S",
@@ -893,6 +894,10 @@ def _through(steps: list[StepResult], default: float) -> float:
     return min(through, default=default)
 
 
+# How the error of a run without a passing step begins (`estimate_capacity`).
+NO_PASSING_STEP = "no load step showed the SLA"
+
+
 def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     """Capacity from the pooled verdicts (the interval) and the best estimate inside it.
 
@@ -908,7 +913,7 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     if last_pass is None:
         tried = ", ".join(f"{r.offered_rps:g} ({r.verdict})" for r in rates)
         raise NoPassingStepError(
-            f"no load step showed the SLA (tried {tried or 'nothing'} rps): lower "
+            f"{NO_PASSING_STEP} (tried {tried or 'nothing'} rps): lower "
             "--start-rps, raise --max-test-seconds, relax the SLA, or check the endpoint's "
             "errors; nothing was applied")
     lo = last_pass.offered_rps

@@ -11,7 +11,8 @@ decides is here, so a unit test can drive a whole run in-process with fabricated
 - the master side (or the local runner): `SearchController` admits workers, starts each
   step the search (`tuner.measure.search.next_step`) asks for, waits for every lane, judges the
   step, pauses while the endpoint drains what the step abandoned, and stops on budget,
-  on a saturated generator, on a lost lane or when its workers are gone; `RunFiles`
+  on a generator saturated in a second failing step, on a lost lane or when its workers
+  are gone; `RunFiles`
   writes what it measured as it goes (`samples.csv`, `loadtest.json`).
 
 Time comes from the injected clocks, so tests need not sleep.
@@ -346,6 +347,8 @@ class SearchController:
         self.load_seconds = 0.0
         self.stop_reason: str | None = None
         self.rejection: str | None = None  # the endpoint rejected the requests as bad
+        # Failing steps the load generator was at its limit in: "rate (why)".
+        self.generator_limited: list[str] = []
         self.started_wall = wall_clock()
         self.resume_at = 0.0
 
@@ -505,8 +508,18 @@ class SearchController:
                                   self.step_meta[-1]["send_lag_p90_ms"], self.sla,
                                   self.step_meta[-1]["unsent_share"])
         if limited and not result.passed:
-            self.stop_reason = f"load generator saturated at {spec.offered_rps:g} rps ({limited})"
-            log.warning("stopping: %s", self.stop_reason)
+            # The generator may have failed this step, not the endpoint: the search goes
+            # on below it, where a fail the generator kept up with bounds the capacity on
+            # its own (the analysis does not count this one). A second such step says the
+            # generator is the limit where the answer lies: stop.
+            self.generator_limited.append(f"{spec.offered_rps:g} rps ({limited})")
+            if len(self.generator_limited) > 1:
+                self.stop_reason = ("load generator saturated at "
+                                    + " and ".join(self.generator_limited))
+                log.warning("stopping: %s", self.stop_reason)
+            else:
+                log.warning("step %d failed with the load generator at its limit (%s): not "
+                            "counted; the search goes on below it", spec.index, limited)
         # Every request the step sent (its warm-up included), as the rejections are counted.
         rejection = rejection_problem(spec.index, received, len(columns["ok"]))
         if rejection is not None:
