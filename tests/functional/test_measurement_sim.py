@@ -56,8 +56,11 @@ POINT_RUNS = 24
 # the knee counted as clustered slow requests (`StepResult.evidence_at`), 65% since.
 # The 5%-slow server, whose SLA binds at 0.58 of its saturation, resolved 32 of 40 in the
 # last full run; it checks that no rate near its knee counts as far below it.
-MIN_RESOLVED = {"hard-knee": 0.9, "long-tail": 0.8, "five-percent-slow": 0.7,
-                "low-rate-p99": 0.5}
+# Since the confirmation is planned by its chance to pass (`search._confirm`; before, it
+# was sized to pass at exactly the share expected: a coin flip), 38, 36 and 36 of 40 of
+# the long tail, the 5%-slow server and the low-rate p99 resolve (34, 32 and 29 before).
+MIN_RESOLVED = {"hard-knee": 0.9, "long-tail": 0.9, "five-percent-slow": 0.85,
+                "low-rate-p99": 0.8}
 
 
 def _truth(law: str, slots: int, percentile: float, sla_ms: float) -> float:
@@ -164,8 +167,9 @@ def test_a_5_percent_overload_is_caught(law, slots):
 def test_five_percent_slow_requests_no_longer_sink_the_capacity():
     """Before: 22% of runs ended with no passing step, silently, and the median last pass
     was 26 rps of 100. Now the point estimate is near the truth, and a run whose budget
-    could not show a pass says so and what budget would (still about a fifth of runs at
-    150 s: issue F's open gap)."""
+    could not show a pass says so and what budget would (a fifth of runs at 150 s while
+    the confirmation was sized to pass at exactly the share expected; a tenth since it is
+    planned by its chance to pass)."""
     law, slots, truth, sla, settings = _study("five-percent-slow")
     points, missing = [], 0
     for run in run_offline_seeds(law, slots, settings, sla, range(RUNS)):
@@ -174,7 +178,7 @@ def test_five_percent_slow_requests_no_longer_sink_the_capacity():
             assert run.advice and "--max-test-seconds" in run.advice
         else:
             points.append(run.capacity.max_sustainable_rps / truth)
-    assert missing <= 0.25 * RUNS
+    assert missing <= 0.15 * RUNS
     assert np.median(points) >= 0.8
 
 

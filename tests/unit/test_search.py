@@ -3,8 +3,10 @@ import pytest
 from tuner.measure.analysis import StepResult, StepSpec, bracket, pool_by_rate, queue_shape
 from tuner.measure.search import (
     MAX_LOOKS,
+    Phase,
     SearchSettings,
     _confirm,
+    _extension_option,
     _spend_the_rest,
     budget_advice,
     next_step,
@@ -167,11 +169,15 @@ def test_a_rate_looked_at_max_looks_times_is_not_extended_again():
                    _step(looks + 1, 200.0, 1600, 1500, "fail", completed=150.0)]
         rates = pool_by_rate(history, settings.sla)
         last_pass, first_fail = bracket(rates)
-        return _confirm(rates, last_pass, first_fail, settings, 2800.0,
-                        queue_shape(history, settings.sla))
+        shape = queue_shape(history, settings.sla)
+        at_20 = next(r for r in rates if r.offered_rps == 20.0)
+        return (_extension_option(at_20, settings, 2800.0, shape, Phase.CONFIRM),
+                _confirm(rates, last_pass, first_fail, settings, 2800.0, shape))
 
-    assert confirmation(MAX_LOOKS - 1).rate == 20.0  # extended once more
-    moved = confirmation(MAX_LOOKS)
+    option, _ = confirmation(MAX_LOOKS - 1)
+    assert option is not None and option.choice.rate == 20.0  # may be extended once more
+    option, moved = confirmation(MAX_LOOKS)
+    assert option is None
     assert moved is not None and moved.rate != 20.0 and moved.phase == "confirm"
 
 

@@ -41,7 +41,12 @@ from tuner.measure.analysis import (
     pool_by_rate,
     queue_shape,
 )
-from tuner.measure.stats import requests_to_show, samples_for_zero_exceedances
+from tuner.measure.stats import (
+    pass_chance,
+    requests_for_chance,
+    requests_to_show,
+    samples_for_zero_exceedances,
+)
 
 __all__ = ["Phase", "SearchSettings", "budget_advice", "drain_seconds", "next_step",
            "out_of_budget", "step_duration"]
@@ -395,16 +400,35 @@ def _navigate(rates: list[RateEvidence], last_pass: RateEvidence | None,
 
 
 # Rates below the navigated capacity a confirmation may try, as fractions of it.
-CONFIRM_FRACTIONS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
+CONFIRM_FRACTIONS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 # A confirmation within this share of a rate measured already extends that rate.
 SAME_RATE = 0.01
+# A confirmation is sized to pass this often at the share expected there (sized to show
+# the SLA at exactly that share, it passed about half the time) ...
+CONFIRM_CHANCE = 0.8
+# ... and is not tried when the budget leaves it less chance than this.
+MIN_CONFIRM_CHANCE = 0.1
+
+
+class Option(NamedTuple):
+    """A confirmation the budget affords, and its chance to pass (`stats.pass_chance`)."""
+
+    choice: Choice
+    chance: float
 
 
 def _confirm(rates: list[RateEvidence], last_pass: RateEvidence | None,
              first_fail: RateEvidence, settings: SearchSettings, remaining_s: float,
              shape: QueueShape) -> Choice | None:
     """Then spend what is left showing the SLA statistically as close below the navigated
-    capacity as the budget affords: the target rests on the highest rate shown."""
+    capacity as the budget affords: the target rests on the highest rate shown.
+
+    Every affordable option (the navigation's highest rate leaning to pass looked at
+    again, new rates at fractions of the point, rates measured already near them) gets
+    its chance to pass at the share expected there; the one with the most rate times
+    chance wins. (Taking the first affordable fraction sized to pass at exactly its
+    expected share was a coin flip: a 1.5 s model and a low-rate p99 often ended without
+    any pass while a lower rate would have passed almost surely.)"""
     low, _ = navigation_bracket(rates, settings.sla)
     point = best_estimate(rates, settings.sla)
     if low is None or point is None:
@@ -412,39 +436,104 @@ def _confirm(rates: list[RateEvidence], last_pass: RateEvidence | None,
     floor = last_pass.offered_rps if last_pass is not None else 0.0
     if point <= floor * (1 + settings.precision):
         return None
+    options = []
     if low.verdict is Verdict.INCONCLUSIVE and low.offered_rps > floor:
-        extra = _affordable(low, settings, remaining_s, shape)
-        if extra is not None:
-            return Choice(low.offered_rps, Phase.EXTEND, extra)
-    measured = sorted((r.offered_rps, r.evidence.slow_share) for r in rates
-                      if r.evidence.requests)
+        options.append(_extension_option(low, settings, remaining_s, shape, Phase.EXTEND))
+    # The share expected below the point: between the rates measured there and the SLA's
+    # allowed share at the point itself (a rate above the point that was fast by chance
+    # would promise passes above the capacity).
+    allowed = 1.0 - settings.quantile
+    known = [(r.offered_rps, *_share_estimate(r)) for r in rates
+             if r.evidence.requests and r.offered_rps < point]
+    known.append((point, allowed, 0.0))
     for fraction in CONFIRM_FRACTIONS[1:]:
         rate = point * fraction
         if rate <= floor * (1 + settings.precision):
-            return None
+            break
         near = [r for r in rates if abs(r.offered_rps / rate - 1) <= SAME_RATE
                 and r.verdict is Verdict.INCONCLUSIVE]
         if near:
             # A rate measured already (within 1%): add to its requests rather than start
             # a separate pool that shares none of them.
-            extra = _affordable(near[0], settings, remaining_s, shape)
-            if extra is not None:
-                return Choice(near[0].offered_rps, Phase.CONFIRM, extra)
+            options.append(_extension_option(near[0], settings, remaining_s, shape,
+                                             Phase.CONFIRM))
             continue
-        share = max(_interpolate(measured, rate), 0.5 / max(1, low.evidence.requests))
-        needed = requests_to_show(share, settings.quantile,
-                                  1.0 - (1.0 - settings.confidence) / 2)
-        if needed >= 10**9:
-            continue
-        correlation = _correlation_at(rates, rate, shape)
-        if not math.isfinite(correlation):
-            continue
-        requests = math.ceil(needed * correlation)
-        seconds = warmup_for(settings, rate, shape) + max(settings.min_step_s,
-                                                           requests / rate)
-        if seconds <= remaining_s and requests / rate <= settings.max_step_s:
-            return Choice(rate, Phase.CONFIRM, requests)
-    return None
+        share, variance = _interpolate(known, rate)
+        share = max(share, 0.5 / max(1, low.evidence.requests))
+        options.append(_new_rate_option(rate, share, variance, rates, settings, remaining_s,
+                                        shape))
+    viable = [o for o in options if o is not None and o.chance >= MIN_CONFIRM_CHANCE]
+    if not viable:
+        return None
+    if last_pass is None:
+        # Nothing shown yet: a run without a pass has no answer at all. The highest rate
+        # likely to pass, else the likeliest.
+        likely = [o for o in viable if o.chance >= CONFIRM_CHANCE]
+        if likely:
+            return max(likely, key=lambda o: o.choice.rate).choice
+        return max(viable, key=lambda o: o.chance).choice
+    # Above a pass: what the basis is expected to gain.
+    return max(viable, key=lambda o: o.chance * (o.choice.rate - floor)).choice
+
+
+def _share_estimate(rate: RateEvidence) -> tuple[float, float]:
+    """A measured rate's slow share to plan with, and its variance over the effective
+    requests it rests on."""
+    share = _planning_share(rate)
+    return share, share * (1 - share) / max(1.0, rate.evidence.effective_requests)
+
+
+def _extension_option(rate: RateEvidence, settings: SearchSettings, remaining_s: float,
+                      shape: QueueShape, phase: Phase) -> Option | None:
+    """More requests at a rate measured already: at least what `_affordable` plans, more
+    where that buys the confirmation's chance, within the budget and one step's length."""
+    extra = _affordable(rate, settings, remaining_s, shape)
+    if extra is None:
+        return None
+    evidence = rate.evidence
+    share, variance = _share_estimate(rate)
+    correlation = max(1.0, evidence.correlation)
+    confidence = 1.0 - (1.0 - settings.confidence) / 2 ** (evidence.looks + 1)
+    wanted = requests_for_chance(share, variance, settings.quantile, confidence,
+                                 CONFIRM_CHANCE, evidence.effective_slow,
+                                 evidence.effective_requests)
+    warmup = warmup_for(settings, rate.offered_rps, shape)
+    most = math.floor(min(remaining_s - warmup, settings.max_step_s) * rate.offered_rps)
+    if wanted is not None:
+        extra = max(extra, min(math.ceil(wanted * correlation), most))
+    chance = pass_chance(share, variance, extra / correlation, settings.quantile, confidence,
+                         evidence.effective_slow, evidence.effective_requests)
+    return Option(Choice(rate.offered_rps, phase, extra), chance)
+
+
+def _new_rate_option(rate: float, share: float, variance: float, rates: list[RateEvidence],
+                     settings: SearchSettings, remaining_s: float,
+                     shape: QueueShape) -> Option | None:
+    """A confirmation at a rate not measured yet, sized for `CONFIRM_CHANCE` or as much
+    as the budget and one step allow."""
+    correlation = _planning_correlation(rates, rate, shape)
+    if not math.isfinite(correlation):
+        return None
+    confidence = 1.0 - (1.0 - settings.confidence) / 2
+    warmup = warmup_for(settings, rate, shape)
+    longest_s = min(remaining_s - warmup, settings.max_step_s)
+    if not math.isfinite(warmup) or longest_s < settings.min_step_s:
+        return None
+    wanted = requests_for_chance(share, variance, settings.quantile, confidence,
+                                 CONFIRM_CHANCE)
+    most = math.floor(longest_s * rate)
+    requests = most if wanted is None else min(most, math.ceil(wanted * correlation))
+    requests = max(requests, math.ceil(settings.min_step_s * rate))
+    chance = pass_chance(share, variance, requests / correlation, settings.quantile,
+                         confidence)
+    return Option(Choice(rate, Phase.CONFIRM, requests), chance)
+
+
+def _planning_correlation(rates: list[RateEvidence], rate: float, shape: QueueShape) -> float:
+    """Raw requests per independent one to size a confirmation with: the queue model's,
+    or what the nearest measured rates showed where that is more (the model planned 5
+    where 17-37 showed near a 5%-slow server's knee)."""
+    return max(_correlation_at(rates, rate, shape), _correlation_near(rates, rate))
 
 
 def _spend_the_rest(rates: list[RateEvidence], last_pass: RateEvidence | None,
@@ -476,16 +565,20 @@ def _spend_the_rest(rates: list[RateEvidence], last_pass: RateEvidence | None,
     return Choice(rate.offered_rps, Phase.EXTEND, math.floor(measured * rate.offered_rps))
 
 
-def _interpolate(points: list[tuple[float, float]], rate: float) -> float:
-    """The slow share at `rate`, linearly between the measured rates around it."""
+def _interpolate(points: list[tuple[float, float, float]], rate: float
+                 ) -> tuple[float, float]:
+    """The slow share at `rate` and its variance, linearly between the measured rates
+    around it (points: rate, share, variance of the share)."""
     below = [p for p in points if p[0] <= rate]
     above = [p for p in points if p[0] > rate]
     if not below:
-        return above[0][1]
+        return above[0][1], above[0][2]
     if not above:
-        return below[-1][1]
-    (r1, v1), (r2, v2) = below[-1], above[0]
-    return v1 + (v2 - v1) * (rate - r1) / (r2 - r1)
+        return below[-1][1], below[-1][2]
+    (r1, v1, var1), (r2, v2, var2) = below[-1], above[0]
+    weight = (rate - r1) / (r2 - r1)
+    return (v1 + (v2 - v1) * weight,
+            (1 - weight) ** 2 * var1 + weight ** 2 * var2)
 
 
 def _first_phase(settings: SearchSettings) -> Phase:

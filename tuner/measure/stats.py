@@ -9,6 +9,7 @@ confidence, instead of trusting a noisy point estimate of a high percentile.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -17,8 +18,10 @@ __all__ = [
     "binom_sf",
     "exceedance_lower_bound",
     "exceedance_upper_bound",
+    "pass_chance",
     "percentile_refuted",
     "percentile_supported",
+    "requests_for_chance",
     "requests_to_show",
     "samples_for_zero_exceedances",
 ]
@@ -147,6 +150,76 @@ def requests_to_show(share: float, quantile: float, confidence: float) -> int:
     return max(floor, math.ceil((spread / gap) ** 2))
 
 
+@lru_cache(maxsize=4096)
+def most_slow_to_pass(n: int, quantile: float, confidence: float) -> int:
+    """The most slow requests among `n` that `percentile_supported` still passes (-1: none
+    would). Found from the normal approximation's guess, then exactly, a count at a time."""
+    allowed, alpha = 1.0 - quantile, 1.0 - confidence
+    spread = _z(confidence) * math.sqrt(n * allowed * (1 - allowed))
+    k = min(n, max(-1, math.floor(n * allowed - spread)))
+    while k >= 0 and binom_cdf(k, n, allowed) > alpha:
+        k -= 1
+    while k < n and binom_cdf(k + 1, n, allowed) <= alpha:
+        k += 1
+    return k
+
+
+def pass_chance(share: float, share_variance: float, new_requests: float, quantile: float,
+                confidence: float, slow_so_far: float = 0.0, requests_so_far: float = 0.0
+                ) -> float:
+    """The chance that `percentile_supported` passes once `new_requests` more independent
+    requests are added to those so far, when each is slow with probability `share`, itself
+    known only to within `share_variance` (normal approximation of the new slow count,
+    with a continuity correction).
+
+    The search plans a confirmation with it: sized to show the SLA at exactly the share
+    expected, a step passes about half the time; the uncertainty of that share widens the
+    spread, so more requests buy less where the share is poorly known."""
+    n_new = max(0.0, new_requests)
+    total = round(requests_so_far + n_new)
+    if total <= 0:
+        return 0.0
+    limit = most_slow_to_pass(total, quantile, confidence) + 0.5 - slow_so_far
+    mean = n_new * share
+    variance = n_new * share * (1 - share) + n_new ** 2 * max(0.0, share_variance)
+    if variance <= 0:
+        return 1.0 if mean <= limit else 0.0
+    return _normal_cdf((limit - mean) / math.sqrt(variance))
+
+
+def requests_for_chance(share: float, share_variance: float, quantile: float,
+                        confidence: float, chance: float, slow_so_far: float = 0.0,
+                        requests_so_far: float = 0.0, most: int = 10**7) -> int | None:
+    """The fewest new independent requests whose `pass_chance` reaches `chance` (None: not
+    within `most`; where the share is uncertain, no count may reach it)."""
+    def enough(n: int) -> bool:
+        return pass_chance(share, share_variance, n, quantile, confidence, slow_so_far,
+                           requests_so_far) >= chance
+
+    gap = 1.0 - quantile - share
+    if gap <= 0 or (share_variance > 0
+                    and _normal_cdf(gap / math.sqrt(share_variance)) < chance):
+        return None  # even endless requests leave the share's own doubt (the limit)
+    high = max(1, samples_for_zero_exceedances(quantile, confidence))
+    while not enough(high):
+        if high >= most:
+            return None
+        high = min(most, high * 2)
+    low = 0
+    while high - low > max(1, high // 100):  # to within 1%: a plan, not a verdict
+        middle = (low + high) // 2
+        if enough(middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
+@lru_cache(maxsize=64)
 def _z(confidence: float) -> float:
     """Standard normal quantile by bisection on erf (no SciPy)."""
     lo, hi = -10.0, 10.0
