@@ -227,6 +227,22 @@ def test_a_generator_that_could_not_send_its_arrivals_is_saturated_too(tmp_path)
         40 / (len(lane["samples"]["ok"]) + 40))
 
 
+def test_a_busy_generator_under_an_inconclusive_step_is_no_strike(tmp_path):
+    clock = FakeClock()
+    controller = make_controller(tmp_path, clock)
+    step = start(controller)
+    for _ in range(2):
+        lane = report(step, cpu_percent=97.0)
+        columns = lane["samples"]
+        for i in range(0, len(columns["ok"]), 10):  # the share a p90 allows: inconclusive
+            columns["latency_ms"][i] = 5 * SLA_MS
+            columns["completed_s"][i] = columns["intended_s"][i] + 5 * SLA_MS / 1000
+        controller.on_report(LOCAL_LANE, lane)
+        step = start(controller)  # judges this step, starts the next
+        assert controller.results[-1].verdict == "inconclusive"
+    assert controller.stop_reason is None and controller.generator_limited == []
+
+
 def test_a_busy_generator_under_a_passing_step_carries_on(tmp_path):
     clock = FakeClock()
     controller = make_controller(tmp_path, clock)

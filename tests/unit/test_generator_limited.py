@@ -20,10 +20,15 @@ BUSY, CALM = 97.0, 30.0
 
 
 def step(index: int, rate: float, latency_ms: float) -> tuple[StepSpec, pd.DataFrame]:
-    """A 20 s step (1 s warm-up) whose every answer took `latency_ms`."""
+    """A 20 s step (1 s warm-up) whose every answer took `latency_ms`; a negative one:
+    every tenth answer 500 ms, the rest 20 ms (exactly the share a p90 allows)."""
     intended = np.arange(0, 20.0, 1.0 / rate)
+    latency = np.full(intended.size, latency_ms, dtype=float)
+    if latency_ms < 0:
+        latency[:] = 20.0
+        latency[::10] = 500.0
     frame = pd.DataFrame({"step": index, "intended_s": intended,
-                          "completed_s": intended + latency_ms / 1000, "latency_ms": latency_ms,
+                          "completed_s": intended + latency / 1000, "latency_ms": latency,
                           "ok": True, "payload": 0})
     return StepSpec(index, rate, 20.0, 1.0, "ramp"), frame
 
@@ -68,4 +73,13 @@ def test_a_busy_generator_under_a_passing_step_changes_nothing():
     output = output_of([(50.0, 20.0, BUSY), (100.0, 500.0, CALM)])
     analysis = analyse_output(CONFIG, output, instances_under_test=1)
     assert analysis.error is None and analysis.capacity.last_pass_rps == 50.0
+    assert not any("not counted" in r for s in analysis.steps for r in s.reasons)
+
+
+def test_an_inconclusive_step_on_a_busy_generator_still_counts():
+    """Late sends only add slowness: a step that did not fail despite them is evidence."""
+    output = output_of([(50.0, 20.0, CALM), (100.0, -1.0, BUSY), (200.0, 500.0, CALM)])
+    analysis = analyse_output(CONFIG, output, instances_under_test=1)
+    assert analysis.steps[1].verdict == "inconclusive"
+    assert analysis.error is None and analysis.capacity.first_fail_rps == 200.0
     assert not any("not counted" in r for s in analysis.steps for r in s.reasons)

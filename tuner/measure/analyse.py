@@ -142,7 +142,7 @@ def generator_limited_fails(output: LoadTestOutput, steps: list[StepResult]) -> 
     meta = {m["index"]: m for m in output.summary.get("step_meta", [])}
     limited = {}
     for step in steps:
-        if step.passed or step.index not in meta:
+        if step.verdict is not Verdict.FAIL or step.index not in meta:
             continue
         why = generator_limit(meta[step.index].get("generator_cpu_percent", []),
                               meta[step.index].get("send_lag_p90_ms", []), output.sla,

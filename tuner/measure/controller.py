@@ -35,6 +35,7 @@ from tuner.measure.analysis import (
     Sla,
     StepResult,
     StepSpec,
+    Verdict,
     generator_limit,
     summarize_step,
 )
@@ -479,7 +480,7 @@ class SearchController:
 
     def finish_step(self, received: list[dict[str, Any]]) -> None:
         """Judge a step every lane reported: cut at the first abort, pause for what it
-        abandoned, stop when the generator, not the endpoint, failed it."""
+        abandoned, go on below a fail the generator may have caused and stop at a second."""
         spec = self.current
         assert spec is not None
         aborted = [r for r in received if r.get("abort_reason")]
@@ -507,7 +508,7 @@ class SearchController:
         limited = generator_limit(self.step_meta[-1]["generator_cpu_percent"],
                                   self.step_meta[-1]["send_lag_p90_ms"], self.sla,
                                   self.step_meta[-1]["unsent_share"])
-        if limited and not result.passed:
+        if limited and result.verdict is Verdict.FAIL:
             # The generator may have failed this step, not the endpoint: the search goes
             # on below it, where a fail the generator kept up with bounds the capacity on
             # its own (the analysis does not count this one). A second such step says the

@@ -439,13 +439,14 @@ def _confirm(rates: list[RateEvidence], last_pass: RateEvidence | None,
     options = []
     if low.verdict is Verdict.INCONCLUSIVE and low.offered_rps > floor:
         options.append(_extension_option(low, settings, remaining_s, shape, Phase.EXTEND))
-    # The share expected below the point: between the rates measured there and the SLA's
-    # allowed share at the point itself (a rate above the point that was fast by chance
-    # would promise passes above the capacity).
+    # The share expected below the point: between the rates measured up to it and the
+    # SLA's allowed share at the point itself, unless a rate was measured there (a rate
+    # above the point that was fast by chance would promise passes above the capacity).
     allowed = 1.0 - settings.quantile
     known = [(r.offered_rps, *_share_estimate(r)) for r in rates
-             if r.evidence.requests and r.offered_rps < point]
-    known.append((point, allowed, 0.0))
+             if r.evidence.requests and r.offered_rps <= point]
+    if not known or known[-1][0] < point:
+        known.append((point, allowed, 0.0))
     for fraction in CONFIRM_FRACTIONS[1:]:
         rate = point * fraction
         if rate <= floor * (1 + settings.precision):
@@ -494,11 +495,12 @@ def _extension_option(rate: RateEvidence, settings: SearchSettings, remaining_s:
     share, variance = _share_estimate(rate)
     correlation = max(1.0, evidence.correlation)
     confidence = 1.0 - (1.0 - settings.confidence) / 2 ** (evidence.looks + 1)
-    wanted = requests_for_chance(share, variance, settings.quantile, confidence,
-                                 CONFIRM_CHANCE, evidence.effective_slow,
-                                 evidence.effective_requests)
     warmup = warmup_for(settings, rate.offered_rps, shape)
     most = math.floor(min(remaining_s - warmup, settings.max_step_s) * rate.offered_rps)
+    wanted = requests_for_chance(share, variance, settings.quantile, confidence,
+                                 CONFIRM_CHANCE, evidence.effective_slow,
+                                 evidence.effective_requests,
+                                 most=max(1, math.ceil(most / correlation)))
     if wanted is not None:
         extra = max(extra, min(math.ceil(wanted * correlation), most))
     chance = pass_chance(share, variance, extra / correlation, settings.quantile, confidence,
@@ -519,9 +521,9 @@ def _new_rate_option(rate: float, share: float, variance: float, rates: list[Rat
     longest_s = min(remaining_s - warmup, settings.max_step_s)
     if not math.isfinite(warmup) or longest_s < settings.min_step_s:
         return None
-    wanted = requests_for_chance(share, variance, settings.quantile, confidence,
-                                 CONFIRM_CHANCE)
     most = math.floor(longest_s * rate)
+    wanted = requests_for_chance(share, variance, settings.quantile, confidence,
+                                 CONFIRM_CHANCE, most=max(1, math.ceil(most / correlation)))
     requests = most if wanted is None else min(most, math.ceil(wanted * correlation))
     requests = max(requests, math.ceil(settings.min_step_s * rate))
     chance = pass_chance(share, variance, requests / correlation, settings.quantile,
@@ -531,9 +533,29 @@ def _new_rate_option(rate: float, share: float, variance: float, rates: list[Rat
 
 def _planning_correlation(rates: list[RateEvidence], rate: float, shape: QueueShape) -> float:
     """Raw requests per independent one to size a confirmation with: the queue model's,
-    or what the nearest measured rates showed where that is more (the model planned 5
-    where 17-37 showed near a 5%-slow server's knee)."""
-    return max(_correlation_at(rates, rate, shape), _correlation_near(rates, rate))
+    or what the measured rates around it showed where that is more (the model planned 5
+    where 17-37 showed near a 5%-slow server's knee), interpolated geometrically between
+    the nearest below and above (the nearest alone, 122 at a hard knee's 180 rps, made
+    every rate down to 108 look hopeless after a 20 s run's ramp)."""
+    return max(_correlation_at(rates, rate, shape), _correlation_between(rates, rate))
+
+
+def _correlation_between(rates: list[RateEvidence], rate: float) -> float:
+    """The measured correlation at `rate`, geometrically between the nearest rates below
+    and at or above it that did not fail (the nearest one where there is only one)."""
+    measured = [r for r in rates if r.evidence.requests and r.verdict is not Verdict.FAIL]
+    below = [r for r in measured if r.offered_rps < rate]
+    above = [r for r in measured if r.offered_rps >= rate]
+    low = max(below, key=lambda r: r.offered_rps) if below else None
+    high = min(above, key=lambda r: r.offered_rps) if above else None
+    if low is None or high is None:
+        nearest = low or high
+        return nearest.evidence.correlation if nearest is not None else 1.0
+    if high.offered_rps == rate:
+        return high.evidence.correlation
+    weight = (rate - low.offered_rps) / (high.offered_rps - low.offered_rps)
+    return math.exp((1 - weight) * math.log(max(1.0, low.evidence.correlation))
+                    + weight * math.log(max(1.0, high.evidence.correlation)))
 
 
 def _spend_the_rest(rates: list[RateEvidence], last_pass: RateEvidence | None,
