@@ -21,9 +21,9 @@ from tuner.measure.analysis import (
     bracket,
     derive_target,
     estimate_capacity,
-    generator_limit,
     judged_specs,
     pool_by_rate,
+    step_generator_limit,
     summarize_samples,
 )
 from tuner.measure.lanes import lost_lanes_in_meta
@@ -144,9 +144,7 @@ def generator_limited_fails(output: LoadTestOutput, steps: list[StepResult]) -> 
     for step in steps:
         if step.verdict is not Verdict.FAIL or step.index not in meta:
             continue
-        why = generator_limit(meta[step.index].get("generator_cpu_percent", []),
-                              meta[step.index].get("send_lag_p90_ms", []), output.sla,
-                              meta[step.index].get("unsent_share", 0.0))
+        why = step_generator_limit(meta[step.index], output.sla)
         if why:
             limited[step.index] = why
     return limited

@@ -10,8 +10,10 @@ stalled endpoint cannot hide behind a generator that slowed down with it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,9 +67,11 @@ __all__ = [
     "judged_specs",
     "latency_trend",
     "lean",
+    "look_confidence",
     "navigation_bracket",
     "pool_by_rate",
     "queue_shape",
+    "step_generator_limit",
     "summarize_samples",
     "summarize_step",
 ]
@@ -127,6 +131,12 @@ class Verdict(StrEnum):
     INCONCLUSIVE = "inconclusive"  # neither yet: more requests needed, never a bound
 
 
+def look_confidence(confidence: float, look: int) -> float:
+    """The confidence the `look`-th test of one rate is held to (alpha/2, alpha/4, ...):
+    what `Evidence.test_confidence` judges with, and what the search plans a look with."""
+    return 1.0 - (1.0 - confidence) / 2 ** look
+
+
 @dataclass(frozen=True)
 class Evidence:
     """The counts one or more steps at the same rate showed: everything a verdict needs.
@@ -173,7 +183,7 @@ class Evidence:
         """The confidence each test on this evidence is held to: the error rate is spent
         over the looks (alpha/2, alpha/4, ...), so that extending an inconclusive rate
         and testing again cannot add up to more than alpha of false verdicts."""
-        return 1.0 - (1.0 - confidence) / 2 ** self.looks
+        return look_confidence(confidence, self.looks)
 
     @property
     def slow_share(self) -> float:
@@ -956,6 +966,14 @@ def generator_limit(cpu_percents: list[float | None], send_lag_p90_ms: list[floa
     if lag > 0.2 * sla.latency_ms:
         return f"load generator sent requests {lag:.0f} ms late (p90)"
     return None
+
+
+def step_generator_limit(meta: Mapping[str, Any], sla: Sla) -> str | None:
+    """`generator_limit` over one step's recorded metadata (`loadtest.json`'s step_meta,
+    as the controller writes it): the one reading the live run and the analysis share."""
+    return generator_limit(meta.get("generator_cpu_percent", []),
+                           meta.get("send_lag_p90_ms", []), sla,
+                           meta.get("unsent_share", 0.0))
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from tuner.measure.analysis import (
     StepResult,
     StepSpec,
     Verdict,
-    generator_limit,
+    step_generator_limit,
     summarize_step,
 )
 from tuner.measure.lanes import (
@@ -505,9 +505,7 @@ class SearchController:
             self.resume_at = self.clock() + drain
             log.info("step %d left %d requests unanswered: pausing %.1f s", spec.index,
                      unanswered, drain)
-        limited = generator_limit(self.step_meta[-1]["generator_cpu_percent"],
-                                  self.step_meta[-1]["send_lag_p90_ms"], self.sla,
-                                  self.step_meta[-1]["unsent_share"])
+        limited = step_generator_limit(self.step_meta[-1], self.sla)
         if limited and result.verdict is Verdict.FAIL:
             # The generator may have failed this step, not the endpoint: the search goes
             # on below it, where a fail the generator kept up with bounds the capacity on

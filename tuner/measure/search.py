@@ -36,6 +36,7 @@ from tuner.measure.analysis import (
     best_estimate,
     bracket,
     lean,
+    look_confidence,
     navigation_bracket,
     overloaded,
     pool_by_rate,
@@ -177,7 +178,7 @@ def extra_requests(rate: RateEvidence, settings: SearchSettings) -> int | None:
     evidence = rate.evidence
     share = _planning_share(rate)
     allowed = 1.0 - settings.quantile
-    confidence = 1.0 - (1.0 - settings.confidence) / 2 ** (evidence.looks + 1)
+    confidence = look_confidence(settings.confidence, evidence.looks + 1)
     if share < allowed:
         needed = requests_to_show(share, settings.quantile, confidence)
     elif share > allowed:
@@ -494,7 +495,7 @@ def _extension_option(rate: RateEvidence, settings: SearchSettings, remaining_s:
     evidence = rate.evidence
     share, variance = _share_estimate(rate)
     correlation = max(1.0, evidence.correlation)
-    confidence = 1.0 - (1.0 - settings.confidence) / 2 ** (evidence.looks + 1)
+    confidence = look_confidence(settings.confidence, evidence.looks + 1)
     warmup = warmup_for(settings, rate.offered_rps, shape)
     most = math.floor(min(remaining_s - warmup, settings.max_step_s) * rate.offered_rps)
     wanted = requests_for_chance(share, variance, settings.quantile, confidence,
@@ -516,7 +517,7 @@ def _new_rate_option(rate: float, share: float, variance: float, rates: list[Rat
     correlation = _planning_correlation(rates, rate, shape)
     if not math.isfinite(correlation):
         return None
-    confidence = 1.0 - (1.0 - settings.confidence) / 2
+    confidence = look_confidence(settings.confidence, 1)
     warmup = warmup_for(settings, rate, shape)
     longest_s = min(remaining_s - warmup, settings.max_step_s)
     if not math.isfinite(warmup) or longest_s < settings.min_step_s:

@@ -18,6 +18,7 @@ __all__ = [
     "binom_sf",
     "exceedance_lower_bound",
     "exceedance_upper_bound",
+    "most_slow_to_pass",
     "pass_chance",
     "percentile_refuted",
     "percentile_supported",
