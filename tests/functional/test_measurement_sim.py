@@ -20,6 +20,7 @@ from tuner.measure.analysis import (
     StepSpec,
     Verdict,
     best_estimate,
+    estimate_capacity,
     fitted_estimate,
     navigation_bracket,
     pool_by_rate,
@@ -198,15 +199,17 @@ def test_a_low_rate_p99_point_is_not_stuck_where_the_samples_ran_out():
         low, high = navigation_bracket(rates, sla)
         if run.capacity.method.startswith("queue model"):
             fitted += 1
-            # Only where the interpolation stopped at a rate still unknown, and never past
-            # a rate above it whose share is over the SLA, nor past the first fail.
-            assert high is not None and best_estimate(rates, sla) == high.offered_rps
+            # Only above the interpolation, with a rate measured above the highest leaning
+            # to pass, and never past a rate above it whose share is over the SLA, nor
+            # past the first fail.
+            assert high is not None
+            assert run.capacity.max_sustainable_rps > best_estimate(rates, sla)
             over = [r.offered_rps for r in rates if r.offered_rps > low.offered_rps
                     and r.evidence.slow_share > 1 - sla.quantile]
             assert run.capacity.max_sustainable_rps <= min(over, default=math.inf)
             assert run.capacity.max_sustainable_rps <= run.capacity.first_fail_rps
-        elif high is None or best_estimate(rates, sla) != high.offered_rps:
-            # Interpolated between rates leaning each way: the fit has no say.
+        elif high is None:
+            # Nothing measured above the highest rate leaning to pass: no crossing to fit.
             assert fitted_estimate(run.steps, rates, sla, math.inf) is None
     assert fitted >= 0.3 * len(points)  # the case this is about
     in_goal = sum(0.9 <= point <= 1.03 for point in points)
@@ -215,6 +218,39 @@ def test_a_low_rate_p99_point_is_not_stuck_where_the_samples_ran_out():
     assert in_goal >= 0.4 * len(points)
     # What the fit may add is bounded by the rates measured over the SLA: no wild overshoot.
     assert max(points) <= 1.12
+
+
+def test_a_slow_models_point_follows_the_bend_not_a_straight_line():
+    """A 1.5 s model on 48 slots: 7.7% of requests are over the p90 SLA at low load, about
+    8% at 80% of the capacity, 10% at it, then the share shoots up. A straight line from a
+    pass at 16 rps to the share measured at 32 rps crossed at 16-26 rps (median 0.71 of
+    the truth, 28.6 rps); the queue model fitted to every rate follows the bend
+    (`curve_fit`): offline that model's median point went from -15% to -1% (README). The
+    basis (the last pass) is untouched."""
+    law, slots = ServiceLaw.parse("lognormal:1500:0.3"), 48
+    sla = Sla(90, 2200.0, 0.01, CONFIDENCE)
+    truth = capacity_at_sla(law, slots, 90, 2200.0)
+    points, lines = [], []
+    for seed in range(8):
+        endpoint = VirtualEndpoint(law, slots, seed=seed)
+        steps, pause = [], 0.0
+        for index, (rate, seconds) in enumerate([(4.0, 30.0), (16.0, 150.0), (32.0, 20.0),
+                                                 (64.0, 10.0)]):
+            spec = StepSpec(index, rate, seconds, 5.0, "ramp")
+            samples = endpoint.run_step(rate, seconds, pause)
+            steps.append(summarize_step(spec, samples["intended_s"], samples["completed_s"],
+                                        samples["latency_ms"], samples["ok"], sla))
+            pause = min(endpoint.backlog_s(), endpoint.timeout_s) + 2.0
+        capacity = estimate_capacity(steps, sla)
+        assert capacity.last_pass_rps == 16.0
+        assert capacity.max_sustainable_rps <= 32.0
+        points.append(capacity.max_sustainable_rps / truth)
+        lines.append(best_estimate(pool_by_rate(steps, sla), sla) / truth)
+    assert np.median(lines) < 0.85  # what the straight line says: the reproduction
+    # The fit's conservative end is no bound (the model's shape comes from a low-load
+    # sketch and the saturation seen): here 0.93-1.07 of the truth, median 1.02.
+    assert 0.95 <= np.median(points) <= 1.05
+    assert all(0.9 <= point <= 1.1 for point in points)
 
 
 def test_a_slow_model_is_not_judged_saturated_at_a_low_rate():

@@ -867,16 +867,24 @@ def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla
                     ceiling_rps: float) -> float | None:
     """Where the queue model fitted to every measured rate puts the crossing, at the low
     end of the fits the measurements allow (`curve_fit`), never past a rate above the
-    highest leaning to pass whose slow share is over the SLA nor past `ceiling_rps`; None
-    when the best estimate did not stop at an unknown rate (it interpolated between two
-    rates that lean each way: the model adds nothing there that the samples do not already
-    say) or there is no model.
+    highest leaning to pass that leans to fail or whose slow share is over the SLA, nor
+    past `ceiling_rps`; None with nothing measured above the highest rate leaning to pass
+    (no crossing in sight) or no model.
+
+    Two places where the two-rate interpolation (`best_estimate`) falls short: it stops at
+    a rate above the highest leaning to pass that leans to neither side (no credit beyond
+    it: a low-rate p99's samples run out some 20% below the capacity), and it draws a
+    straight line where the share curve bends. A slow share that stays near its low-load
+    level up to close to the knee and then shoots up (a 1.5 s model on 48 slots: 7.7% at
+    80% of the capacity, 10% at it) crosses far to the right of the line from a pass at
+    half the capacity to a fail above it: offline, that model's median point rose from
+    -15% to -1% of the truth once the fit applied there too (`benchmarks/offline_zoo.py`).
 
     Only rates no step of which was overloaded are fitted: at and beyond the saturation
     every request is slow in the model and the measurements alike, and what an overloaded
     step counted depends on how long it ran."""
     low, high = navigation_bracket(rates, sla)
-    if low is None or not _stops_at_unknown(high, sla):
+    if low is None or high is None or high.offered_rps <= low.offered_rps:
         return None
     shape = queue_shape(steps, sla)
     if shape.saturation_rps is None or not shape.service_sketch_ms:
@@ -915,8 +923,9 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     (or the error rate) reaches its limit between the highest rate leaning to pass and the
     lowest above it leaning to fail (`navigation_bracket`), interpolated linearly; never
     past what an overloaded step got through, never below the last pass. Where that stops
-    at a rate still unknown, the queue model fitted to every rate may give more credit, as
-    far as the conservative end of the fit (`fitted_estimate`).
+    at a rate still unknown, or the straight line undershoots a share curve that bends up
+    near the knee, the queue model fitted to every rate may give more credit, as far as
+    the conservative end of the fit (`fitted_estimate`).
     """
     rates = pool_by_rate(steps, sla)
     last_pass, first_fail = bracket(rates)

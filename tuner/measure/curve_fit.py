@@ -4,7 +4,9 @@ Pure (numpy). The point estimate interpolates the slow share between two measure
 where the rate above the highest one leaning to pass is itself still unknown (too few
 requests to lean either way, its share within the SLA), it stops there and gives no
 credit beyond it. On a low-rate p99 that is where the search's samples run out, some 20%
-below the capacity: the rates near the capacity carry a few effective requests each.
+below the capacity: the rates near the capacity carry a few effective requests each. And
+a straight line between a pass well below the knee and a fail above it undershoots a
+share curve that stays flat and then shoots up (a 1.5 s model on many slots).
 
 Pooled over every rate, the same requests say more when the curve's *shape* is known.
 The queue model (`slow_correlation`: an M/G/c queue fed the low-load latencies, saturating
@@ -18,9 +20,9 @@ endpoint's, which it is not exactly (offline the fitted point was above the trut
 end leaves the range tried and there is no fitted point.
 
 The model's tail is only as good as the low-load sample (a sketch of a few hundred
-answers knows nothing beyond its largest one), so the caller uses the fit only where its
-own estimate stopped at an unknown rate, and never past a rate above it whose share is
-over the SLA (`analysis.fitted_estimate`).
+answers knows nothing beyond its largest one), so the caller never takes the fit past a
+rate above the highest leaning to pass whose share is over the SLA, nor below its own
+interpolation (`analysis.fitted_estimate`).
 """
 
 from __future__ import annotations
