@@ -9,6 +9,7 @@ time law, under Poisson arrivals: seconds for hundreds of runs.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -203,7 +204,6 @@ def test_a_low_rate_p99_point_is_not_stuck_where_the_samples_ran_out():
             # to pass, and never past a rate above it whose share is over the SLA, nor
             # past the first fail.
             assert high is not None
-            assert run.capacity.max_sustainable_rps > best_estimate(rates, sla)
             over = [r.offered_rps for r in rates if r.offered_rps > low.offered_rps
                     and r.evidence.slow_share > 1 - sla.quantile]
             assert run.capacity.max_sustainable_rps <= min(over, default=math.inf)
@@ -220,6 +220,25 @@ def test_a_low_rate_p99_point_is_not_stuck_where_the_samples_ran_out():
     assert max(points) <= 1.12
 
 
+SLOW_MODEL = ("lognormal:1500:0.3", 48)
+SLOW_MODEL_SLA = Sla(90, 2200.0, 0.01, CONFIDENCE)
+
+
+def _slow_model_steps(seed: int) -> list:
+    """Fixed steps against the 1.5 s model: a low rate, a long pass at 16 rps, 32 rps near
+    its saturation, and 64 rps beyond it."""
+    endpoint = VirtualEndpoint(ServiceLaw.parse(SLOW_MODEL[0]), SLOW_MODEL[1], seed=seed)
+    steps, pause = [], 0.0
+    for index, (rate, seconds) in enumerate([(4.0, 30.0), (16.0, 150.0), (32.0, 20.0),
+                                             (64.0, 10.0)]):
+        spec = StepSpec(index, rate, seconds, 5.0, "ramp")
+        samples = endpoint.run_step(rate, seconds, pause)
+        steps.append(summarize_step(spec, samples["intended_s"], samples["completed_s"],
+                                    samples["latency_ms"], samples["ok"], SLOW_MODEL_SLA))
+        pause = min(endpoint.backlog_s(), endpoint.timeout_s) + 2.0
+    return steps
+
+
 def test_a_slow_models_point_follows_the_bend_not_a_straight_line():
     """A 1.5 s model on 48 slots: 7.7% of requests are over the p90 SLA at low load, about
     8% at 80% of the capacity, 10% at it, then the share shoots up. A straight line from a
@@ -227,20 +246,11 @@ def test_a_slow_models_point_follows_the_bend_not_a_straight_line():
     the truth, 28.6 rps); the queue model fitted to every rate follows the bend
     (`curve_fit`): offline that model's median point went from -15% to -1% (README). The
     basis (the last pass) is untouched."""
-    law, slots = ServiceLaw.parse("lognormal:1500:0.3"), 48
-    sla = Sla(90, 2200.0, 0.01, CONFIDENCE)
-    truth = capacity_at_sla(law, slots, 90, 2200.0)
+    sla = SLOW_MODEL_SLA
+    truth = capacity_at_sla(ServiceLaw.parse(SLOW_MODEL[0]), SLOW_MODEL[1], 90, 2200.0)
     points, lines = [], []
     for seed in range(8):
-        endpoint = VirtualEndpoint(law, slots, seed=seed)
-        steps, pause = [], 0.0
-        for index, (rate, seconds) in enumerate([(4.0, 30.0), (16.0, 150.0), (32.0, 20.0),
-                                                 (64.0, 10.0)]):
-            spec = StepSpec(index, rate, seconds, 5.0, "ramp")
-            samples = endpoint.run_step(rate, seconds, pause)
-            steps.append(summarize_step(spec, samples["intended_s"], samples["completed_s"],
-                                        samples["latency_ms"], samples["ok"], sla))
-            pause = min(endpoint.backlog_s(), endpoint.timeout_s) + 2.0
+        steps = _slow_model_steps(seed)
         capacity = estimate_capacity(steps, sla)
         assert capacity.last_pass_rps == 16.0
         assert capacity.max_sustainable_rps <= 32.0
@@ -248,9 +258,29 @@ def test_a_slow_models_point_follows_the_bend_not_a_straight_line():
         lines.append(best_estimate(pool_by_rate(steps, sla), sla) / truth)
     assert np.median(lines) < 0.85  # what the straight line says: the reproduction
     # The fit's conservative end is no bound (the model's shape comes from a low-load
-    # sketch and the saturation seen): here 0.93-1.07 of the truth, median 1.02.
+    # sketch and the saturation seen): here 0.93-1.07 of the truth, median 1.02, three of
+    # the eight above issue F's +3%.
     assert 0.95 <= np.median(points) <= 1.05
-    assert all(0.9 <= point <= 1.1 for point in points)
+    assert all(0.9 <= point <= 1.08 for point in points)
+
+
+def test_the_fitted_point_keeps_to_the_error_rate_limit():
+    """The queue model knows slow requests only. With 4% errors at 32 rps (the SLA allows
+    1%) the error rate crosses its limit at 20 rps between the pass at 16 and 32: the point
+    stays there, as the interpolation's does (the first version of the wider fit put it at
+    30.5 rps)."""
+    sla = SLOW_MODEL_SLA
+    steps = _slow_model_steps(1)
+    near = steps[2]
+    errors = round(0.04 * near.requests)
+    steps[2] = replace(near, errors=errors, slow_requests=min(near.requests,
+                                                              near.slow_requests + errors))
+    capacity = estimate_capacity(steps, sla)
+    assert steps[1].errors == 0
+    crossing = 16.0 + 0.01 / (errors / near.requests) * 16.0  # about 20 rps
+    assert best_estimate(pool_by_rate(steps, sla), sla) <= crossing + 1e-9
+    assert capacity.last_pass_rps == 16.0
+    assert 16.0 <= capacity.max_sustainable_rps <= crossing + 1e-9
 
 
 def test_a_slow_model_is_not_judged_saturated_at_a_low_rate():

@@ -867,9 +867,10 @@ def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla
                     ceiling_rps: float) -> float | None:
     """Where the queue model fitted to every measured rate puts the crossing, at the low
     end of the fits the measurements allow (`curve_fit`), never past a rate above the
-    highest leaning to pass that leans to fail or whose slow share is over the SLA, nor
-    past `ceiling_rps`; None with nothing measured above the highest rate leaning to pass
-    (no crossing in sight) or no model.
+    highest leaning to pass that leans to fail or whose slow share or error rate is over
+    the SLA, nor past where the error rate crosses its limit, nor past `ceiling_rps`; None
+    with nothing measured above the highest rate leaning to pass (no crossing in sight) or
+    no model.
 
     Two places where the two-rate interpolation (`best_estimate`) falls short: it stops at
     a rate above the highest leaning to pass that leans to neither side (no credit beyond
@@ -884,7 +885,7 @@ def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla
     every request is slow in the model and the measurements alike, and what an overloaded
     step counted depends on how long it ran."""
     low, high = navigation_bracket(rates, sla)
-    if low is None or high is None or high.offered_rps <= low.offered_rps:
+    if low is None or high is None:  # high, when there is one, lies above low
         return None
     shape = queue_shape(steps, sla)
     if shape.saturation_rps is None or not shape.service_sketch_ms:
@@ -899,10 +900,19 @@ def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla
                                  sla.latency_ms, 1.0 - sla.quantile, measured)
     if fitted is None:
         return None
+    # The model knows slow requests only; the error-rate limit binds as before: never past
+    # a rate above the highest leaning to pass with too many errors, nor past where the
+    # error rate crosses its limit between the two (`best_estimate`).
+    errors_over = sla.max_error_rate > 0
     over_sla = [r.offered_rps for r in rates if r.offered_rps > low.offered_rps
                 and (lean(r, sla) is Verdict.FAIL
-                     or r.evidence.slow_share > 1.0 - sla.quantile)]
-    return min(fitted, ceiling_rps, *over_sla)
+                     or r.evidence.slow_share > 1.0 - sla.quantile
+                     or (errors_over and r.evidence.error_rate > sla.max_error_rate))]
+    error_crossing = _first_crossing(
+        [(r.offered_rps, r.evidence.error_rate) for r in (low, high)],
+        sla.max_error_rate) if errors_over else None
+    return min(fitted, ceiling_rps, *over_sla,
+               *([error_crossing] if error_crossing is not None else []))
 
 
 def _through(steps: list[StepResult], default: float) -> float:
