@@ -846,14 +846,22 @@ def best_estimate(rates: list[RateEvidence], sla: Sla) -> float | None:
     if _stops_at_unknown(high, sla):
         return high.offered_rps
     allowed = 1.0 - sla.quantile
-    pair = [low, high]
     crossings = [
-        _first_crossing([(r.offered_rps, r.evidence.slow_share) for r in pair], allowed),
-        _first_crossing([(r.offered_rps, r.evidence.error_rate) for r in pair],
-                        sla.max_error_rate) if sla.max_error_rate > 0 else None,
+        _first_crossing([(r.offered_rps, r.evidence.slow_share) for r in (low, high)],
+                        allowed),
+        _error_crossing(low, high, sla),
     ]
     point = min((c for c in crossings if c is not None), default=low.offered_rps)
     return min(max(point, low.offered_rps), high.offered_rps)
+
+
+def _error_crossing(low: RateEvidence, high: RateEvidence, sla: Sla) -> float | None:
+    """Where the error rate reaches the SLA's limit between two rates, linearly (None: it
+    does not, or the SLA sets no limit)."""
+    if sla.max_error_rate <= 0:
+        return None
+    return _first_crossing([(r.offered_rps, r.evidence.error_rate) for r in (low, high)],
+                           sla.max_error_rate)
 
 
 def _stops_at_unknown(high: RateEvidence | None, sla: Sla) -> bool:
@@ -900,19 +908,18 @@ def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla
                                  sla.latency_ms, 1.0 - sla.quantile, measured)
     if fitted is None:
         return None
-    # The model knows slow requests only; the error-rate limit binds as before: never past
-    # a rate above the highest leaning to pass with too many errors, nor past where the
-    # error rate crosses its limit between the two (`best_estimate`).
-    errors_over = sla.max_error_rate > 0
-    over_sla = [r.offered_rps for r in rates if r.offered_rps > low.offered_rps
-                and (lean(r, sla) is Verdict.FAIL
-                     or r.evidence.slow_share > 1.0 - sla.quantile
-                     or (errors_over and r.evidence.error_rate > sla.max_error_rate))]
-    error_crossing = _first_crossing(
-        [(r.offered_rps, r.evidence.error_rate) for r in (low, high)],
-        sla.max_error_rate) if errors_over else None
-    return min(fitted, ceiling_rps, *over_sla,
-               *([error_crossing] if error_crossing is not None else []))
+    # The model knows slow requests only; the error-rate limit binds as in `best_estimate`:
+    # never past a rate above the highest leaning to pass with too many errors, nor past
+    # where the error rate crosses its limit between the two.
+    caps = [fitted, ceiling_rps]
+    caps += [r.offered_rps for r in rates if r.offered_rps > low.offered_rps
+             and (lean(r, sla) is Verdict.FAIL
+                  or r.evidence.slow_share > 1.0 - sla.quantile
+                  or (sla.max_error_rate > 0 and r.evidence.error_rate > sla.max_error_rate))]
+    error_crossing = _error_crossing(low, high, sla)
+    if error_crossing is not None:
+        caps.append(error_crossing)
+    return min(caps)
 
 
 def _through(steps: list[StepResult], default: float) -> float:
