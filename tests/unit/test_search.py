@@ -172,7 +172,7 @@ def test_a_rate_looked_at_max_looks_times_is_not_extended_again():
         shape = queue_shape(history, settings.sla)
         at_20 = next(r for r in rates if r.offered_rps == 20.0)
         return (_extension_option(at_20, settings, 2800.0, shape, Phase.CONFIRM),
-                _confirm(rates, last_pass, first_fail, settings, 2800.0, shape))
+                _confirm(history, rates, last_pass, first_fail, settings, 2800.0, shape))
 
     option, _ = confirmation(MAX_LOOKS - 1)
     assert option is not None and option.choice.rate == 20.0  # may be extended once more

@@ -62,6 +62,7 @@ __all__ = [
     "derive_target",
     "estimate_capacity",
     "fitted_estimate",
+    "point_estimate",
     "generator_limit",
     "judge",
     "judged_specs",
@@ -956,15 +957,33 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     if first_fail is None:
         return CapacityEstimate(lo, lo, None, "highest passing rate (no failing load reached)")
     hi = first_fail.offered_rps
-    ceiling = min(hi, _through(steps, hi))
-    point = max(lo, min(best_estimate(rates, sla) or lo, ceiling))
-    fitted = fitted_estimate(steps, rates, sla, ceiling)
-    if fitted is not None and fitted > point:
-        return CapacityEstimate(fitted, lo, hi, "queue model fitted to every rate, where its "
+    point, fitted = point_estimate(steps, rates, sla, lo) or (lo, False)
+    if fitted:
+        return CapacityEstimate(point, lo, hi, "queue model fitted to every rate, where its "
                                 "slow share crosses the SLA (conservative end of the fit)",
                                 ci_high_rps=hi)
     return CapacityEstimate(point, lo, hi, "slow share interpolated where it crosses the SLA",
                             ci_high_rps=hi)
+
+
+def point_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla,
+                   floor_rps: float = 0.0) -> tuple[float, bool] | None:
+    """(The capacity's point estimate, whether the fitted queue model set it): the
+    interpolated crossing (`best_estimate`), or the fitted one (`fitted_estimate`) where
+    that is higher; never past the first fail nor what an overloaded step got through,
+    never below `floor_rps` (the last pass). None with nothing leaning to pass. The one
+    point the report gives and the search plans its confirmation around."""
+    best = best_estimate(rates, sla)
+    if best is None:
+        return None
+    _, first_fail = bracket(rates)
+    hi = first_fail.offered_rps if first_fail is not None else math.inf
+    ceiling = min(hi, _through(steps, hi))
+    point = max(floor_rps, min(best, ceiling))
+    fitted = fitted_estimate(steps, rates, sla, ceiling)
+    if fitted is not None and fitted > point:
+        return fitted, True
+    return point, False
 
 
 # A generator process above this CPU share of its core is the bottleneck, not the endpoint.

@@ -39,6 +39,7 @@ from tuner.measure.analysis import (
     look_confidence,
     navigation_bracket,
     overloaded,
+    point_estimate,
     pool_by_rate,
     queue_shape,
 )
@@ -278,7 +279,7 @@ def _next(history: list[StepResult], settings: SearchSettings, remaining_s: floa
                       Phase.RAMP, _ramp_requests(settings))
 
     return (_navigate(rates, last_pass, first_fail, history, settings, remaining_s, shape)
-            or _confirm(rates, last_pass, first_fail, settings, remaining_s, shape)
+            or _confirm(history, rates, last_pass, first_fail, settings, remaining_s, shape)
             or _spend_the_rest(rates, last_pass, first_fail, settings, remaining_s, shape))
 
 
@@ -418,22 +419,27 @@ class Option(NamedTuple):
     chance: float
 
 
-def _confirm(rates: list[RateEvidence], last_pass: RateEvidence | None,
-             first_fail: RateEvidence, settings: SearchSettings, remaining_s: float,
-             shape: QueueShape) -> Choice | None:
+def _confirm(history: list[StepResult], rates: list[RateEvidence],
+             last_pass: RateEvidence | None, first_fail: RateEvidence,
+             settings: SearchSettings, remaining_s: float, shape: QueueShape
+             ) -> Choice | None:
     """Then spend what is left showing the SLA statistically as close below the navigated
     capacity as the budget affords: the target rests on the highest rate shown.
 
     Every affordable option (the navigation's highest rate leaning to pass looked at
-    again, new rates at fractions of the point, rates measured already near them) gets
+    again, new rates at fractions of the point the report gives, `point_estimate`, rates
+    measured already near them) gets
     its chance to pass at the share expected there; the one with the most rate times
     chance wins. (Taking the first affordable fraction sized to pass at exactly its
     expected share was a coin flip: a 1.5 s model and a low-rate p99 often ended without
-    any pass while a lower rate would have passed almost surely.)"""
+    any pass while a lower rate would have passed almost surely. Fractions of the straight
+    line's point, `best_estimate`, were too low where the share curve bends: a 1.5 s
+    model's confirmation went to 0.6 of its capacity, or nowhere.)"""
     low, _ = navigation_bracket(rates, settings.sla)
-    point = best_estimate(rates, settings.sla)
-    if low is None or point is None:
+    estimate = point_estimate(history, rates, settings.sla)
+    if low is None or estimate is None:
         return None
+    point = estimate[0]
     floor = last_pass.offered_rps if last_pass is not None else 0.0
     if point <= floor * (1 + settings.precision):
         return None
