@@ -267,13 +267,15 @@ def test_a_slow_models_point_follows_the_bend_not_a_straight_line():
 
 def test_the_confirmation_is_planned_around_the_reported_point():
     """The search places its confirmation at fractions of the point the report gives
-    (`analysis.point_estimate`), not of the straight line's: on the 1.5 s model the line
+    (`analysis.point_estimate`), not of the straight line's, and expects the slow share
+    there to follow the fitted model's bend (`search._bend`): on the 1.5 s model the line
     from the pass at 16 rps (0.56 of the truth) to the share at 32 rps crossed at 0.58-0.91
     of the truth, so the confirmation went to 0.59-0.73 and in 2 of 8 seeds to none at all
-    (the line's point was within the precision of the pass). With 90 s of a 300 s budget
-    left every seed now plans one above the pass and below the fitted point. Offline
-    (`benchmarks/offline_zoo.py`, README) the 1.5 s model's runs in goal went 10 -> 14 of
-    40 and the low-rate p99's 22 -> 26."""
+    (the line's point was within the precision of the pass); at fractions of the fitted
+    point but with a straight line from the pass's share to the SLA's at the point, to
+    0.61-0.75 (median 0.70). Now 0.64-0.87, median 0.80, all 8 above the pass and below
+    the fitted point. Offline (`benchmarks/offline_zoo.py`, README) nine cases x 40 seeds
+    in goal 249 -> 254 (the low-rate p99 22 -> 27)."""
     sla = SLOW_MODEL_SLA
     truth = capacity_at_sla(ServiceLaw.parse(SLOW_MODEL[0]), SLOW_MODEL[1], 90, 2200.0)
     settings = SearchSettings(start_rps=4.0, percentile=90, budget_s=300.0,
@@ -287,7 +289,7 @@ def test_the_confirmation_is_planned_around_the_reported_point():
         assert spec is not None and spec.phase == "confirm"
         assert 16.0 < spec.offered_rps <= point
         planned.append(spec.offered_rps / truth)
-    assert np.median(planned) >= 0.66
+    assert np.median(planned) >= 0.76
 
 
 def test_the_fitted_point_keeps_to_the_error_rate_limit():

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuner.measure.curve_fit import CONFIDENCE, fitted_crossing_rps, model_share_curve
+from tuner.measure.curve_fit import (
+    CONFIDENCE,
+    fitted_crossing_rps,
+    model_share_curve,
+    share_through_crossing,
+)
 from tuner.measure.slow_correlation import SKETCH_PROBABILITIES
 
 # Exponential service with a 25 ms mean on 4 slots (160 rps saturation), p90 <= 60 ms.
@@ -89,3 +94,19 @@ def test_no_model_or_no_measurement_gives_no_estimate():
     assert fitted_crossing_rps(SKETCH, SATURATION, SLA_MS, ALLOWED, []) is None
     # An SLA the model meets right up to its saturation: no crossing to carry.
     assert fitted_crossing_rps(SKETCH, SATURATION, 10_000.0, ALLOWED, measured) is None
+
+
+def test_the_curve_moved_through_a_crossing_is_the_models_shape_there():
+    """`share_through_crossing`: the model's curve moved along the rate axis so that it
+    crosses the allowed share at the given rate: the allowed share there, the model's own
+    (a curve `scale` times along the axis) below it, rising with the rate."""
+    crossing = _crossing(1.25)
+    at = [share_through_crossing(SKETCH, SATURATION, SLA_MS, ALLOWED, crossing,
+                                 crossing * fraction) for fraction in (0.5, 0.7, 0.9, 1.0)]
+    assert abs(at[-1] - ALLOWED) < 0.002
+    assert all(low < high for low, high in zip(at, at[1:], strict=False))
+    rates, shares = model_share_curve(SKETCH, SATURATION, SLA_MS)
+    for fraction, share in zip((0.5, 0.7, 0.9), at, strict=False):
+        model = float(np.interp(crossing * fraction / 1.25, rates, shares))
+        assert abs(share - model) < 0.15 * model
+    assert share_through_crossing((), SATURATION, SLA_MS, ALLOWED, crossing, crossing) is None

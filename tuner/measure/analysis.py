@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.errors import NoPassingStepError
-from tuner.measure.curve_fit import fitted_crossing_rps
+from tuner.measure.curve_fit import fitted_crossing_rps, share_through_crossing
 from tuner.measure.slow_correlation import (
     latency_sketch,
     merge_sketches,
@@ -62,6 +62,7 @@ __all__ = [
     "derive_target",
     "estimate_capacity",
     "fitted_estimate",
+    "fitted_share",
     "point_estimate",
     "generator_limit",
     "judge",
@@ -964,6 +965,17 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
                                 ci_high_rps=hi)
     return CapacityEstimate(point, lo, hi, "slow share interpolated where it crosses the SLA",
                             ci_high_rps=hi)
+
+
+def fitted_share(steps: list[StepResult], sla: Sla, point_rps: float,
+                 rate_rps: float) -> float | None:
+    """The fitted queue model's slow share at `rate_rps`, its curve crossing the SLA at
+    `point_rps` (`curve_fit.share_through_crossing`); None without a model."""
+    shape = queue_shape(steps, sla)
+    if shape.saturation_rps is None or not shape.service_sketch_ms:
+        return None
+    return share_through_crossing(shape.service_sketch_ms, shape.saturation_rps,
+                                  sla.latency_ms, 1.0 - sla.quantile, point_rps, rate_rps)
 
 
 def point_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla,

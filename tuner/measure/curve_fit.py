@@ -37,7 +37,8 @@ import numpy as np
 from tuner.measure.queueing import fifo_sojourn_s
 from tuner.measure.slow_correlation import SKETCH_PROBABILITIES, model_queue
 
-__all__ = ["CONFIDENCE", "MeasuredShare", "fitted_crossing_rps", "model_share_curve"]
+__all__ = ["CONFIDENCE", "MeasuredShare", "fitted_crossing_rps", "model_share_curve",
+           "share_through_crossing"]
 
 # How sure the fit must be before a lower scale is rejected (one-sided).
 CONFIDENCE = 0.9
@@ -103,6 +104,24 @@ def fitted_crossing_rps(sketch_ms: tuple[float, ...], saturation_rps: float, sla
     if accepted[0] == 0:
         return None
     return float(model_crossing * SCALES[accepted[0]])
+
+
+def share_through_crossing(sketch_ms: tuple[float, ...], saturation_rps: float,
+                           sla_ms: float, allowed_share: float, crossing_rps: float,
+                           rate_rps: float) -> float | None:
+    """The model's slow share at `rate_rps` once its curve is moved along the rate axis
+    to cross `allowed_share` at `crossing_rps` (the fitted point): the shape of the share
+    between the rates measured and the point, where a straight line to the SLA's share
+    at the point overstates it on a bend. None without a model crossing."""
+    if not sketch_ms or saturation_rps <= 0 or sla_ms <= 0 or crossing_rps <= 0:
+        return None
+    grid, shares = model_share_curve(tuple(sketch_ms), float(saturation_rps), float(sla_ms))
+    log_share = np.log(np.clip(np.array(shares), CURVE_FLOOR, 1.0))
+    model_crossing = _crossing_rps(np.array(grid), log_share, math.log(allowed_share))
+    if model_crossing is None:
+        return None
+    scale = crossing_rps / model_crossing
+    return float(np.exp(np.interp(rate_rps / scale, grid, log_share, right=0.0)))
 
 
 def _crossing_rps(grid: np.ndarray, log_share: np.ndarray, log_allowed: float

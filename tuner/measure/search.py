@@ -35,6 +35,7 @@ from tuner.measure.analysis import (
     Verdict,
     best_estimate,
     bracket,
+    fitted_share,
     lean,
     look_confidence,
     navigation_bracket,
@@ -439,7 +440,7 @@ def _confirm(history: list[StepResult], rates: list[RateEvidence],
     estimate = point_estimate(history, rates, settings.sla)
     if low is None or estimate is None:
         return None
-    point = estimate[0]
+    point, fitted = estimate
     floor = last_pass.offered_rps if last_pass is not None else 0.0
     if point <= floor * (1 + settings.precision):
         return None
@@ -453,6 +454,8 @@ def _confirm(history: list[StepResult], rates: list[RateEvidence],
     known = [(r.offered_rps, *_share_estimate(r)) for r in rates
              if r.evidence.requests and r.offered_rps <= point]
     if not known or known[-1][0] < point:
+        if fitted and known:
+            known += _bend(history, known[-1], point, settings)
         known.append((point, allowed, 0.0))
     for fraction in CONFIRM_FRACTIONS[1:]:
         rate = point * fraction
@@ -482,6 +485,36 @@ def _confirm(history: list[StepResult], rates: list[RateEvidence],
         return max(viable, key=lambda o: o.chance).choice
     # Above a pass: what the basis is expected to gain.
     return max(viable, key=lambda o: o.chance * (o.choice.rate - floor)).choice
+
+
+def _bend(history: list[StepResult], last: tuple[float, float, float], point: float,
+          settings: SearchSettings) -> list[tuple[float, float, float]]:
+    """The shares expected at the confirmation's rates between the last rate measured
+    below a fitted point and the point: from the last measured share to the SLA's at the
+    point, as the fitted model's curve rises between them (`analysis.fitted_share`), not
+    along a straight line. Where the curve stays flat and then shoots up (a 1.5 s model:
+    7.7% slow at 80% of the capacity, 10% at it), the line expected 8.9% at 0.8 of the
+    point and sent the confirmation further down. Only the model's shape counts, not its
+    level (read from a few hundred low-load answers, it may sit above the measured share
+    and promise nothing anywhere)."""
+    last_rate, last_share, last_variance = last
+    allowed = 1.0 - settings.quantile
+    at_last = fitted_share(history, settings.sla, point, last_rate)
+    at_point = fitted_share(history, settings.sla, point, point)
+    if at_last is None or at_point is None or at_point <= at_last or last_share >= allowed:
+        return []
+    shares = []
+    for fraction in CONFIRM_FRACTIONS[1:]:
+        rate = point * fraction
+        if rate <= last_rate:
+            break
+        model = fitted_share(history, settings.sla, point, rate)
+        if model is None:
+            continue
+        weight = min(1.0, max(0.0, (model - at_last) / (at_point - at_last)))
+        shares.append((rate, last_share + (allowed - last_share) * weight,
+                       (1 - weight) ** 2 * last_variance))
+    return sorted(shares)
 
 
 def _share_estimate(rate: RateEvidence) -> tuple[float, float]:
