@@ -201,9 +201,8 @@ def test_a_low_rate_p99_point_is_not_stuck_where_the_samples_ran_out():
         low, high = navigation_bracket(rates, sla)
         if run.capacity.method.startswith("queue model"):
             fitted += 1
-            # Only above the interpolation, with a rate measured above the highest leaning
-            # to pass, and never past a rate above it whose share is over the SLA, nor
-            # past the first fail.
+            # Only with a rate measured above the highest leaning to pass, and never past
+            # a rate above it whose share is over the SLA, nor past the first fail.
             assert high is not None
             over = [r.offered_rps for r in rates if r.offered_rps > low.offered_rps
                     and r.evidence.slow_share > 1 - sla.quantile]
@@ -290,6 +289,43 @@ def test_the_confirmation_is_planned_around_the_reported_point():
         assert 16.0 < spec.offered_rps <= point
         planned.append(spec.offered_rps / truth)
     assert np.median(planned) >= 0.76
+
+
+LONG_TAIL_P99 = ("lognormal:30:1.0", 8, 99, 250.0, 240.0)
+P99_POINT_RUNS = 12  # 30 s on 2 cores: here 2 over +3% against the old rule's 6
+
+
+def test_a_p99_long_tails_point_is_the_fit_not_a_short_windows_line():
+    """Near a p99's knee the slow share of a window of seconds is skewed: most short
+    windows at a rate over the capacity look sustainable, and the straight line through
+    the rate above the highest leaning to pass read the point off one of them (until the
+    thirteenth session the fit set the point only where it lay above that line): offline,
+    40 seeds, the point was over issue F's +3% in 22 runs (median +3.7%). The queue model
+    fitted to every rate's requests sets the point wherever there is a fit
+    (`analysis.point_estimate`): 8 of 40 (median +0.2%). Scored here both ways on the
+    same 12 runs."""
+    law, slots, percentile, sla_ms, budget = LONG_TAIL_P99
+    truth = _truth(law, slots, percentile, sla_ms)
+    sla = Sla(percentile, sla_ms, 0.01, CONFIDENCE)
+    settings = _settings(truth, percentile, sla_ms, budget)
+    points, lines = [], []
+    for run in run_offline_seeds(law, slots, settings, sla, range(P99_POINT_RUNS)):
+        if run.capacity is None or run.capacity.first_fail_rps is None:
+            continue
+        rates = pool_by_rate(run.steps, sla)
+        estimate = point_estimate(run.steps, rates, sla, run.capacity.last_pass_rps)
+        assert estimate is not None and estimate[0] == run.capacity.max_sustainable_rps
+        points.append(run.capacity.max_sustainable_rps / truth)
+        # The rule before: the line, or the fit where that was higher.
+        ceiling = run.capacity.first_fail_rps
+        line = max(run.capacity.last_pass_rps, min(best_estimate(rates, sla), ceiling))
+        fitted = fitted_estimate(run.steps, rates, sla, ceiling) or 0.0
+        lines.append(max(line, fitted) / truth)
+    assert len(points) >= 0.8 * P99_POINT_RUNS
+    over = sum(point > 1.03 for point in points)
+    assert sum(line > 1.03 for line in lines) >= over + 3  # the reproduction
+    assert over <= 0.3 * len(points)
+    assert -0.06 <= np.median(points) - 1 <= 0.03
 
 
 def test_the_fitted_point_keeps_to_the_error_rate_limit():

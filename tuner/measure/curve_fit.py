@@ -16,14 +16,15 @@ scale k: the share at rate r is the model's at r / k), and the estimate is the c
 low end of the fits the measurements allow: the lowest k they do not reject at
 `CONFIDENCE` (likelihood ratio). That is a bound only as far as the model's shape is the
 endpoint's, which it is not exactly (offline, nine zoo cases x 40 seeds: the fit set the
-point in 151 of the 330 runs with a pass and put it above the truth in 43, at most
-+13.4%): a conservative choice of point, not a claim. With little information the low
+point in 312 of the 331 runs with a pass and put it above the truth in 74, at most
++12.7%): a conservative choice of point, not a claim. With little information the low
 end leaves the range tried and there is no fitted point.
 
 The model's tail is only as good as the low-load sample (a sketch of a few hundred
 answers knows nothing beyond its largest one), so the caller never takes the fit past a
-rate above the highest leaning to pass whose share is over the SLA, nor below its own
-interpolation (`analysis.fitted_estimate`).
+rate above the highest leaning to pass whose share is over the SLA
+(`analysis.fitted_estimate`); where there is a fit it sets the point, above or below the
+two-rate interpolation (`analysis.point_estimate`).
 """
 
 from __future__ import annotations
