@@ -1,10 +1,19 @@
+import numpy as np
 import pytest
 
-from tuner.measure.analysis import StepResult, StepSpec, bracket, pool_by_rate, queue_shape
+from tuner.measure.analysis import (
+    QueueShape,
+    StepResult,
+    StepSpec,
+    bracket,
+    pool_by_rate,
+    queue_shape,
+)
 from tuner.measure.search import (
     MAX_LOOKS,
     Phase,
     SearchSettings,
+    _bend,
     _confirm,
     _extension_option,
     _spend_the_rest,
@@ -13,6 +22,7 @@ from tuner.measure.search import (
     step_duration,
     warmup_for,
 )
+from tuner.measure.slow_correlation import SKETCH_PROBABILITIES
 
 
 def judge(spec: StepSpec, capacity: float, min_requests: int = 0) -> StepResult:
@@ -191,3 +201,43 @@ def test_budget_advice_gives_a_floor_and_says_it_is_one():
     floor = float(advice.split("--max-test-seconds ")[1].split()[0])
     assert floor > 150 and "at the very least" in advice and "several times" in advice
     assert budget_advice([_step(0, 10.0, 400, 0, "pass")], settings, 60.0) is None
+
+
+# Exponential service, 25 ms mean, 4 slots (160 rps), p90 <= 60 ms: a share that rises
+# slowly and then steeply toward the saturation.
+_EXP_SKETCH = tuple(float(v) for v in -25.0 * np.log1p(-np.array(SKETCH_PROBABILITIES)))
+_BEND_SETTINGS = SearchSettings(start_rps=10, percentile=90, sla_latency_ms=60)
+
+
+def _bend_shape(**changes) -> QueueShape:
+    fields = {"saturation_rps": 160.0, "service_cv2": 1.0, "service_sketch_ms": _EXP_SKETCH,
+              "sla_ms": 60.0, "service_samples": 400, "allowed_slow_share": 0.1}
+    fields.update(changes)
+    return QueueShape(**fields)
+
+
+def test_bend_follows_the_models_shape_from_the_last_share_to_the_slas():
+    """`_bend`: between the last rate measured (40 rps, 6% slow) and a fitted point at
+    100 rps, the expected share rises from 6% to the SLA's 10% as the model's curve does:
+    monotone, within the two, and below the straight line where the curve is still flat."""
+    shares = _bend((40.0, 0.06, 1e-5), 100.0, _BEND_SETTINGS, _bend_shape())
+    rates = [rate for rate, _, _ in shares]
+    assert rates == sorted(rates) and rates[0] > 40.0 and rates[-1] < 100.0
+    values = [share for _, share, _ in shares]
+    assert all(0.06 <= share <= 0.1 for share in values)
+    assert all(low <= high for low, high in zip(values, values[1:], strict=False))
+    at_70 = next(share for rate, share, _ in shares if abs(rate - 70.0) < 1e-9)
+    assert at_70 < 0.06 + (0.1 - 0.06) * (70.0 - 40.0) / (100.0 - 40.0)
+    # The variance shrinks toward the point, whose share is the SLA's by construction.
+    assert all(0 <= variance <= 1e-5 for _, _, variance in shares)
+
+
+@pytest.mark.parametrize("last, point, shape", [
+    ((40.0, 0.06, 1e-5), 100.0, _bend_shape(saturation_rps=None)),  # no model
+    ((40.0, 0.06, 1e-5), 100.0, _bend_shape(service_sketch_ms=())),  # no service law
+    ((40.0, 0.12, 1e-5), 100.0, _bend_shape()),  # the last share over the SLA's already
+    ((100.0, 0.06, 1e-5), 100.0, _bend_shape()),  # nothing between the last rate and point
+    ((96.0, 0.06, 1e-5), 100.0, _bend_shape()),  # no confirmation rate between them
+])
+def test_bend_is_empty_where_there_is_nothing_to_bend(last, point, shape):
+    assert _bend(last, point, _BEND_SETTINGS, shape) == []

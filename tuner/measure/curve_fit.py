@@ -1,10 +1,13 @@
 """Where the slow share crosses the SLA, from the queue model's curve fitted to every rate.
 
-Pure (numpy). The point estimate interpolates the slow share between two measured rates;
-where the rate above the highest one leaning to pass is itself still unknown (too few
-requests to lean either way, its share within the SLA), it stops there and gives no
-credit beyond it. On a low-rate p99 that is where the search's samples run out, some 20%
-below the capacity: the rates near the capacity carry a few effective requests each. And
+Pure (numpy). Wherever there is a fit it sets the point estimate
+(`analysis.point_estimate`); the fallback interpolates the slow share between two measured
+rates, and falls short in three ways. It reads two rates, and near a p99's knee the one
+above the highest leaning to pass was often a short window that looked sustainable over
+the capacity. Where that rate is itself still unknown (too few requests to lean either
+way, its share within the SLA), it stops there and gives no credit beyond it: on a
+low-rate p99 that is where the search's samples run out, some 20% below the capacity (the
+rates near the capacity carry a few effective requests each). And
 a straight line between a pass well below the knee and a fail above it undershoots a
 share curve that stays flat and then shoots up (a 1.5 s model on many slots).
 

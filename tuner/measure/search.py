@@ -33,9 +33,7 @@ from tuner.measure.analysis import (
     StepResult,
     StepSpec,
     Verdict,
-    best_estimate,
     bracket,
-    fitted_share,
     lean,
     look_confidence,
     navigation_bracket,
@@ -44,6 +42,7 @@ from tuner.measure.analysis import (
     pool_by_rate,
     queue_shape,
 )
+from tuner.measure.curve_fit import share_through_crossing
 from tuner.measure.stats import (
     pass_chance,
     requests_for_chance,
@@ -455,7 +454,7 @@ def _confirm(history: list[StepResult], rates: list[RateEvidence],
              if r.evidence.requests and r.offered_rps <= point]
     if not known or known[-1][0] < point:
         if fitted and known:
-            known += _bend(history, known[-1], point, settings)
+            known += _bend(known[-1], point, settings, shape)
         known.append((point, allowed, 0.0))
     for fraction in CONFIRM_FRACTIONS[1:]:
         rate = point * fraction
@@ -487,31 +486,40 @@ def _confirm(history: list[StepResult], rates: list[RateEvidence],
     return max(viable, key=lambda o: o.chance * (o.choice.rate - floor)).choice
 
 
-def _bend(history: list[StepResult], last: tuple[float, float, float], point: float,
-          settings: SearchSettings) -> list[tuple[float, float, float]]:
+def _bend(last: tuple[float, float, float], point: float, settings: SearchSettings,
+          shape: QueueShape) -> list[tuple[float, float, float]]:
     """The shares expected at the confirmation's rates between the last rate measured
     below a fitted point and the point: from the last measured share to the SLA's at the
-    point, as the fitted model's curve rises between them (`analysis.fitted_share`), not
-    along a straight line. Where the curve stays flat and then shoots up (a 1.5 s model:
-    7.7% slow at 80% of the capacity, 10% at it), the line expected 8.9% at 0.8 of the
-    point and sent the confirmation further down. Only the model's shape counts, not its
-    level (read from a few hundred low-load answers, it may sit above the measured share
-    and promise nothing anywhere)."""
+    point, as the fitted model's curve rises between them
+    (`curve_fit.share_through_crossing`), not along a straight line. Where the curve stays
+    flat and then shoots up (a 1.5 s model: 7.7% slow at 80% of the capacity, 10% at it),
+    the line expected 8.9% at 0.8 of the point and sent the confirmation further down.
+    Only the model's shape counts, not its level (read from a few hundred low-load
+    answers, it may sit above the measured share and promise nothing anywhere). Empty
+    without a model, with a curve that does not rise between the two, or with the last
+    share at or over the SLA's."""
     last_rate, last_share, last_variance = last
     allowed = 1.0 - settings.quantile
-    at_last = fitted_share(history, settings.sla, point, last_rate)
-    at_point = fitted_share(history, settings.sla, point, point)
-    if at_last is None or at_point is None or at_point <= at_last or last_share >= allowed:
+    if (shape.saturation_rps is None or not shape.service_sketch_ms
+            or last_share >= allowed or last_rate >= point):
+        return []
+
+    def model(rate: float) -> float | None:
+        return share_through_crossing(shape.service_sketch_ms, shape.saturation_rps,
+                                      settings.sla_latency_ms, allowed, point, rate)
+
+    at_last, at_point = model(last_rate), model(point)
+    if at_last is None or at_point is None or at_point <= at_last:
         return []
     shares = []
     for fraction in CONFIRM_FRACTIONS[1:]:
         rate = point * fraction
         if rate <= last_rate:
             break
-        model = fitted_share(history, settings.sla, point, rate)
-        if model is None:
+        share = model(rate)
+        if share is None:
             continue
-        weight = min(1.0, max(0.0, (model - at_last) / (at_point - at_last)))
+        weight = min(1.0, max(0.0, (share - at_last) / (at_point - at_last)))
         shares.append((rate, last_share + (allowed - last_share) * weight,
                        (1 - weight) ** 2 * last_variance))
     return sorted(shares)
@@ -697,9 +705,14 @@ def budget_advice(history: list[StepResult], settings: SearchSettings,
     rates = pool_by_rate(history, settings.sla)
     shape = queue_shape(history, settings.sla)
     last_pass, first_fail = bracket(rates)
-    # Resolved: the best estimate lies within UNRESOLVED_WIDTH above what was shown (the
-    # first fail may be a far ramp step; the estimate is what the basis is judged against).
-    point = best_estimate(rates, settings.sla) if first_fail is not None else None
+    # Resolved: the point the report gives lies within UNRESOLVED_WIDTH above what was
+    # shown (the first fail may be a far ramp step; the point is what the basis is judged
+    # against). Before the thirteenth session the two-rate line's point, which the report
+    # no longer gives wherever there is a fit.
+    estimate = (point_estimate(history, rates, settings.sla,
+                               last_pass.offered_rps if last_pass else 0.0)
+                if first_fail is not None else None)
+    point = estimate[0] if estimate is not None else None
     upper = (first_fail.offered_rps if point is None else point) if first_fail else None
     if last_pass is not None and (upper is None or (
             upper - last_pass.offered_rps) / last_pass.offered_rps <= UNRESOLVED_WIDTH):
