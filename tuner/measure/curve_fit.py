@@ -19,7 +19,7 @@ scale k: the share at rate r is the model's at r / k), and the estimate is the c
 low end of the fits the measurements allow: the lowest k they do not reject at
 `CONFIDENCE` (likelihood ratio). That is a bound only as far as the model's shape is the
 endpoint's, which it is not exactly (offline, nine zoo cases x 40 seeds: the fit set the
-point in 312 of the 331 runs with a pass and put it above the truth in 74, at most
+point in 309 of the 331 runs with a pass and put it above the truth in 74, at most
 +12.7%): a conservative choice of point, not a claim. With little information the low
 end leaves the range tried and there is no fitted point.
 
