@@ -93,11 +93,10 @@ def fitted_crossing_rps(sketch_ms: tuple[float, ...], saturation_rps: float, sla
     if (not sketch_ms or saturation_rps <= 0 or sla_ms <= 0 or not measured
             or sum(m[2] for m in measured) <= 0):
         return None
-    grid, shares = model_share_curve(tuple(sketch_ms), float(saturation_rps), float(sla_ms))
-    log_share = np.log(np.clip(np.array(shares), CURVE_FLOOR, 1.0))
-    model_crossing = _crossing_rps(np.array(grid), log_share, math.log(allowed_share))
-    if model_crossing is None:
+    curve = _log_curve(sketch_ms, saturation_rps, sla_ms, allowed_share)
+    if curve is None:
         return None
+    grid, log_share, model_crossing = curve
     rates = np.array([m[0] for m in measured])
     slow = np.array([m[1] for m in measured])
     total = np.array([m[2] for m in measured])
@@ -119,13 +118,24 @@ def share_through_crossing(sketch_ms: tuple[float, ...], saturation_rps: float,
     at the point overstates it on a bend. None without a model crossing."""
     if not sketch_ms or saturation_rps <= 0 or sla_ms <= 0 or crossing_rps <= 0:
         return None
+    curve = _log_curve(sketch_ms, saturation_rps, sla_ms, allowed_share)
+    if curve is None:
+        return None
+    grid, log_share, model_crossing = curve
+    scale = crossing_rps / model_crossing
+    return float(np.exp(np.interp(rate_rps / scale, grid, log_share, right=0.0)))
+
+
+def _log_curve(sketch_ms: tuple[float, ...], saturation_rps: float, sla_ms: float,
+               allowed_share: float) -> tuple[tuple[float, ...], np.ndarray, float] | None:
+    """(The model's grid of rates, its log slow shares floored at `CURVE_FLOOR`, the rate
+    where it crosses `allowed_share`); None where it never does below its saturation."""
     grid, shares = model_share_curve(tuple(sketch_ms), float(saturation_rps), float(sla_ms))
     log_share = np.log(np.clip(np.array(shares), CURVE_FLOOR, 1.0))
     model_crossing = _crossing_rps(np.array(grid), log_share, math.log(allowed_share))
     if model_crossing is None:
         return None
-    scale = crossing_rps / model_crossing
-    return float(np.exp(np.interp(rate_rps / scale, grid, log_share, right=0.0)))
+    return grid, log_share, model_crossing
 
 
 def _crossing_rps(grid: np.ndarray, log_share: np.ndarray, log_allowed: float
