@@ -688,7 +688,8 @@ def _over_sla(evidence: Evidence, sla: Sla) -> bool:
     return bool(n) and exceedance_lower_bound(slow, n, LEAN_CONFIDENCE) > 1 - sla.quantile
 
 
-def pool_by_rate(steps: list[StepResult], sla: Sla) -> list[RateEvidence]:
+def pool_by_rate(steps: list[StepResult], sla: Sla,
+                 shape: QueueShape | None = None) -> list[RateEvidence]:
     """One pooled verdict per offered rate, lowest rate first.
 
     Each step's requests count as many independent ones as the larger of its measured
@@ -696,9 +697,10 @@ def pool_by_rate(steps: list[StepResult], sla: Sla) -> list[RateEvidence]:
     knee the measured one is the slow requests' own, `StepResult.evidence_at`). Evidence
     against the SLA counts from every step; evidence for it only from steps that warmed
     up long enough for the queue to settle at that rate: a queue still filling passes
-    loads it could not sustain.
+    loads it could not sustain. `shape` is `queue_shape(steps, sla)` when the caller
+    has it already (the search builds it once per step planned).
     """
-    shape = queue_shape(steps, sla)
+    shape = shape if shape is not None else queue_shape(steps, sla)
     groups: dict[float, list[StepResult]] = {}
     for step in steps:
         groups.setdefault(step.offered_rps, []).append(step)
@@ -875,7 +877,7 @@ def _stops_at_unknown(high: RateEvidence | None, sla: Sla) -> bool:
 
 
 def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla,
-                    ceiling_rps: float) -> float | None:
+                    ceiling_rps: float, shape: QueueShape | None = None) -> float | None:
     """Where the queue model fitted to every measured rate puts the crossing, at the low
     end of the fits the measurements allow (`curve_fit`), never past a rate above the
     highest leaning to pass that leans to fail or whose slow share or error rate is over
@@ -900,7 +902,7 @@ def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla
     low, high = navigation_bracket(rates, sla)
     if low is None or high is None:  # high, when there is one, lies above low
         return None
-    shape = queue_shape(steps, sla)
+    shape = shape if shape is not None else queue_shape(steps, sla)
     if shape.saturation_rps is None or not shape.service_sketch_ms:
         return None
     by_index = {step.index: step for step in steps}
@@ -946,7 +948,8 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     rate) interpolated between the two rates around its limit; never past what an
     overloaded step got through, never below the last pass.
     """
-    rates = pool_by_rate(steps, sla)
+    shape = queue_shape(steps, sla)
+    rates = pool_by_rate(steps, sla, shape)
     last_pass, first_fail = bracket(rates)
     if last_pass is None:
         tried = ", ".join(f"{r.offered_rps:g} ({r.verdict})" for r in rates)
@@ -958,7 +961,7 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
     if first_fail is None:
         return CapacityEstimate(lo, lo, None, "highest passing rate (no failing load reached)")
     hi = first_fail.offered_rps
-    point, fitted = point_estimate(steps, rates, sla, lo) or (lo, False)
+    point, fitted = point_estimate(steps, rates, sla, lo, shape) or (lo, False)
     if fitted:
         return CapacityEstimate(point, lo, hi, "queue model fitted to every rate, where its "
                                 "slow share crosses the SLA (conservative end of the fit)",
@@ -971,7 +974,8 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
 
 
 def point_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla,
-                   floor_rps: float = 0.0) -> tuple[float, bool] | None:
+                   floor_rps: float = 0.0,
+                   shape: QueueShape | None = None) -> tuple[float, bool] | None:
     """(The capacity's point estimate, whether the fitted queue model set it): the
     fitted crossing (`fitted_estimate`, its conservative end) wherever there is one, else
     the interpolated one (`best_estimate`); never past the first fail nor what an
@@ -995,7 +999,7 @@ def point_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla,
     hi = first_fail.offered_rps if first_fail is not None else math.inf
     ceiling = min(hi, _through(steps, hi))
     point = max(floor_rps, min(best, ceiling))
-    fitted = fitted_estimate(steps, rates, sla, ceiling)
+    fitted = fitted_estimate(steps, rates, sla, ceiling, shape)
     if fitted is not None:
         # Below the last pass the pass sets the point, not the fit.
         return max(fitted, floor_rps), fitted >= floor_rps

@@ -247,7 +247,7 @@ def _next(history: list[StepResult], settings: SearchSettings, remaining_s: floa
     if not history:
         return Choice(min(settings.start_rps, cap), _first_phase(settings),
                       _ramp_requests(settings))
-    rates = pool_by_rate(history, settings.sla)
+    rates = pool_by_rate(history, settings.sla, shape)
     by_rate = {r.offered_rps: r for r in rates}
     last = by_rate[history[-1].offered_rps]
     if settings.strategy == "linear":
@@ -436,7 +436,7 @@ def _confirm(history: list[StepResult], rates: list[RateEvidence],
     line's point, `best_estimate`, were too low where the share curve bends: a 1.5 s
     model's confirmation went to 0.6 of its capacity, or nowhere.)"""
     low, _ = navigation_bracket(rates, settings.sla)
-    estimate = point_estimate(history, rates, settings.sla)
+    estimate = point_estimate(history, rates, settings.sla, shape=shape)
     if low is None or estimate is None:
         return None
     point, fitted = estimate
@@ -702,15 +702,15 @@ def budget_advice(history: list[StepResult], settings: SearchSettings,
     re-run starts over, and its noise differs: in simulated re-runs at this figure, the
     1.5 s model and the low-rate p99 of the zoo resolved 0 of 9 and 1 of 9 (README); the
     message says so rather than promise what it cannot."""
-    rates = pool_by_rate(history, settings.sla)
     shape = queue_shape(history, settings.sla)
+    rates = pool_by_rate(history, settings.sla, shape)
     last_pass, first_fail = bracket(rates)
     # Resolved: the point the report gives lies within UNRESOLVED_WIDTH above what was
     # shown (the first fail may be a far ramp step; the point is what the basis is judged
     # against). Before the thirteenth session the two-rate line's point, which the report
     # no longer gives wherever there is a fit.
     estimate = (point_estimate(history, rates, settings.sla,
-                               last_pass.offered_rps if last_pass else 0.0)
+                               last_pass.offered_rps if last_pass else 0.0, shape)
                 if first_fail is not None else None)
     point = estimate[0] if estimate is not None else None
     upper = (first_fail.offered_rps if point is None else point) if first_fail else None
