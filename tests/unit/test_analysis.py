@@ -148,6 +148,36 @@ def test_low_rate_inconclusive_steps_do_not_bound_capacity():
     assert estimate_capacity(steps, SLA).last_pass_rps == 10
 
 
+def _counted(rate, requests, slow, index):
+    """A step of `requests` independent requests, `slow` of them over the SLA."""
+    return replace(fake(rate, "pass"), requests=requests, slow_requests=slow, index=index,
+                   verdict="inconclusive")
+
+
+def test_an_inconclusive_rate_passes_on_the_requests_of_the_rates_just_above_it():
+    """A slow share cannot fall as load rises: 7.8% of 600 requests at 20 rps do not
+    show a p90 alone, but with the 600 at 21 rps (no lower share there) they do, at 20."""
+    fail = fake(30, "fail", completed=100)
+    alone = [_counted(20, 600, 47, 0), replace(fail, index=1)]
+    with pytest.raises(NoPassingStepError):
+        estimate_capacity(alone, SLA)
+    steps = [_counted(20, 600, 47, 0), _counted(21, 600, 47, 1), replace(fail, index=2)]
+    rates = pool_by_rate(steps, SLA)
+    assert [str(r.verdict) for r in rates] == ["pass", "inconclusive", "fail"]
+    assert "with the rates up to 21 rps" in rates[0].reasons[0]
+    assert estimate_capacity(steps, SLA).last_pass_rps == 20
+
+
+def test_a_failing_rate_ends_the_pool_from_above():
+    """The rates pooled with an inconclusive one are the consecutive ones above it up to
+    the first that failed, even one whose steps cannot count for the SLA (its queue had
+    no time to settle): what lies beyond a fail says nothing of the rates below it."""
+    unsettled_fail = replace(fake(21, "fail", completed=100), index=1, warmup_s=0.0)
+    steps = [_counted(20, 600, 47, 0), unsettled_fail,
+             _counted(22, 600, 40, 2), _counted(23, 600, 40, 3)]
+    assert str(pool_by_rate(steps, SLA)[0].verdict) == "inconclusive"
+
+
 def test_target_is_per_minute_per_instance_times_safety_factor():
     rec = derive_target(200.0, 1, 0.5)
     assert rec.max_rps_per_instance == 200.0
