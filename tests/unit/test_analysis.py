@@ -165,7 +165,9 @@ def test_an_inconclusive_rate_passes_on_the_requests_of_the_rates_just_above_it(
     rates = pool_by_rate(steps, SLA)
     assert [str(r.verdict) for r in rates] == ["pass", "inconclusive", "fail"]
     assert "with the rates up to 21 rps" in rates[0].reasons[0]
-    assert estimate_capacity(steps, SLA).last_pass_rps == 20
+    capacity = estimate_capacity(steps, SLA)
+    assert capacity.last_pass_rps == 20
+    assert "the last pass shown with the requests of the rates up to 21 rps" in capacity.method
 
 
 def test_a_failing_rate_ends_the_pool_from_above():

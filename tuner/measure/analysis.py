@@ -546,6 +546,9 @@ class RateEvidence:
     reasons: tuple[str, ...]
     achieved_rps: float  # request-weighted over the steps
     steps: tuple[int, ...]
+    # Passed together with the consecutive rates above it up to this one
+    # (`_supported_from_above`); None: on its own requests, or not passed.
+    pooled_up_to_rps: float | None = None
 
 
 # Within-window correlation times are underestimated by about this factor (see
@@ -761,7 +764,8 @@ def _supported_from_above(rates: list[RateEvidence], settled: list[Evidence | No
             evidence = evidence + above
             verdict, _ = judge(evidence, sla)
             if verdict is Verdict.PASS:
-                result[low_index] = replace(low, verdict=Verdict.PASS, reasons=(
+                result[low_index] = replace(low, verdict=Verdict.PASS,
+                                            pooled_up_to_rps=high.offered_rps, reasons=(
                     f"with the rates up to {high.offered_rps:g} rps: {evidence.slow} of "
                     f"{evidence.requests} requests slower than {sla.latency_ms:g} ms "
                     f"({evidence.test_counts[1]} effective) show p{sla.percentile:g} within "
@@ -999,6 +1003,17 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
             f"{NO_PASSING_STEP} (tried {tried or 'nothing'} rps): lower "
             "--start-rps, raise --max-test-seconds, relax the SLA, or check the endpoint's "
             "errors; nothing was applied")
+    estimate = _estimate_above(steps, rates, sla, shape, last_pass, first_fail)
+    if last_pass.pooled_up_to_rps is None:
+        return estimate
+    return replace(estimate, method=(
+        f"{estimate.method}; the last pass shown with the requests of the rates up to "
+        f"{last_pass.pooled_up_to_rps:g} rps, a slow share cannot fall as load rises"))
+
+
+def _estimate_above(steps: list[StepResult], rates: list[RateEvidence], sla: Sla,
+                    shape: QueueShape, last_pass: RateEvidence,
+                    first_fail: RateEvidence | None) -> CapacityEstimate:
     lo = last_pass.offered_rps
     if first_fail is None:
         return CapacityEstimate(lo, lo, None, "highest passing rate (no failing load reached)")
