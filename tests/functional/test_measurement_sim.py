@@ -136,25 +136,29 @@ def test_a_truly_sustainable_step_fails_at_most_5_percent_of_the_time(name):
 def _counted_steps(shares: list[float], requests: int, rng: np.random.Generator
                    ) -> list[StepResult]:
     """One step of `requests` independent requests per rate 20, 21, ... rps, each slow with
-    the rate's share, and a clear fail at 40 rps (an endpoint saturating at 100)."""
-    steps = []
-    for index, share in enumerate(shares):
-        slow = int(rng.binomial(requests, share))
-        steps.append(StepResult(index, "bisect", 20.0 + index, 20.0 + index, requests, 0, 0.0,
-                                50, 90, 150, 90, slow, 10.0, 5.0, Verdict.INCONCLUSIVE,
-                                completed_rps=20.0 + index))
-    steps.append(StepResult(len(shares), "ramp", 40.0, 40.0, 1000, 0, 0.0, 500, 900, 990,
-                            900, 600, 10.0, 5.0, Verdict.FAIL, completed_rps=100.0))
+    the rate's share, run in a random order after a clear fail at 40 rps (an endpoint
+    saturating at 100): a step may land between a rate and the rates pooled with it."""
+    steps = [StepResult(0, "ramp", 40.0, 40.0, 1000, 0, 0.0, 500, 900, 990, 900, 600, 10.0,
+                        5.0, Verdict.FAIL, completed_rps=100.0)]
+    for index in rng.permutation(len(shares)):
+        rate = 20.0 + index
+        slow = int(rng.binomial(requests, shares[index]))
+        steps.append(StepResult(len(steps), "bisect", rate, rate, requests, 0, 0.0, 50, 90,
+                                150, 90, slow, 10.0, 5.0, Verdict.INCONCLUSIVE,
+                                completed_rps=rate))
     return steps
 
 
 def test_pooling_the_rates_above_keeps_false_passes_within_the_confidence():
     """An inconclusive rate passes on its requests and those of the consecutive rates above
     it (`analysis._supported_from_above`): a pool of k steps is one more look each, held
-    to alpha/2^k. Six rates, one 600-request step each, all exactly at the SLA's share
-    (the worst case): the lowest passes in 3.2% of 2000 runs (2.0% with no pooling; 7.2%
-    if every pool were held to one look's alpha/2). Where the shares are 8% it passes in
-    9 of 10 runs, where its own step alone shows the SLA in about a third."""
+    to alpha/2^k, judged as the steps came (a pass once shown stays). Six rates, one
+    600-request step each in random order, all exactly at the SLA's share (the worst
+    case): the lowest passes in 3.7% of 2000 runs (2.3% with no pooling; 8.9% if every
+    pool were held to one look's alpha/2). Where the shares are 8% it passes in 9 of 10
+    runs, where its own step alone shows the SLA in about a third. (Any of the six
+    passes more often, with or without pooling: each rate is its own test; the claim the
+    target rests on, the interval's lower end, is checked end to end above.)"""
     sla = Sla(90, 100.0, 0.01, CONFIDENCE)
     rng = np.random.default_rng(5)
     runs = 2000
@@ -166,7 +170,8 @@ def test_pooling_the_rates_above_keeps_false_passes_within_the_confidence():
     for _ in range(200):
         steps = _counted_steps([0.08] * 6, 600, rng)
         pooled += pool_by_rate(steps, sla)[0].verdict is Verdict.PASS
-        alone += pool_by_rate([steps[0], steps[-1]], sla)[0].verdict is Verdict.PASS
+        lowest = next(step for step in steps if step.offered_rps == 20.0)
+        alone += pool_by_rate([steps[0], lowest], sla)[0].verdict is Verdict.PASS
     assert pooled >= 0.8 * 200 and alone <= 0.5 * 200
 
 

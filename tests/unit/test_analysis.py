@@ -148,10 +148,12 @@ def test_low_rate_inconclusive_steps_do_not_bound_capacity():
     assert estimate_capacity(steps, SLA).last_pass_rps == 10
 
 
-def _counted(rate, requests, slow, index):
-    """A step of `requests` independent requests, `slow` of them over the SLA."""
+def _counted(rate, requests, slow, index, errors=0):
+    """A step of `requests` independent requests, `slow` of them over the SLA (errors
+    included), all answered."""
     return replace(fake(rate, "pass"), requests=requests, slow_requests=slow, index=index,
-                   verdict="inconclusive")
+                   verdict="inconclusive", answered=requests, errors=errors,
+                   error_rate=errors / requests)
 
 
 def test_an_inconclusive_rate_passes_on_the_requests_of_the_rates_just_above_it():
@@ -173,11 +175,35 @@ def test_an_inconclusive_rate_passes_on_the_requests_of_the_rates_just_above_it(
 def test_a_failing_rate_ends_the_pool_from_above():
     """The rates pooled with an inconclusive one are the consecutive ones above it up to
     the first that failed, even one whose steps cannot count for the SLA (its queue had
-    no time to settle): what lies beyond a fail says nothing of the rates below it."""
+    no time to settle): beyond a fail the shares are over the SLA's, and a pool that
+    skipped the fail would reach past the capacity on the steps that happened to be fast."""
     unsettled_fail = replace(fake(21, "fail", completed=100), index=1, warmup_s=0.0)
     steps = [_counted(20, 600, 47, 0), unsettled_fail,
              _counted(22, 600, 40, 2), _counted(23, 600, 40, 3)]
     assert str(pool_by_rate(steps, SLA)[0].verdict) == "inconclusive"
+
+
+def test_a_pass_from_the_rates_above_stays_when_a_step_runs_between_them_later():
+    """A confirmation run later between a pooled pass and the rates that carried it adds
+    to the pool and a look: it must not take back the pass the search planned around."""
+    fail = fake(30, "fail", completed=100)
+    shown = [_counted(20, 600, 47, 0), _counted(22, 600, 47, 1), replace(fail, index=2)]
+    assert estimate_capacity(shown, SLA).last_pass_rps == 20
+    later = [*shown, _counted(21, 600, 55, 3)]
+    assert estimate_capacity(later, SLA).last_pass_rps == 20
+    # The same steps in the other order never showed a pass at 20: none is claimed.
+    with pytest.raises(NoPassingStepError):
+        estimate_capacity([later[0], later[3], later[1], later[2]], SLA)
+
+
+def test_a_rate_over_the_error_limit_or_leaning_to_fail_is_not_lifted_by_the_rates_above():
+    """Errors need not rise with load (a cold start, an awkward payload), and a rate whose
+    own share leans over the SLA contradicts the monotone share the pooling assumes."""
+    fail = replace(fake(30, "fail", completed=100), index=9)
+    above = [_counted(21, 600, 40, 1), _counted(22, 600, 40, 2)]
+    for low in (_counted(20, 600, 50, 0, errors=8), _counted(20, 100, 15, 0)):
+        assert str(pool_by_rate([low, *above, fail], SLA)[0].verdict) == "inconclusive"
+    assert str(pool_by_rate([_counted(20, 600, 50, 0), *above, fail], SLA)[0].verdict) == "pass"
 
 
 def test_target_is_per_minute_per_instance_times_safety_factor():
