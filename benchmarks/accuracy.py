@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -253,6 +254,9 @@ def main() -> None:
                         help="also run the Inference-Recommender-style linear stairs")
     parser.add_argument("--baseline-budget", type=float, default=300.0,
                         help="load seconds allowed to the stairs")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep each case's load-test files (steps, samples) in DIR/CASE "
+                             "to look into a miss afterwards (default: discarded)")
     parser.add_argument("--arrivals", choices=("uniform", "poisson"),
                         help="the tool's --arrivals (default: the tool's default)")
     args = parser.parse_args()
@@ -294,6 +298,8 @@ def main() -> None:
                     worst = verdict.error
                 if not verdict.met:
                     missed.append(case.name)
+            if args.keep is not None:
+                shutil.copytree(tmp, args.keep / case.name, dirs_exist_ok=True)
 
     worst_text = "n/a" if worst is None else f"{100 * worst:+.1f}%"
     print(f"\nworst point error: {worst_text} against the Poisson truth; "
