@@ -366,3 +366,11 @@ def test_far_below_the_knee_needs_the_saturation_and_the_sla_far_off():
     assert not QueueShape(40.0, 1.0).far_below_knee(16.0)
     assert not QueueShape(None, 1.0).far_below_knee(1.0)
     assert not replace(p99, allowed_slow_share=0.0).far_below_knee(16.0)
+
+
+@pytest.mark.parametrize("percentile,share", [(90, 0.1), (99, 0.01), (50, 0.5), (99.9, 0.001)])
+def test_the_allowed_slow_share_is_exact_at_ties(percentile, share):
+    """6 slow of 60 at a p90 is within the SLA, not over it (1 - 0.9 is 0.0999... in
+    floating point, and a thin ramp step at exactly 10% capped a 1.5 s model's point)."""
+    assert Sla(percentile, 100.0, 0.01).allowed_share == share
+    assert Sla(90, 100.0, 0.01).allowed_share >= 6 / 60

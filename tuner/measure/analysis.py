@@ -99,6 +99,13 @@ class Sla:
     def quantile(self) -> float:
         return self.percentile / 100.0
 
+    @property
+    def allowed_share(self) -> float:
+        """The share of requests the SLA lets be slower than its latency, 1 - q, exactly
+        at ties: 1 - 0.9 is 0.09999999999999998 in floating point, so 6 slow of 60 at a
+        p90 compared as over the SLA (and 1% at a p99 as within)."""
+        return round((100.0 - self.percentile) / 100.0, 12)
+
 
 @dataclass(frozen=True)
 class StepSpec:
@@ -677,7 +684,7 @@ def queue_shape(steps: list[StepResult], sla: Sla) -> QueueShape:
     service = merge_sketches([(s.latency_sketch_ms, s.requests - s.errors) for s in low_load])
     return QueueShape(saturation, lowest.latency_cv2 if lowest is not None else 1.0,
                       service, sla.latency_ms, sum(s.requests - s.errors for s in low_load),
-                      1.0 - sla.quantile)
+                      sla.allowed_share)
 
 
 def overloaded(step: StepResult) -> bool:
@@ -688,7 +695,7 @@ def overloaded(step: StepResult) -> bool:
 def _over_sla(evidence: Evidence, sla: Sla) -> bool:
     """More slow requests than the SLA allows, at the best estimate's confidence."""
     slow, n = evidence.test_counts
-    return bool(n) and exceedance_lower_bound(slow, n, LEAN_CONFIDENCE) > 1 - sla.quantile
+    return bool(n) and exceedance_lower_bound(slow, n, LEAN_CONFIDENCE) > sla.allowed_share
 
 
 def pool_by_rate(steps: list[StepResult], sla: Sla,
@@ -880,7 +887,7 @@ def lean(rate: RateEvidence, sla: Sla) -> Verdict:
     if rate.verdict is not Verdict.INCONCLUSIVE:
         return rate.verdict
     slow, n = rate.evidence.test_counts
-    allowed = 1.0 - sla.quantile
+    allowed = sla.allowed_share
     if n and exceedance_upper_bound(slow, n, LEAN_CONFIDENCE) <= allowed:
         return Verdict.PASS
     if n and exceedance_lower_bound(slow, n, LEAN_CONFIDENCE) > allowed:
@@ -928,7 +935,7 @@ def best_estimate(rates: list[RateEvidence], sla: Sla) -> float | None:
         return low.offered_rps
     if _stops_at_unknown(high, sla):
         return high.offered_rps
-    allowed = 1.0 - sla.quantile
+    allowed = sla.allowed_share
     crossings = [
         _first_crossing([(r.offered_rps, r.evidence.slow_share) for r in (low, high)],
                         allowed),
@@ -951,7 +958,7 @@ def _stops_at_unknown(high: RateEvidence | None, sla: Sla) -> bool:
     """The rate above the highest leaning to pass leans to neither side and its share is
     still within the SLA: the best estimate stops there, with no credit beyond it."""
     return (high is not None and lean(high, sla) is Verdict.INCONCLUSIVE
-            and high.evidence.slow_share <= 1.0 - sla.quantile)
+            and high.evidence.slow_share <= sla.allowed_share)
 
 
 def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla,
@@ -990,7 +997,7 @@ def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla
         if total > 0 and not any(overloaded(by_index[i]) for i in rate.steps):
             measured.append((rate.offered_rps, slow, total))
     fitted = fitted_crossing_rps(shape.service_sketch_ms, shape.saturation_rps,
-                                 sla.latency_ms, 1.0 - sla.quantile, measured)
+                                 sla.latency_ms, sla.allowed_share, measured)
     if fitted is None:
         return None
     # The model knows slow requests only; the error-rate limit binds as in `best_estimate`:
@@ -999,7 +1006,7 @@ def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla
     caps = [fitted, ceiling_rps]
     caps += [r.offered_rps for r in rates if r.offered_rps > low.offered_rps
              and (lean(r, sla) is Verdict.FAIL
-                  or r.evidence.slow_share > 1.0 - sla.quantile
+                  or r.evidence.slow_share > sla.allowed_share
                   or (sla.max_error_rate > 0 and r.evidence.error_rate > sla.max_error_rate))]
     error_crossing = _error_crossing(low, high, sla)
     if error_crossing is not None:

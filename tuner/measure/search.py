@@ -112,6 +112,13 @@ class SearchSettings:
     def quantile(self) -> float:
         return self.percentile / 100.0
 
+    @property
+    def allowed_share(self) -> float:
+        """The share of requests the SLA lets be slower than its latency, 1 - q, exactly
+        at ties: 1 - 0.9 is 0.09999999999999998 in floating point, so 6 slow of 60 at a
+        p90 compared as over the SLA (and 1% at a p99 as within)."""
+        return round((100.0 - self.percentile) / 100.0, 12)
+
 
 def warmup_for(settings: SearchSettings, rate: float = 0.0,
                shape: QueueShape | None = None) -> float:
@@ -178,7 +185,7 @@ def extra_requests(rate: RateEvidence, settings: SearchSettings) -> int | None:
     requests showed; None when it sits on the threshold (no budget would do)."""
     evidence = rate.evidence
     share = _planning_share(rate)
-    allowed = 1.0 - settings.quantile
+    allowed = settings.allowed_share
     confidence = look_confidence(settings.confidence, evidence.looks + 1)
     if share < allowed:
         needed = requests_to_show(share, settings.quantile, confidence)
@@ -261,7 +268,7 @@ def _next(history: list[StepResult], settings: SearchSettings, remaining_s: floa
         # little over the SLA from a few dozen requests is noise where some requests are
         # slow at any load (a 1.5 s model re-looked at 4, 8 and 16 rps lost 37 s).
         if (last.verdict is Verdict.INCONCLUSIVE and last.evidence.looks == 1
-                and last.evidence.slow_share > 1 - settings.quantile
+                and last.evidence.slow_share > settings.allowed_share
                 and (lean(last, settings.sla) is Verdict.FAIL or overloaded(history[-1]))):
             # (Before, whether it was depended on the noise in its answers per second:
             # at or above the saturation seen the settled warm-up is endless.)
@@ -335,7 +342,7 @@ def _lean_requests(rate: RateEvidence, settings: SearchSettings) -> int:
     """Effective requests that show which side of the SLA this rate's planning share lies
     on at the lean's confidence (at most what a new rate gets)."""
     share = _planning_share(rate)
-    allowed = 1.0 - settings.quantile
+    allowed = settings.allowed_share
     if share < allowed:
         needed = requests_to_show(share, settings.quantile, LEAN_CONFIDENCE)
     elif share > allowed:
@@ -364,7 +371,7 @@ def _navigate(rates: list[RateEvidence], last_pass: RateEvidence | None,
             # Below the failing load nothing leans either way yet: look again where the
             # measured share is lowest among the highest rates (the capacity is above it
             # if anywhere), before probing lower.
-            rate = max(unknown, key=lambda r: (r.evidence.slow_share <= 1 - settings.quantile,
+            rate = max(unknown, key=lambda r: (r.evidence.slow_share <= settings.allowed_share,
                                                r.offered_rps))
             return _look_again(rate, rates, settings, remaining_s, shape, reserve=False)
         probes = sum(1 for s in history if s.phase == Phase.PROBE_DOWN)
@@ -449,7 +456,7 @@ def _confirm(history: list[StepResult], rates: list[RateEvidence],
     # The share expected below the point: between the rates measured up to it and the
     # SLA's allowed share at the point itself, unless a rate was measured there (a rate
     # above the point that was fast by chance would promise passes above the capacity).
-    allowed = 1.0 - settings.quantile
+    allowed = settings.allowed_share
     known = [(r.offered_rps, *_share_estimate(r)) for r in rates
              if r.evidence.requests and r.offered_rps <= point]
     if not known or known[-1][0] < point:
@@ -499,7 +506,7 @@ def _bend(last: tuple[float, float, float], point: float, settings: SearchSettin
     without a model, with a curve that does not rise between the two, or with the last
     share at or over the SLA's."""
     last_rate, last_share, last_variance = last
-    allowed = 1.0 - settings.quantile
+    allowed = settings.allowed_share
     if (shape.saturation_rps is None or not shape.service_sketch_ms
             or last_share >= allowed or last_rate >= point):
         return []
@@ -614,7 +621,7 @@ def _spend_the_rest(rates: list[RateEvidence], last_pass: RateEvidence | None,
     requests it needs are an estimate from a noisy share; more can only add evidence, and
     a run that stops with budget unspent under-measures for nothing."""
     floor = last_pass.offered_rps if last_pass is not None else 0.0
-    allowed = 1.0 - settings.quantile
+    allowed = settings.allowed_share
     options = []
     for rate in rates:
         if not (floor < rate.offered_rps < first_fail.offered_rps
@@ -723,7 +730,7 @@ def budget_advice(history: list[StepResult], settings: SearchSettings,
     # The cheapest rate to show a pass at: the least load among those leaning to pass.
     options = []
     for rate in pending:
-        if not rate.evidence.slow_share < 1 - settings.quantile:
+        if not rate.evidence.slow_share < settings.allowed_share:
             continue
         extra = extra_requests(rate, settings)
         warmup = warmup_for(settings, rate.offered_rps, shape)
