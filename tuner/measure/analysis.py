@@ -711,24 +711,23 @@ def pool_by_rate(steps: list[StepResult], sla: Sla,
     has it already (the search builds it once per step planned).
     """
     shape = shape if shape is not None else queue_shape(steps, sla)
-    groups: dict[float, list[StepResult]] = {}
-    for step in steps:
-        groups.setdefault(step.offered_rps, []).append(step)
+    groups: dict[float, list[int]] = {}  # positions in `steps`, by offered rate
+    for position, step in enumerate(steps):
+        groups.setdefault(step.offered_rps, []).append(position)
     pooled = []
     settled_steps: dict[int, Evidence] = {}  # by position in `steps`: what counts for the SLA
-    position = {id(step): i for i, step in enumerate(steps)}
     for rate in sorted(groups):
-        members = groups[rate]
+        members = [steps[i] for i in groups[rate]]
         correlation = shape.correlation(rate)
         far = shape.far_below_knee(rate)
-        evidence = _sum_evidence(members, correlation, far)
+        each = {i: steps[i].evidence_at(correlation, far) for i in groups[rate]}
+        evidence = _total(list(each.values()))
         verdict, reasons = judge(evidence, sla)
         settle = shape.settle_time_s(rate)
-        settled = [s for s in members if s.warmup_s >= settle]
-        for step in settled:
-            settled_steps[position[id(step)]] = step.evidence_at(correlation, far)
+        settled = {i: e for i, e in each.items() if steps[i].warmup_s >= settle}
+        settled_steps.update(settled)
         if verdict is Verdict.PASS and len(settled) < len(members):
-            verdict, reasons = (judge(_sum_evidence(settled, correlation, far), sla)
+            verdict, reasons = (judge(_total(list(settled.values())), sla)
                                 if settled else (Verdict.INCONCLUSIVE, ()))
             if verdict is not Verdict.PASS:
                 verdict = Verdict.INCONCLUSIVE
@@ -814,12 +813,12 @@ def _pooled_pass(rate: RateEvidence, high_rps: float, evidence: Evidence,
         "cannot fall as load rises)",))
 
 
-def _sum_evidence(steps: list[StepResult], correlation: float | None = None,
-                  far_below_knee: bool = False) -> Evidence:
-    evidence = steps[0].evidence_at(correlation, far_below_knee)
-    for other in steps[1:]:
-        evidence = evidence + other.evidence_at(correlation, far_below_knee)
-    return evidence
+def _total(evidence: list[Evidence]) -> Evidence:
+    """Steps' evidence added up, in the order given (at least one)."""
+    total = evidence[0]
+    for other in evidence[1:]:
+        total = total + other
+    return total
 
 
 def bracket(rates: list[RateEvidence]) -> tuple[RateEvidence | None, RateEvidence | None]:
@@ -1051,8 +1050,8 @@ def estimate_capacity(steps: list[StepResult], sla: Sla) -> CapacityEstimate:
 
 
 def _estimate_from_bracket(steps: list[StepResult], rates: list[RateEvidence], sla: Sla,
-                    shape: QueueShape, last_pass: RateEvidence,
-                    first_fail: RateEvidence | None) -> CapacityEstimate:
+                           shape: QueueShape, last_pass: RateEvidence,
+                           first_fail: RateEvidence | None) -> CapacityEstimate:
     """The estimate from the pooled verdicts' bracket, its method saying what set the
     point (`estimate_capacity` adds how the last pass was shown)."""
     lo = last_pass.offered_rps

@@ -114,10 +114,7 @@ class SearchSettings:
 
     @property
     def allowed_share(self) -> float:
-        """The share of requests the SLA lets be slower than its latency, 1 - q, exactly
-        at ties: 1 - 0.9 is 0.09999999999999998 in floating point, so 6 slow of 60 at a
-        p90 compared as over the SLA (and 1% at a p99 as within)."""
-        return round((100.0 - self.percentile) / 100.0, 12)
+        return self.sla.allowed_share  # exact at ties (`Sla.allowed_share`)
 
 
 def warmup_for(settings: SearchSettings, rate: float = 0.0,
