@@ -64,6 +64,7 @@ def tune_endpoint(config: TuneConfig) -> RunResult:
         capacity=analysis.capacity, recommendation=analysis.recommendation,
         apply=outcome, before=before.scaling_before, error=analysis.error, started_at=started,
         queue_model=analysis.queue_model, payloads=analysis.payloads,
+        rates=analysis.rates,
     )
     result = publish_report(run_dir, result.published(aws_note=before.aws_note or None))
     if outcome is not None and outcome.exit_code == 2:

@@ -60,6 +60,7 @@ def validate_capacity(config: ValidateConfig) -> RunResult:
         recommendation=analysis.recommendation, apply=None, before=before.scaling_before,
         error=analysis.error, started_at=started,
         queue_model=analysis.queue_model, payloads=analysis.payloads,
+        rates=analysis.rates,
     )
     result = publish_report(run_dir, result.published(validation={
         "baseline": str(config.baseline),

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from tuner.config import build_config
-from tuner.measure.analysis import StepResult, derive_target, estimate_capacity
+from tuner.measure.analysis import StepResult, derive_target, estimate_capacity, pool_by_rate
 from tuner.measure.loadtest import sla_of
 from tuner.report.render import render_markdown, write_report
 from tuner.report.result import SCHEMA_VERSION, build_result
@@ -65,3 +65,37 @@ def test_markdown_states_target_and_steps():
     text = render_markdown(sample_result().to_json())
     assert "invocations per instance per minute" in text
     assert text.count("| ramp |") == 4
+
+
+def test_the_report_shows_each_rates_pooled_verdict_beside_the_steps_own():
+    """A step that passed on its own requests while its rate, pooled with a later step at
+    the same rate, did not: the steps table alone showed a pass above the reported last
+    pass. The verdicts by rate say what the capacity rests on."""
+    config = build_config({}, {"endpoint": "ep", "sla_latency_ms": 100, "url": "http://x:1"})
+    sla = sla_of(config)
+    rows = [(50, 0, "pass"), (100, 50, "pass"), (400, 900, "fail"), (100, 150, "fail")]
+    steps = [StepResult(i, "ramp" if i < 3 else "extend", r, r, 1000, 0, 0.0, 20, 50, 90, 50,
+                        slow, 5, 1, v) for i, (r, slow, v) in enumerate(rows)]
+    rates = pool_by_rate(steps, sla)
+    capacity = estimate_capacity(steps, sla)
+    assert capacity.last_pass_rps == 50  # the step at 100 rps passed alone, its rate did not
+    result = build_result(
+        config=config, region="us-east-1", instances_under_test=1, steps=steps,
+        load_seconds=20.0, search_stop_reason="search complete", capacity=capacity,
+        recommendation=derive_target(capacity.last_pass_rps, 1, 0.5), apply=None,
+        before=ScalingState(None, []), error=None, started_at=datetime.now(UTC),
+        rates=tuple(rate.to_dict() for rate in rates)).to_json()
+    assert [r["offered_rps"] for r in result["search"]["rates"]] == [50, 100, 400]
+    pooled = result["search"]["rates"][1]
+    assert pooled["steps"] == [1, 3] and pooled["requests"] == 2000 and pooled["slow"] == 200
+    assert pooled["verdict"] != "pass"
+    text = render_markdown(result)
+    assert "## Verdicts by rate" in text and "what it showed alone when it ran" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 100 | 1, 3 |"))
+    assert f"| {pooled['verdict']} |" in row and "200 (10.0%)" in row
+
+
+def test_a_report_recorded_before_the_rates_table_renders_without_it():
+    result = sample_result().to_json()
+    del result["search"]["rates"]
+    assert "Verdicts by rate" not in render_markdown(result)

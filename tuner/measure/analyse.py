@@ -42,6 +42,9 @@ class Analysis:
     queue_model: dict | None = None  # `QueueModel.to_dict()`, when the run allows a fit
     # The payload set (`PayloadSet.describe()`) and latency by payload at the capacity step.
     payloads: dict | None = None
+    # Each rate's pooled verdict (`RateEvidence.to_dict()`), lowest first: what the
+    # capacity rests on (a step's own verdict is what it showed alone when it ran).
+    rates: tuple[dict, ...] = ()
 
 
 def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_test: int,
@@ -63,17 +66,18 @@ def analyse_output(config: TuneConfig, output: LoadTestOutput, instances_under_t
     if invalid_reason:
         return Analysis(steps, None, None, invalid_reason, model,
                         payloads_of(output, steps, None))
+    rates = tuple(rate.to_dict() for rate in pool_by_rate(counted, sla))
     try:
         capacity = estimate_capacity(counted, sla)
     except NoPassingStepError as exc:
         advice = budget_advice(counted, search_settings_of(config), output.load_seconds)
         return Analysis(steps, None, None, f"{exc}; {advice}" if advice else str(exc), model,
-                        payloads_of(output, steps, None))
+                        payloads_of(output, steps, None), rates)
     # The target rests on the lower end of the capacity interval: what was shown.
     recommendation = derive_target(capacity.last_pass_rps, instances_under_test,
                                    config.safety_factor)
     return Analysis(steps, capacity, recommendation, None, model,
-                    payloads_of(output, steps, capacity))
+                    payloads_of(output, steps, capacity), rates)
 
 
 def payloads_of(output: LoadTestOutput, steps: list[StepResult],

@@ -557,6 +557,16 @@ class RateEvidence:
     # (`_supported_from_above`); None: on its own requests, or not passed.
     pooled_up_to_rps: float | None = None
 
+    def to_dict(self) -> dict:
+        """The rate's pooled verdict as the report shows it (result.json's
+        `search.rates`): what the capacity rests on, beside each step's own verdict."""
+        slow, effective = self.evidence.test_counts
+        return {"offered_rps": self.offered_rps, "steps": list(self.steps),
+                "requests": self.evidence.requests, "slow": self.evidence.slow,
+                "effective_requests": effective, "effective_slow": slow,
+                "slow_share": self.evidence.slow_share, "verdict": str(self.verdict),
+                "reasons": list(self.reasons), "pooled_up_to_rps": self.pooled_up_to_rps}
+
 
 # Within-window correlation times are underestimated by about this factor (see
 # summarize_step).

@@ -74,7 +74,8 @@ def regenerate_report(run_dir: Path) -> RunResult:
         recommendation=analysis.recommendation, apply=None,
         before=ScalingState(scaling["scalable_target"], scaling["policies"]),
         error=analysis.error, started_at=datetime.fromisoformat(run["started_at"]),
-        queue_model=analysis.queue_model, payloads=analysis.payloads)
+        queue_model=analysis.queue_model, payloads=analysis.payloads,
+        rates=analysis.rates)
     if old is not None:  # what happened at apply time is a fact: carried over
         result = result.published(**{key: getattr(old, key) for key in APPLY_FACTS
                                      if key in old_json},

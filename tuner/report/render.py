@@ -217,6 +217,37 @@ def drift_lines(drift: dict | None) -> list[str]:
     return lines
 
 
+def rate_lines(rates: list[dict]) -> list[str]:
+    """The pooled verdict of each rate, which the capacity rests on: a step's own verdict
+    (the steps table) is what its requests showed alone when it ran, and a rate's can
+    differ (its steps pooled, each one more look held to a stricter confidence; the
+    queue model's correlation and warm-up as the whole run shows them; the requests of
+    the rates above it). Without this table a step marked pass above the reported last
+    pass reads as a contradiction. Empty for runs recorded before it existed."""
+    if not rates:
+        return []
+    lines = ["", "## Verdicts by rate", "",
+             "The capacity rests on these: each rate's steps pooled, counted in effective "
+             "requests (raw requests over their correlation), each step one more look at a "
+             "stricter confidence. A step's own verdict above is what it showed alone when "
+             "it ran.", "",
+             "| offered rps | steps | requests | slow | effective (slow) | verdict | why |",
+             "|---|---|---|---|---|---|---|"]
+    for rate in rates:
+        why = "; ".join(rate["reasons"])
+        if rate.get("pooled_up_to_rps") is not None:
+            why = ("passed with the requests of the rates above it up to "
+                   f"{_fmt(rate['pooled_up_to_rps'])} rps")
+        share = rate.get("slow_share")
+        slow = (f"{rate['slow']} ({share:.1%})" if isinstance(share, int | float)
+                else str(rate["slow"]))
+        lines.append(
+            f"| {_fmt(rate['offered_rps'])} | {', '.join(str(i) for i in rate['steps'])} | "
+            f"{rate['requests']} | {slow} | {rate['effective_requests']} "
+            f"({rate['effective_slow']}) | {rate['verdict']} | {why} |")
+    return lines
+
+
 def payload_lines(result: dict) -> list[str]:
     """What the run sent (the payload set) and, at one step, latency by payload or by size,
     so a reader sees which requests are slow."""
@@ -307,6 +338,7 @@ def render_markdown(result: dict, plot_names: dict[str, str] | None = None,
             f"{_fmt(s['achieved_rps'])} | {s['requests']} | {s['errors']} | "
             f"{_fmt(s['p50_ms'])} | {_fmt(s['p90_ms'])} | {_fmt(s['p99_ms'])} | "
             f"{s['verdict']} | {'; '.join(s['reasons'])} |")
+    lines += rate_lines(result["search"].get("rates") or [])
     if plot_names:
         lines += ["", "## Plots", ""]
         lines += [f"![{title}]({name})" for title, name in plot_names.items()]
@@ -442,7 +474,9 @@ HTML = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True).get_temp
 def render_html(result: dict, plots: dict[str, bytes], simulation: dict | None = None) -> str:
     return HTML.render(
         queue_model_md=queue_model_lines(result), definition=capacity_definition(result),
-        payloads_md=payload_lines(result), drift_md=drift_lines(result.get("drift")),
+        payloads_md=payload_lines(result),
+        rates_md=rate_lines(result["search"].get("rates") or []),
+        drift_md=drift_lines(result.get("drift")),
         simulation_md=simulation_lines(simulation) if simulation else [],
         r=result, headline=headline(result).replace("**", ""), fmt=_fmt, iac_links=IAC_LINKS,
         plots={title: base64.b64encode(data).decode() for title, data in plots.items()},

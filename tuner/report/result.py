@@ -174,6 +174,7 @@ def build_result(
     started_at: datetime,
     queue_model: dict | None = None,
     payloads: dict | None = None,
+    rates: tuple[dict, ...] = (),
 ) -> RunResult:
     """The record of a run from its analysis and what the apply did: the one place a
     RunResult is made from a run (its JSON form stays the same as before the record)."""
@@ -194,7 +195,7 @@ def build_result(
             "bracket": None if capacity is None else
             [capacity.last_pass_rps, capacity.first_fail_rps],
             "arrivals": config.arrivals, "processes": config.processes,
-            "generator": generator or []}),
+            "generator": generator or [], "rates": list(rates)}),
         max_sustainable_rps=_finite(None if capacity is None else capacity.max_sustainable_rps),
         capacity_ci=None if capacity is None else tuple(json_safe(list(capacity.ci))),
         target_basis_rps=None if recommendation is None
