@@ -10,6 +10,9 @@ from tuner.measure.analysis import (
     Sla,
     StepResult,
     StepSpec,
+    autocorrelation_time,
+    beyond_independent_noise,
+    calibrated_correlation,
     derive_target,
     estimate_capacity,
     navigation_bracket,
@@ -333,7 +336,31 @@ def test_far_below_the_knee_the_slow_requests_own_clustering_counts_not_the_near
     assert far.correlation == pytest.approx(modelled)
     assert near.correlation > 5 * modelled  # near the knee, the near-misses keep their say
     # Without a model (no step has failed yet) the latency series counts everywhere.
-    assert result.evidence_at(None, far_below_knee=True).correlation == near.correlation
+    alone = result.evidence_at(None, far_below_knee=True).correlation
+    assert alone == result.evidence_at(None).correlation
+    # Beside the model, less what independent requests would show by chance.
+    assert near.correlation < alone
+    assert near.correlation == pytest.approx(calibrated_correlation(
+        beyond_independent_noise(result.autocorrelation_time, result.requests)))
+
+
+def test_independent_latencies_read_as_independent_beside_the_model_in_nine_windows_of_ten():
+    """The window estimate on independent requests is 1 only half the time (up to 1.18 at
+    1,000 requests one time in ten); less its chance spread, it is 1 in about nine
+    windows of ten, while a queue's real clustering keeps nearly all of its estimate."""
+    rng = np.random.default_rng(3)
+    for requests in (300, 1000):
+        raw = [autocorrelation_time(rng.lognormal(0.0, 0.3, requests)) for _ in range(400)]
+        assert np.mean([r > 1.0 for r in raw]) > 0.3  # what the noise rule is for
+        kept = [beyond_independent_noise(r, requests) for r in raw]
+        assert 0.85 <= np.mean([k == 1.0 for k in kept]) <= 0.97
+    # An AR(1) series with tau = (1 + 0.8) / (1 - 0.8) = 9: the estimate loses a few %.
+    series = np.zeros(1000)
+    for i in range(1, series.size):
+        series[i] = 0.8 * series[i - 1] + rng.normal()
+    tau = autocorrelation_time(series)
+    assert tau > 5
+    assert beyond_independent_noise(tau, 1000) > 0.95 * tau
 
 
 def test_a_record_from_before_the_slow_series_keeps_the_latency_series_correlation():
