@@ -56,6 +56,7 @@ __all__ = [
     "StepSpec",
     "Verdict",
     "autocorrelation_time",
+    "beyond_independent_noise",
     "best_estimate",
     "bracket",
     "calibrated_correlation",
@@ -243,9 +244,10 @@ def beyond_independent_noise(window_tau: float, requests: int) -> float:
     queue model's correlation stands beside it (`StepResult.evidence_at`): near a knee,
     where the window's estimate matters, the model's is the larger one, and a window with
     real clustering keeps nearly all of it (a correlation time of 9 over 1,000 requests
-    loses 0.18). Offline (`collect` of the 1.5 s model, the 5%-slow server and the
-    low-rate p99, 160 seeds each): 184 of 480 runs in goal instead of 179, runs without a
-    pass 91 instead of 101; the nine-case zoo at 40 seeds unchanged at 272 of 360."""
+    loses 0.18). Offline (`tuner.measure.offline`, the 1.5 s model, the 5%-slow server and
+    the low-rate p99 of `benchmarks/accuracy.py`, 160 seeds each): 184 of 480 runs in goal
+    instead of 179, runs without a pass 91 instead of 101; the nine-case zoo at 40 seeds
+    unchanged at 272 of 360."""
     if requests <= 0 or not math.isfinite(window_tau):
         return window_tau
     noise = INDEPENDENT_TAU_NOISE * math.sqrt(22.0 / requests)
