@@ -26,9 +26,9 @@ from tuner.measure.analysis import (
     estimate_capacity,
     fitted_estimate,
     navigation_bracket,
+    overloaded,
     point_estimate,
     pool_by_rate,
-    queue_shape,
     summarize_step,
 )
 from tuner.measure.offline import run_offline, run_offline_seeds
@@ -381,25 +381,24 @@ FIVE_PCT_FIT_RUNS = 48  # about 30 s on 2 cores; some 18 of them without an over
 
 def test_a_5pct_slow_servers_point_is_fitted_when_no_step_was_overloaded():
     """The ramp's failing step on a 5%-slow server (4 slots, about 103 rps) often keeps up:
-    at 96 rps every request is slow but all are answered. Until the seventeenth session the
-    queue model needed a step that could not keep up (`queue_shape`'s sketch), so there
+    at 96 rps most requests are slow but all are answered. Until the seventeenth session
+    the queue model needed a step that could not keep up (`queue_shape`'s sketch), so there
     was no fit and the point fell back to the line between two measured rates: offline, 48
     of 160 runs, 14 of them in issue F's -10%..+3%, 11 over +3%. The fit now runs on the
     low-load sample at the saturation seen, a lower bound the fitted rate scale makes up
-    (`fitted_estimate`): 26 of those 48 in goal, 1 over. Scored both ways on the same runs
-    (the line: the rule before, with its ceiling)."""
+    (`fitted_estimate`): 26 of those 48 in goal, 1 over. Here the fitted point against the
+    line (the rule before, with its ceiling) read off the same runs' steps."""
     law, slots, truth, sla, settings = _study("five-percent-slow")
     runs, fitted, new_in, old_in, new_over, old_over = 0, 0, 0, 0, 0, 0
     for run in run_offline_seeds(law, slots, settings, sla, range(FIVE_PCT_FIT_RUNS)):
         capacity = run.capacity
         if capacity is None or capacity.first_fail_rps is None:
             continue
-        shape = queue_shape(run.steps, sla)
-        if shape.service_sketch_ms:
+        if any(s.verdict is Verdict.FAIL and overloaded(s) for s in run.steps):
             continue  # a step could not keep up: the model as before
         runs += 1
         fitted += capacity.method.startswith("queue model")
-        rates = pool_by_rate(run.steps, sla, shape)
+        rates = pool_by_rate(run.steps, sla)
         first_fail = capacity.first_fail_rps
         ceiling = min(first_fail, _through(run.steps, first_fail))
         line = max(capacity.last_pass_rps, min(best_estimate(rates, sla), ceiling))
@@ -410,8 +409,6 @@ def test_a_5pct_slow_servers_point_is_fitted_when_no_step_was_overloaded():
                 new_in, new_over = new_in + in_goal, new_over + over
             else:
                 old_in, old_over = old_in + in_goal, old_over + over
-        # The basis is untouched: the point never below the last pass.
-        assert capacity.max_sustainable_rps >= capacity.last_pass_rps
     assert runs >= 0.2 * FIVE_PCT_FIT_RUNS  # the case this is about
     assert fitted >= 0.8 * runs  # the reproduction: none before
     assert new_over <= old_over

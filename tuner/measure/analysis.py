@@ -1032,7 +1032,7 @@ def fitted_estimate(steps: list[StepResult], rates: list[RateEvidence], sla: Sla
     step counted depends on how long it ran.
 
     The fit needs no step that could not keep up (the correlation model does,
-    `queue_shape`): without one the model saturates at the most answers a failing step got
+    `queue_shape`): without one the model saturates at the most answers any step got
     through, a lower bound, and the fitted rate scale makes up the difference. A 5%-slow
     server's ramp often fails at 0.94 of its saturation with every request answered; with
     no fit there its point was the line's, offline in 48 of 160 runs (14 in issue F's

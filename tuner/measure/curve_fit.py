@@ -19,9 +19,10 @@ each rate's *effective* counts, a rate scale k: the share at rate r is the model
 r / k), and the estimate is the crossing's low end of the fits the measurements allow: the
 lowest k they do not reject at `CONFIDENCE` (likelihood ratio). That is a bound only as
 far as the model's shape is the endpoint's, which it is not exactly (offline, nine zoo
-cases x 40 seeds: the fit set the point in 309 of the 331 runs with a pass and put it
-above the truth in 74, at most +12.7%): a conservative choice of point, not a claim. With
-little information the low end leaves the range tried and there is no fitted point.
+cases x 40 seeds: the fit set the point in 333 of the 339 runs with a pass and put it
+above the truth in 78, at most +13.4%, seventeenth session): a conservative choice of
+point, not a claim. With little information the low end leaves the range tried and there
+is no fitted point.
 
 The model's tail is only as good as the low-load sample (a sketch of a few hundred
 answers knows nothing beyond its largest one), so the caller never takes the fit past a

@@ -500,8 +500,9 @@ def _bend(last: tuple[float, float, float], point: float, settings: SearchSettin
     the line expected 8.9% at 0.8 of the point and sent the confirmation further down.
     Only the model's shape counts, not its level (read from a few hundred low-load
     answers, it may sit above the measured share and promise nothing anywhere). Empty
-    without a model, with a curve that does not rise between the two, or with the last
-    share at or over the SLA's."""
+    without the correlation model's sample (no step fell behind, though the point may be
+    fitted: `analysis.fitted_estimate`), with a curve that does not rise between the two,
+    or with the last share at or over the SLA's."""
     last_rate, last_share, last_variance = last
     allowed = settings.allowed_share
     if (shape.saturation_rps is None or not shape.service_sketch_ms
