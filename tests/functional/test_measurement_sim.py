@@ -389,7 +389,8 @@ def test_a_5pct_slow_servers_point_is_fitted_when_no_step_was_overloaded():
     (`fitted_estimate`): 26 of those 48 in goal, 1 over. Here the fitted point against the
     line (the rule before, with its ceiling) read off the same runs' steps."""
     law, slots, truth, sla, settings = _study("five-percent-slow")
-    runs, fitted, new_in, old_in, new_over, old_over = 0, 0, 0, 0, 0, 0
+    runs, fitted = 0, 0
+    fitted_errors, line_errors = [], []
     for run in run_offline_seeds(law, slots, settings, sla, range(FIVE_PCT_FIT_RUNS)):
         capacity = run.capacity
         if capacity is None or capacity.first_fail_rps is None:
@@ -402,17 +403,19 @@ def test_a_5pct_slow_servers_point_is_fitted_when_no_step_was_overloaded():
         first_fail = capacity.first_fail_rps
         ceiling = min(first_fail, _through(run.steps, first_fail))
         line = max(capacity.last_pass_rps, min(best_estimate(rates, sla), ceiling))
-        for point, tally in ((capacity.max_sustainable_rps, "new"), (line, "old")):
-            error = point / truth - 1
-            in_goal, over = -0.10 <= error <= 0.03, error > 0.03
-            if tally == "new":
-                new_in, new_over = new_in + in_goal, new_over + over
-            else:
-                old_in, old_over = old_in + in_goal, old_over + over
+        fitted_errors.append(capacity.max_sustainable_rps / truth - 1)
+        line_errors.append(line / truth - 1)
+
+    def in_goal(errors: list[float]) -> int:
+        return sum(-0.10 <= error <= 0.03 for error in errors)
+
+    def over(errors: list[float]) -> int:
+        return sum(error > 0.03 for error in errors)
+
     assert runs >= 0.2 * FIVE_PCT_FIT_RUNS  # the case this is about
     assert fitted >= 0.8 * runs  # the reproduction: none before
-    assert new_over <= old_over
-    assert new_in >= old_in
+    assert over(fitted_errors) <= over(line_errors)
+    assert in_goal(fitted_errors) >= in_goal(line_errors)
 
 
 def test_the_fitted_point_keeps_to_the_error_rate_limit():
