@@ -1,3 +1,7 @@
+import math
+from dataclasses import replace
+from statistics import NormalDist
+
 import numpy as np
 import pytest
 
@@ -241,3 +245,58 @@ def test_bend_follows_the_models_shape_from_the_last_share_to_the_slas():
 ])
 def test_bend_is_empty_where_there_is_nothing_to_bend(last, point, shape):
     assert _bend(last, point, _BEND_SETTINGS, shape) == []
+
+
+# A 1.5 s model's latencies (lognormal, mean 1,500 ms, sigma 0.3) as a step's sketch.
+_SLOW_MODEL_SKETCH = tuple(
+    1500.0 * math.exp(-0.045 + 0.3 * NormalDist().inv_cdf(p)) for p in SKETCH_PROBABILITIES)
+
+
+def _slow_model_step(index: int, rate: float, requests: int, slow: int, verdict: str,
+                     phase: str = "ramp", completed: float | None = None) -> StepResult:
+    return replace(_step(index, rate, requests, slow, verdict, phase, completed),
+                   latency_sketch_ms=_SLOW_MODEL_SKETCH, latency_cv2=0.094)
+
+
+def _slow_model_history(sixteen: tuple[int, int]) -> list[StepResult]:
+    """A 1.5 s model's ramp (48 slots, saturation 32 rps): 32 rps over the p90's share on
+    a few requests, 64 rps overloaded, answers at 33 per second in its short window."""
+    requests, slow = sixteen
+    return [_slow_model_step(0, 8.0, 60, 7, "inconclusive"),
+            _slow_model_step(1, 16.0, requests, slow, "inconclusive"),
+            _slow_model_step(2, 32.0, 100, 11, "inconclusive"),
+            _slow_model_step(3, 64.0, 200, 200, "fail", completed=33.0)]
+
+
+def test_navigation_does_not_look_again_at_a_rate_next_to_the_saturation_seen():
+    """Before: 32 rps, 0.97 of the 33 answers per second the overloaded step got through,
+    leaned to neither side and was looked at again, for 30 s here with a rate below
+    leaning to pass and for 56 s with none (a 1.5 s model spent 11 s of its 150 s there on
+    average, up to 50 s, in runs that ended without a pass). Now navigation bisects below
+    it, and with nothing leaning to pass it looks again at the highest rate below it."""
+    settings = SearchSettings(start_rps=1, budget_s=150, sla_latency_ms=2200)
+    leaning = _slow_model_history((300, 24))  # 8% of 300 at 16 rps: leans to pass
+    choice = next_step(leaning, settings, 50.0)
+    assert choice.phase == "bisect" and 16.0 < choice.offered_rps < 32.0
+    nothing = _slow_model_history((60, 7))  # 12% of 60: leans nowhere
+    choice = next_step(nothing, settings, 50.0)
+    assert (choice.phase, choice.offered_rps) == ("extend", 16.0)
+
+
+def test_a_confirmation_extends_a_measured_rate_with_all_the_budget_a_new_rate_would_get():
+    """Before: where no count of requests reached CONFIRM_CHANCE, a rate measured already
+    was offered only its bare extension (620 requests more at 23.5 rps, chance 0.52) while
+    a new rate beside it got the whole budget (1,255 at 24 rps, chance 0.64), and won,
+    though it shares none of the 294 requests measured. Now both get what the budget
+    allows (the extension 1,229, chance 0.65)."""
+    settings = SearchSettings(start_rps=1, budget_s=150, sla_latency_ms=2200)
+    history = [_slow_model_step(0, 16.0, 71, 5, "inconclusive"),
+               _slow_model_step(1, 23.5, 294, 22, "inconclusive", phase="bisect"),
+               _slow_model_step(2, 64.0, 200, 200, "fail", completed=31.0)]
+    rates = pool_by_rate(history, settings.sla)
+    shape = queue_shape(history, settings.sla)
+    at_23 = next(r for r in rates if r.offered_rps == 23.5)
+    option = _extension_option(at_23, settings, 56.7, shape, Phase.CONFIRM)
+    most = (56.7 - warmup_for(settings, 23.5, shape)) * 23.5
+    assert option is not None and option.choice.requests == pytest.approx(most, abs=1)
+    assert option.chance > 0.6
