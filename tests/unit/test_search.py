@@ -300,3 +300,6 @@ def test_a_confirmation_extends_a_measured_rate_with_all_the_budget_a_new_rate_w
     most = (56.7 - warmup_for(settings, 23.5, shape)) * 23.5
     assert option is not None and option.choice.requests == pytest.approx(most, abs=1)
     assert option.chance > 0.6
+    last_pass, first_fail = bracket(rates)
+    chosen = _confirm(history, rates, last_pass, first_fail, settings, 56.7, shape)
+    assert chosen.rate == 23.5 and chosen.requests == pytest.approx(most, abs=1)
